@@ -1,0 +1,3 @@
+"""qigbench: benchmark and test harness for post-training quantization of vision-language models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""One module per ``qigbench`` subcommand (see :mod:`qigbench.cli`)."""

@@ -1,0 +1,19 @@
+"""Errors a user can act on.
+
+Every error raised for bad user input is a ``QigbenchError`` whose message says what is
+wrong *and* how to fix it; the CLI prints the message without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class QigbenchError(Exception):
+    """Base class for errors caused by user input or environment, not by a bug."""
+
+
+class FormatError(QigbenchError, ValueError):
+    """A quantization format string or spec is invalid."""
+
+
+class QuantInputError(QigbenchError, ValueError):
+    """A tensor handed to the quantizer cannot be quantized (NaN, empty, integer dtype...)."""

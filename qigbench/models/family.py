@@ -1,0 +1,53 @@
+"""How an architecture family is described: as data, never as if/elif on class names.
+
+A :class:`ModelFamily` says where the language decoder blocks live, which modules are the
+vision tower and projector, and how each block splits into *scaling groups* (AWQ-style
+channel-wise equalisation): the previous op that absorbs ``1/s``, the linears that are scaled
+by ``s``, and the module whose output is compared during the search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class GroupKind(str, Enum):
+    ATTENTION = "attention"  # MBQ uses the attention gradient ratio for these
+    MLP = "mlp"  # ... and the MLP ratio for these
+
+
+@dataclass(frozen=True)
+class ScalingGroup:
+    """One channel-wise equalisation group of a decoder block (paths relative to the block)."""
+
+    name: str  # "qkv", "o", "gate_up", "down"
+    prev_op: str  # e.g. "input_layernorm" (a norm: scale its weight) or "self_attn.v_proj" (a linear: scale its rows)
+    linears: tuple[str, ...]  # e.g. ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
+    inspect: str  # module whose output is compared, e.g. "self_attn"
+    kind: GroupKind
+    #: only when prev_op's output features equal the linears' input features (the "o" group
+    #: exists only without GQA: v_proj's out dim must equal o_proj's in dim)
+    requires_matching_shapes: bool = False
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """A decoder-based (V)LM architecture described as data. Paths are relative to the loaded model."""
+
+    name: str  # e.g. "qwen2vl"
+    model_types: tuple[str, ...]  # config.model_type values this description covers
+    blocks: str  # ModuleList of language decoder blocks, e.g. "model.language_model.layers"
+    embed_tokens: str  # e.g. "model.language_model.embed_tokens"
+    final_norm: str  # e.g. "model.language_model.norm"
+    lm_head: str  # e.g. "lm_head"
+    groups: tuple[ScalingGroup, ...]
+    vision: tuple[str, ...] = ()  # vision tower(s) and projector: never quantized
+    rotary: str | None = None  # model-level rotary embedding module, if any
+    #: config attributes (on the top-level config) holding image/video placeholder token ids
+    vision_token_config_keys: tuple[str, ...] = ()
+    #: model-level modules besides blocks that must be on the compute device while capturing block 0
+    auto_class: str = "AutoModelForImageTextToText"  # transformers Auto class used to load it
+    multimodal: bool = True
+    notes: str = ""
+    extra: dict[str, str] = field(default_factory=dict)

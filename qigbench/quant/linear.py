@@ -1,0 +1,97 @@
+"""A fake-quantized drop-in replacement for ``nn.Linear``.
+
+Weights are quantized once, when the module is built (or handed in already quantized by a
+solver such as GPTQ); activations are quantized per call, per token, when the format asks for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from qigbench.quant.formats import QuantFormat, parse_format
+from qigbench.quant.quantizer import check_tensor, fake_quantize, fake_quantize_ste
+
+
+class QuantLinear(nn.Module):
+    """``y = Q_X(x) @ Q_W(W)^T + b`` with ``Q_X`` the identity for weight-only formats."""
+
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        fmt: QuantFormat | str,
+        *,
+        weight_is_quantized: bool = False,
+        straight_through: bool = False,
+    ) -> None:
+        super().__init__()
+        self.format = parse_format(fmt)
+        check_tensor(weight, "weight")
+        w = weight.detach() if weight_is_quantized else fake_quantize(weight.detach(), self.format.weight)
+        self.weight = nn.Parameter(w, requires_grad=False)
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+        self.in_features = weight.shape[1]
+        self.out_features = weight.shape[0]
+        #: let gradients pass the activation quantizer unchanged (needed for attribution through it)
+        self.straight_through = straight_through
+
+    @classmethod
+    def from_linear(
+        cls,
+        linear: nn.Linear,
+        fmt: QuantFormat | str,
+        *,
+        quantized_weight: torch.Tensor | None = None,
+        straight_through: bool = False,
+    ) -> QuantLinear:
+        weight = linear.weight if quantized_weight is None else quantized_weight
+        return cls(
+            weight,
+            linear.bias,
+            fmt,
+            weight_is_quantized=quantized_weight is not None,
+            straight_through=straight_through,
+        )
+
+    def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
+        spec = self.format.activation
+        if spec is None:
+            return x
+        return fake_quantize_ste(x, spec) if self.straight_through else fake_quantize(x, spec)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.quantize_input(x), self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, format={self.format.name}"
+
+
+def quantize_linears_(
+    module: nn.Module,
+    fmt: QuantFormat | str,
+    include: Callable[[str, nn.Linear], bool] = lambda name, lin: True,
+) -> list[str]:
+    """Replace every ``nn.Linear`` under ``module`` accepted by ``include`` with a QuantLinear.
+
+    Returns the qualified names replaced. Plain round-to-nearest: solvers that choose their own
+    weights build QuantLinear with ``quantized_weight`` instead.
+    """
+    fmt = parse_format(fmt)
+    targets = [
+        (name, child)
+        for name, child in module.named_modules()
+        if isinstance(child, nn.Linear) and include(name, child)
+    ]
+    for name, child in targets:
+        set_submodule(module, name, QuantLinear.from_linear(child, fmt))
+    return [name for name, _ in targets]
+
+
+def set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, attr = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, attr, new)
