@@ -1,0 +1,128 @@
+"""ResultsStore: idempotent writes, filters, resume marks, schema checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from qigbench.results import ConfigKey, ResultRow, ResultsError, ResultsStore, config_hash
+
+ENV = {"git_commit": "abc123", "device": "cpu", "versions": {"torch": "x"}}
+
+
+def _row(task: str = "chartqa", value: float = 0.5, **kw: object) -> ResultRow:
+    base: dict[str, object] = dict(
+        model="tiny", method="qig", format="W3A16", config_hash="h1", task=task, metric="accuracy", value=value
+    )
+    base.update(kw)
+    return ResultRow(**base)  # type: ignore[arg-type]
+
+
+def test_wal_mode_and_schema_version(tmp_path: Path) -> None:
+    ResultsStore(tmp_path / "r.db").close()
+    conn = sqlite3.connect(tmp_path / "r.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "1"
+    conn.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(ResultsError, match="schema v99"):
+        ResultsStore(tmp_path / "r.db")
+
+
+def test_rerecord_replaces_or_skips_never_duplicates(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path / "r.db")
+    assert store.record([_row(value=0.5), _row(task="vizwiz", value=0.4)]) == 2
+    assert store.record(_row(value=0.7)) == 1  # replace
+    assert store.count() == 2
+    assert store.rows(task="chartqa")[0].value == 0.7
+    assert store.record(_row(value=0.9), on_conflict="skip") == 0
+    assert store.rows(task="chartqa")[0].value == 0.7
+    assert store.record(_row(value=0.9, seed=1), on_conflict="skip") == 1  # a new seed is a new key
+    assert store.count() == 3
+    # the whole batch again, twice: still 3 rows
+    for _ in range(2):
+        store.record([_row(value=0.7), _row(task="vizwiz", value=0.4), _row(value=0.9, seed=1)])
+    assert store.count() == 3
+    with pytest.raises(ResultsError, match="on_conflict"):
+        store.record(_row(), on_conflict="merge")  # type: ignore[arg-type]
+
+
+def test_round_trip_of_every_field_and_filters(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path / "r.db")
+    run = store.start_run(env=ENV, note="unit")
+    row = run.row(
+        model="tiny",
+        method="mbq",
+        format="W4A8",
+        config_hash="h2",
+        task="kl_set",
+        metric="kl",
+        value=0.125,
+        seed=3,
+        calib_seconds=1.5,
+        peak_memory_bytes=2**30,
+        config={"alpha": [1, 2]},
+    )
+    store.record([row, _row()])
+    (back,) = store.rows(method="mbq")
+    assert back == row
+    assert back.run_id == run.run_id and back.git_commit == "abc123" and back.versions == {"torch": "x"}
+    assert [r.method for r in store.rows(method=["mbq", "qig"])] == ["mbq", "qig"]
+    assert store.rows(method=[]) == []
+    assert store.runs()[0]["note"] == "unit"
+    with pytest.raises(ResultsError, match="filter by one of"):
+        store.rows(modle="tiny")
+
+
+def test_interrupted_run_resumes_without_redoing_finished_configs(tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    configs = [ConfigKey("tiny", m, "W3A16", "h", 0) for m in ("rtn", "awq", "mbq", "qig")]
+    calls: list[str] = []
+
+    def suite(store: ResultsStore, crash_at: str | None) -> None:
+        for key in configs:
+            if store.has_config(key):
+                continue
+            if key.method == crash_at:
+                raise KeyboardInterrupt
+            calls.append(key.method)
+            rows = [ResultRow(**dataclasses.asdict(key), task=t, metric="accuracy", value=0.5) for t in ("a", "b")]
+            store.record(rows, done=key)
+
+    with pytest.raises(KeyboardInterrupt):
+        suite(ResultsStore(db), crash_at="mbq")
+    assert calls == ["rtn", "awq"]
+    suite(ResultsStore(db), crash_at=None)  # a fresh process re-opens the file
+    assert calls == ["rtn", "awq", "mbq", "qig"]
+    store = ResultsStore(db)
+    assert store.configs_done() == sorted(configs, key=dataclasses.astuple)
+    assert store.count() == 8
+    assert store.forget_config(configs[0]) == 2
+    assert not store.has_config(configs[0]) and store.count() == 6
+
+
+def test_mark_config_done_alone(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path / "r.db")
+    key = ConfigKey("tiny", "qig", "W4A8", config_hash({"steps": 8}), seed=2)
+    assert not store.has_config(key)
+    store.mark_config_done(key, run_id="r1")
+    store.mark_config_done(key, run_id="r2")  # idempotent
+    assert store.has_config(key) and store.configs_done() == [key]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [dict(model=""), dict(value=float("nan")), dict(seed="0"), dict(value="0.5"), dict(metric=None)],
+)
+def test_bad_rows_are_rejected_with_a_reason(bad: dict[str, object]) -> None:
+    with pytest.raises(ResultsError):
+        _row(**bad)
+
+
+def test_directory_path_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ResultsError, match=r"results\.db"):
+        ResultsStore(tmp_path)
