@@ -1,0 +1,186 @@
+"""The one interface every token-sensitivity provider implements, and the shared post-processing.
+
+A provider answers one question for one search group of one block: *how much does each token
+matter for this group's quantization error?* It gets an :class:`AttributionTarget` (the compared
+module with fp and quantized weights, its cached input, the reference input and the token types)
+and returns :class:`TokenWeights` — lambda ``[B, T]`` in the shape every solver consumes
+(``>= 0``, rows summing to 1 over non-padding tokens, exactly 0 on padding; see
+``docs/architecture.md``).
+
+Every provider turns its raw per-token scores into lambda with :func:`finalize_weights`, so the
+padding rule, the clipping variants and the degenerate-input fallback are written once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from qigbench.errors import QigbenchError
+from qigbench.sensitivity.clipping import ClippingName, apply_clipping
+from qigbench.tokens import uniform_token_weights, valid_mask
+
+log = logging.getLogger(__name__)
+
+
+class SensitivityError(QigbenchError, ValueError):
+    """A provider was configured or called with inputs it cannot attribute."""
+
+
+@dataclass
+class AttributionTarget:
+    """What a provider attributes: one compared module, its fp and quantized versions, its input.
+
+    ``f_fp`` / ``f_q`` map ``x[N, T, H] -> y[N, T, H']``. Providers that batch several inputs
+    (QIG path points, leave-one-out perturbations) call them with ``N = k * B``: the ``k`` copies
+    are stacked *copy-major* (rows ``j*B:(j+1)*B`` are copy ``j``), so a closure over per-sample
+    tensors (attention masks, rotary embeddings) must accept any multiple of ``B`` — e.g. with
+    ``mask.repeat(N // B, ...)``. Rows must not interact (true for decoder blocks).
+    """
+
+    f_fp: Callable[[Tensor], Tensor]
+    f_q: Callable[[Tensor], Tensor]
+    x: Tensor
+    x_q: Tensor | None
+    token_types: Tensor
+    block_index: int = 0
+    group: str = ""
+    #: [B, T] bool, the supervised answer (caption) tokens; MBQ weights and the reference warm-up use it
+    answer_mask: Tensor | None = None
+    #: [B, heads, T, T] attention probabilities of the block, for the ``attention`` provider
+    attention_probs: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.x.dim() != 3:
+            raise SensitivityError(
+                f"AttributionTarget.x must be [B, T, H], got shape {tuple(self.x.shape)}; "
+                "pass the cached block/module input with its batch dimension"
+            )
+        if tuple(self.token_types.shape) != tuple(self.x.shape[:2]):
+            raise SensitivityError(
+                f"token_types has shape {tuple(self.token_types.shape)} but x is {tuple(self.x.shape)}; "
+                "token_types must be [B, T] matching x's first two dimensions"
+            )
+        if self.x_q is not None and self.x_q.shape != self.x.shape:
+            raise SensitivityError(
+                f"x_q has shape {tuple(self.x_q.shape)} but x is {tuple(self.x.shape)}; "
+                "the reference input must have the same shape as x (or be None for the zero baseline)"
+            )
+
+
+@dataclass
+class TokenWeights:
+    """lambda ``[B, T]`` plus the raw scores it came from and what happened on the way."""
+
+    weights: Tensor
+    raw: Tensor
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+
+class SensitivityProvider(Protocol):
+    name: str
+
+    def __call__(self, target: AttributionTarget) -> TokenWeights: ...
+
+
+def finalize_weights(
+    raw: Tensor,
+    token_types: Tensor,
+    clipping: ClippingName = "none",
+    *,
+    apply_clip: bool = True,
+    mask_padding: bool = True,
+    diagnostics: dict[str, Any] | None = None,
+) -> TokenWeights:
+    """Raw per-token scores -> lambda: normalise, clip, renormalise, mask padding, fall back.
+
+    The order follows the paper (Sec. 3.3): per-sample normalisation to sum 1, clipping over the
+    sample's non-padding tokens, renormalisation. Normalising first makes the clipping thresholds
+    comparable across samples and layers; it does not change which tokens are outliers.
+
+    ``apply_clip=False`` computes the clipping (for the diagnostics) without applying it — the
+    released code's W4A8 behaviour. ``mask_padding=False`` keeps padding positions in the
+    weights — the released code's bug, available only for paper-vs-code comparisons.
+
+    A row whose scores are all zero (``x == x_q``: nothing to attribute) or not finite gets
+    uniform weights; the rows are listed in ``diagnostics["fallback_rows"]`` and logged.
+    """
+    diag: dict[str, Any] = {} if diagnostics is None else diagnostics
+    raw = raw.detach()
+    scores = raw.float().clamp_min(0.0)
+    mask = valid_mask(token_types) if mask_padding else torch.ones_like(token_types, dtype=torch.bool)
+    scores = torch.where(mask, scores, torch.zeros_like(scores))
+    normed = _normalise_rows(scores)
+    clipped = apply_clipping(clipping, normed, mask)
+    if apply_clip:
+        normed = _normalise_rows(clipped)
+    elif clipping != "none":
+        diag["clipping_computed_not_applied"] = True
+    weights, bad = _uniform_fallback(normed, mask)
+    if bad.any():
+        rows = bad.nonzero().flatten().tolist()
+        log.warning("token weights: rows %s have no usable scores (x == x_q or all-zero); using uniform", rows)
+        diag["fallback_rows"] = rows
+    diag["degenerate_fallback"] = bool(bad.any())
+    return TokenWeights(weights=weights, raw=raw, diagnostics=diag)
+
+
+def _normalise_rows(scores: Tensor) -> Tensor:
+    total = scores.sum(dim=-1, keepdim=True)
+    return torch.where(total > 0, scores / total.clamp_min(torch.finfo(scores.dtype).tiny), scores)
+
+
+def _uniform_fallback(weights: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    total = weights.sum(dim=-1)
+    bad = ~torch.isfinite(weights).all(dim=-1) | (total <= 0)
+    if not bad.any():
+        return weights, bad
+    uniform = mask.float() / mask.float().sum(dim=-1, keepdim=True).clamp_min(1.0)
+    return torch.where(bad[:, None], uniform, weights), bad
+
+
+def uniform_weights(token_types: Tensor) -> TokenWeights:
+    """lambda for the unweighted methods: exactly ``qigbench.tokens.uniform_token_weights``."""
+    w = uniform_token_weights(token_types)
+    return TokenWeights(weights=w, raw=w.clone(), diagnostics={"degenerate_fallback": False})
+
+
+# ------------------------------------------------------------------------------------------- registry
+
+ProviderFactory = Callable[..., SensitivityProvider]
+_REGISTRY: dict[str, ProviderFactory] = {}
+
+
+def register_provider(name: str) -> Callable[[ProviderFactory], ProviderFactory]:
+    """Decorator: make a provider class (constructed from keyword config) available by name."""
+
+    def deco(factory: ProviderFactory) -> ProviderFactory:
+        if name in _REGISTRY and _REGISTRY[name] is not factory:
+            raise SensitivityError(f"sensitivity provider {name!r} is registered twice; rename one of them")
+        _REGISTRY[name] = factory
+        return factory
+
+    return deco
+
+
+def available_providers() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_provider(name: str, **config: Any) -> SensitivityProvider:
+    """Build a provider by name, e.g. ``get_provider("qig", steps=16, clipping="top5-mean")``."""
+    import qigbench.sensitivity  # noqa: F401  (registers the built-in providers)
+
+    if name not in _REGISTRY:
+        raise SensitivityError(
+            f"unknown sensitivity provider {name!r}; choose one of {', '.join(available_providers())}"
+        )
+    try:
+        return _REGISTRY[name](**config)
+    except TypeError as exc:
+        raise SensitivityError(f"bad config for sensitivity provider {name!r}: {exc}; check the option names") from exc

@@ -1,0 +1,51 @@
+"""Token-gradient sensitivity (paper Table 1, "gradient-based, token level").
+
+score_t = mean_h |dL/dx_{t,h}| at the cached input, with L the QIG error ``sum_t E_t`` by default
+or any scalar loss of the block input. One forward/backward: the cheapest token-level signal, and
+the one the paper finds misaligned with quantization error — kept as an ablation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from qigbench.sensitivity.base import AttributionTarget, TokenWeights, finalize_weights, register_provider
+from qigbench.sensitivity.clipping import ClippingName
+from qigbench.sensitivity.qig import QIGConfig, qig_objective
+
+
+@dataclass
+class GradientConfig:
+    clipping: ClippingName = "none"
+    #: x[B, T, H] -> scalar; None means the QIG error G(x) = sum_{b,t} mean_h |f_fp(x) - f_q(x)|
+    loss_fn: Callable[[Tensor], Tensor] | None = None
+
+
+class GradientProvider:
+    name = "gradient"
+
+    def __init__(self, config: GradientConfig | None = None) -> None:
+        self.config = config or GradientConfig()
+
+    def __call__(self, target: AttributionTarget) -> TokenWeights:
+        t0 = time.perf_counter()
+        loss_fn = self.config.loss_fn or (lambda x: qig_objective(target, QIGConfig())(x).sum())
+        x = target.x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(loss_fn(x), x)
+        raw = grad.abs().float().mean(dim=-1)
+        diag: dict[str, Any] = {"loss": "qig_error" if self.config.loss_fn is None else "custom"}
+        out = finalize_weights(raw, target.token_types, self.config.clipping, diagnostics=diag)
+        diag["seconds"] = time.perf_counter() - t0
+        return out
+
+
+@register_provider("gradient")
+def make_gradient(**config: Any) -> GradientProvider:
+    return GradientProvider(GradientConfig(**config))

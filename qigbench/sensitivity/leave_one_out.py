@@ -1,0 +1,66 @@
+"""Leave-one-out perturbation sensitivity (paper Table 1, "perturbation-based, token level").
+
+For each token t, replace ``x_t`` by its reference (``x^q_t``, or 0 without one) and measure the
+change of the sample's total quantization error ``G = sum_t mean_h |f_fp - f_q|``:
+``score_t = |G(x with x_t replaced) - G(x)|``. The best Table 1 proxy, and the most expensive
+(T forwards per sample, the paper's Table 6 "leave-one-out" row) — batched here in chunks of
+perturbed copies stacked on the batch dimension.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from qigbench.sensitivity.base import AttributionTarget, TokenWeights, finalize_weights, register_provider
+from qigbench.sensitivity.clipping import ClippingName
+from qigbench.sensitivity.qig import QIGConfig, qig_objective
+
+
+@dataclass
+class LeaveOneOutConfig:
+    clipping: ClippingName = "none"
+    #: perturbed copies per forward call
+    chunk_size: int = 16
+
+
+@torch.no_grad()
+def leave_one_out_scores(G_fn: Any, x: Tensor, reference: Tensor, chunk_size: int = 16) -> Tensor:
+    """``[B, T]``: ``|G(x with token t set to reference_t) - G(x)|`` for every t."""
+    B, T, _ = x.shape
+    g0 = G_fn(x).float()  # [B]
+    out = torch.empty(B, T, device=x.device, dtype=torch.float32)
+    for start in range(0, T, chunk_size):
+        ts = torch.arange(start, min(start + chunk_size, T), device=x.device)
+        k = ts.numel()
+        xs = x.unsqueeze(0).repeat(k, 1, 1, 1)  # [k, B, T, H], copy j perturbs token ts[j]
+        xs[torch.arange(k), :, ts] = reference[:, ts].transpose(0, 1)
+        g = G_fn(xs.reshape(k * B, T, -1)).float().view(k, B)
+        out[:, start : start + k] = (g - g0).abs().T
+    return out
+
+
+class LeaveOneOutProvider:
+    name = "leave_one_out"
+
+    def __init__(self, config: LeaveOneOutConfig | None = None) -> None:
+        self.config = config or LeaveOneOutConfig()
+
+    def __call__(self, target: AttributionTarget) -> TokenWeights:
+        t0 = time.perf_counter()
+        ref = target.x_q if target.x_q is not None else torch.zeros_like(target.x)
+        G = qig_objective(target, QIGConfig())
+        raw = leave_one_out_scores(G, target.x.detach(), ref.detach(), self.config.chunk_size)
+        out = finalize_weights(raw, target.token_types, self.config.clipping)
+        out.diagnostics["seconds"] = time.perf_counter() - t0
+        out.diagnostics["reference"] = "quantized" if target.x_q is not None else "zero"
+        return out
+
+
+@register_provider("leave_one_out")
+def make_leave_one_out(**config: Any) -> LeaveOneOutProvider:
+    return LeaveOneOutProvider(LeaveOneOutConfig(**config))

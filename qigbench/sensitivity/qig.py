@@ -1,0 +1,244 @@
+"""QIG: Quantization-aware Integrated Gradients (paper Sec. 3.3, App. A and B).
+
+For the compared module f with fp weights w and RTN weights w^q, per token
+``E_{b,t}(x) = mean_h |f(x, w) - f(x, w^q)|_{b,t,h}`` and ``G = sum_t E`` (per sample).
+The attribution integrates ``dG/dx`` along ``x(a) = x^q + a (x - x^q)``; a token's score is
+``mean_h |(x - x^q) * avg_grad|``. Scores become lambda by per-sample normalisation, Tukey
+clipping and renormalisation (``finalize_weights``).
+
+Every ablation of the paper's Tables 4 and A1 is a config value: ``baseline``, ``objective``,
+``clipping``, ``steps``. ``reference=True`` switches on the released code's departures from the
+paper (methods.md, "Where the released code differs", items 3-6), each also a separate flag:
+
+==========================  ==========  ===================================================
+flag                        reference   effect
+==========================  ==========  ===================================================
+``quantized_no_grad``       True        W-A: f_q runs under no_grad, so only the fp branch
+                                        carries gradients (item 3)
+``error_scale``             1000        W-A: the difference is multiplied before attribution
+                                        (item 3); lambda is scale-invariant, so this only
+                                        changes float rounding and the raw scores
+``clip_in_wa``              False       W-A: the IQR fences are computed but not applied (item 4)
+``warmup_searches``         5           the first N calls (counted by a ``SearchCounter``
+                                        object) return uniform weights over vision + answer
+                                        tokens (item 5)
+``mask_padding``            False       padding keeps its weight (item 6: a bug, kept only to
+                                        compare with the released code)
+==========================  ==========  ===================================================
+
+Item 2 (the quantized branch is an RTN copy without scaling) is what the engine's ``f_q``
+already is; item 7 (``x == x^q`` in W4A8 block 0) is always handled by the uniform fallback.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from qigbench.sensitivity.base import (
+    AttributionTarget,
+    SensitivityError,
+    TokenWeights,
+    finalize_weights,
+    register_provider,
+)
+from qigbench.sensitivity.clipping import CLIPPING_NAMES, ClippingName
+from qigbench.sensitivity.ig import QUADRATURES, GFn, IGResult, integrate, integrate_adaptive
+from qigbench.tokens import TokenType, valid_mask
+
+Baseline = Literal["auto", "zero", "quantized"]
+Objective = Literal["fx", "fx_minus_f0", "fx_minus_fxq"]
+OBJECTIVES = ("fx", "fx_minus_f0", "fx_minus_fxq")
+
+
+@dataclass
+class SearchCounter:
+    """Counts attribution calls, explicitly owned (the released code kept this on a function attribute)."""
+
+    count: int = 0
+
+    def tick(self) -> int:
+        """Return the index of this call and advance."""
+        n = self.count
+        self.count += 1
+        return n
+
+
+@dataclass
+class QIGConfig:
+    steps: int = 32
+    quadrature: str = "midpoint"
+    #: "auto": the quantized input x^q when the target has one (W-A formats), else zero (paper)
+    baseline: Baseline = "auto"
+    #: "fx": plain IG of f(x, w); "fx_minus_f0": of f(x, w) - f(0, w); "fx_minus_fxq": QIG, f(x, w) - f(x, w^q)
+    objective: Objective = "fx_minus_fxq"
+    clipping: ClippingName = "iqr"
+    #: path points per batched forward/backward (memory vs launches)
+    chunk_size: int = 8
+    batched: bool = True
+    adaptive: bool = False
+    tolerance: float = 1e-2
+    max_steps: int = 256
+    #: turn on every released-code behaviour below whose value is left as None
+    reference: bool = False
+    quantized_no_grad: bool | None = None
+    error_scale: float | None = None
+    clip_in_wa: bool | None = None
+    warmup_searches: int | None = None
+    mask_padding: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.quadrature not in QUADRATURES:
+            raise SensitivityError(f"quadrature={self.quadrature!r}; choose one of {', '.join(QUADRATURES)}")
+        if self.objective not in OBJECTIVES:
+            raise SensitivityError(f"objective={self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        if self.baseline not in ("auto", "zero", "quantized"):
+            raise SensitivityError(f"baseline={self.baseline!r}; choose auto, zero or quantized")
+        if self.clipping not in CLIPPING_NAMES:
+            raise SensitivityError(f"clipping={self.clipping!r}; choose one of {', '.join(CLIPPING_NAMES)}")
+        if self.steps < 1 or self.chunk_size < 1:
+            raise SensitivityError("steps and chunk_size must be >= 1; the paper uses steps=32")
+
+    # resolved reference flags -------------------------------------------------------------
+    def use_quantized_no_grad(self) -> bool:
+        return self.reference if self.quantized_no_grad is None else self.quantized_no_grad
+
+    def scale(self, weight_activation: bool) -> float:
+        if self.error_scale is not None:
+            return self.error_scale
+        return 1000.0 if (self.reference and weight_activation) else 1.0
+
+    def use_clip_in_wa(self) -> bool:
+        return (not self.reference) if self.clip_in_wa is None else self.clip_in_wa
+
+    def n_warmup(self) -> int:
+        return (5 if self.reference else 0) if self.warmup_searches is None else self.warmup_searches
+
+    def use_mask_padding(self) -> bool:
+        return (not self.reference) if self.mask_padding is None else self.mask_padding
+
+
+def qig_objective(target: AttributionTarget, config: QIGConfig) -> GFn:
+    """``G(x)[n] = scale * sum_t mean_h |g(x)|`` with g chosen by ``config.objective``."""
+    wa = target.x_q is not None
+    scale = config.scale(wa)
+    no_grad_q = config.use_quantized_no_grad() and wa
+    f_fp, f_q = target.f_fp, target.f_q
+    y0: Tensor | None = None
+    if config.objective == "fx_minus_f0":
+        with torch.no_grad():
+            y0 = f_fp(torch.zeros_like(target.x[:1])).detach()
+
+    def G(x: Tensor) -> Tensor:
+        y = f_fp(x)
+        if config.objective == "fx_minus_fxq":
+            if no_grad_q:
+                with torch.no_grad():
+                    yq = f_q(x)
+                y = y - yq.detach()
+            else:
+                y = y - f_q(x)
+        elif config.objective == "fx_minus_f0":
+            assert y0 is not None
+            y = y - y0
+        return (y.abs().mean(dim=-1) * scale).sum(dim=-1)
+
+    return G
+
+
+class QIGProvider:
+    """Token weights from QIG (see module docstring). Owns a :class:`SearchCounter` unless given one."""
+
+    name = "qig"
+
+    def __init__(self, config: QIGConfig | None = None, counter: SearchCounter | None = None) -> None:
+        self.config = config or QIGConfig()
+        self.counter = counter or SearchCounter()
+
+    def baseline_for(self, target: AttributionTarget) -> Tensor:
+        mode = self.config.baseline
+        if mode == "auto":
+            mode = "quantized" if target.x_q is not None else "zero"
+        if mode == "zero":
+            return torch.zeros_like(target.x)
+        if target.x_q is None:
+            raise SensitivityError(
+                "baseline='quantized' needs AttributionTarget.x_q; the engine provides it for weight-activation "
+                "formats (quantized propagation path) — use baseline='zero' or 'auto' for weight-only formats"
+            )
+        return target.x_q
+
+    def __call__(self, target: AttributionTarget) -> TokenWeights:
+        cfg = self.config
+        t0 = time.perf_counter()
+        call = self.counter.tick()
+        diag: dict[str, Any] = {"call_index": call, "objective": cfg.objective, "reference": cfg.reference}
+        if call < cfg.n_warmup():
+            return _warmup_weights(target, diag)
+        baseline = self.baseline_for(target)
+        diag["baseline"] = "zero" if baseline is not target.x_q else "quantized"
+        raw, res = self.scores(target, baseline, diag)
+        wa = target.x_q is not None
+        apply_clip = cfg.use_clip_in_wa() or not wa
+        out = finalize_weights(
+            raw,
+            target.token_types,
+            cfg.clipping,
+            apply_clip=apply_clip,
+            mask_padding=cfg.use_mask_padding(),
+            diagnostics=diag,
+        )
+        if res is not None:
+            r = res.residual()
+            diag["completeness_residual"] = float(r.max()) if r.numel() else 0.0
+            diag["g_x"] = res.g_x.tolist()
+        diag["seconds"] = time.perf_counter() - t0
+        return out
+
+    def scores(
+        self, target: AttributionTarget, baseline: Tensor, diag: dict[str, Any]
+    ) -> tuple[Tensor, IGResult | None]:
+        """Raw token scores ``mean_h |attr|`` ``[B, T]``; rows with ``x == baseline`` are skipped (score 0)."""
+        cfg = self.config
+        x = target.x
+        live = (x != baseline).flatten(1).any(dim=1)
+        diag["steps_used"] = 0
+        if not live.any():
+            diag["degenerate_input"] = True
+            return torch.zeros(x.shape[:2], device=x.device), None
+        G = qig_objective(target, cfg)
+        xs, bs = x[live], baseline[live]
+        if cfg.adaptive:
+            res, history = integrate_adaptive(
+                G, xs, bs, cfg.steps, cfg.quadrature, cfg.chunk_size,
+                tolerance=cfg.tolerance, max_steps=cfg.max_steps, batched=cfg.batched,
+            )  # fmt: skip
+            diag["adaptive_history"] = history
+        else:
+            res = integrate(G, xs, bs, cfg.steps, cfg.quadrature, cfg.chunk_size, batched=cfg.batched)
+        diag["steps_used"] = res.steps
+        raw = torch.zeros(x.shape[:2], device=x.device, dtype=torch.float32)
+        raw[live] = res.attributions.abs().mean(dim=-1)
+        return raw, res
+
+
+def _warmup_weights(target: AttributionTarget, diag: dict[str, Any]) -> TokenWeights:
+    """Released-code warm-up: uniform over vision + answer tokens (answer = text if no answer mask)."""
+    tt = target.token_types
+    answer = target.answer_mask if target.answer_mask is not None else tt == TokenType.TEXT
+    valid = valid_mask(tt)
+    keep = ((tt == TokenType.VISION) | answer.bool()) & valid
+    keep = torch.where(keep.any(dim=-1, keepdim=True), keep, valid)  # nothing to keep: plain uniform
+    diag["warmup_uniform"] = True
+    w = keep.float()
+    w = w / w.sum(dim=-1, keepdim=True).clamp_min(1.0)
+    return finalize_weights(w, torch.where(keep, tt, torch.zeros_like(tt)), "none", diagnostics=diag)
+
+
+@register_provider("qig")
+def make_qig(counter: SearchCounter | None = None, **config: Any) -> QIGProvider:
+    return QIGProvider(QIGConfig(**config), counter=counter)
