@@ -1,0 +1,1 @@
+"""One module per architecture family; each exposes ``FAMILY: ModelFamily`` (pure data, no imports of transformers)."""

@@ -1,0 +1,52 @@
+"""InternVL2 (``InternVLChatModel``, remote code) with its InternLM2 language model.
+
+InternLM2 names its block modules differently and fuses q, k and v into one ``wqkv`` linear,
+whose rows interleave q, k and v per key-value group. The "o" group therefore has no clean
+previous op (v is a strided slice of ``wqkv``'s rows) and is not described; InternVL2-8B and
+-26B use GQA anyway (8 key-value heads for 32/48 query heads), where the group never applies.
+
+The model only loads with ``trust_remote_code=True``; its image context token
+(``<IMG_CONTEXT>``) is not stored in the config, so it is named for token classification in
+``extra["vision_token_strings"]`` (comma-separated tokenizer strings).
+"""
+
+from __future__ import annotations
+
+from qigbench.models.family import GroupKind, ModelFamily, ScalingGroup
+
+FAMILY = ModelFamily(
+    name="internlm2",
+    model_types=("internvl_chat",),
+    blocks="language_model.model.layers",
+    embed_tokens="language_model.model.tok_embeddings",
+    final_norm="language_model.model.norm",
+    lm_head="language_model.output",
+    groups=(
+        ScalingGroup(
+            name="qkv",
+            prev_op="attention_norm",
+            linears=("attention.wqkv",),
+            inspect="attention",
+            kind=GroupKind.ATTENTION,
+        ),
+        ScalingGroup(
+            name="gate_up",
+            prev_op="ffn_norm",
+            linears=("feed_forward.w1", "feed_forward.w3"),  # w1 = gate, w3 = up
+            inspect="feed_forward",
+            kind=GroupKind.MLP,
+        ),
+        ScalingGroup(
+            name="down",
+            prev_op="feed_forward.w3",
+            linears=("feed_forward.w2",),
+            inspect="feed_forward.w2",
+            kind=GroupKind.MLP,
+        ),
+    ),
+    vision=("vision_model", "mlp1"),
+    rotary=None,  # InternLM2 computes rotary embeddings inside each attention module
+    auto_class="AutoModel",
+    notes="remote code: load with --trust-remote-code",
+    extra={"vision_token_strings": "<IMG_CONTEXT>", "requires_trust_remote_code": "true"},
+)

@@ -1,0 +1,93 @@
+"""Load any model the harness knows through the real ``from_pretrained`` of its family's Auto class.
+
+Tiny models, the packaged SmolLM2 and the 7B checkpoints all take this one path, so what the
+tests exercise on CPU is what runs on a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from qigbench.models.aliases import ResolvedSource, resolve_source
+from qigbench.models.errors import TrustRemoteCodeError
+from qigbench.models.family import ModelFamily
+from qigbench.models.registry import family_for
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    processor: Any | None  # the multimodal processor; None for text-only models
+    tokenizer: Any
+    family: ModelFamily
+    source: str  # human-readable: "tiny-llama -> tiny:/home/.../tiny-llama-v1"
+
+
+def load_model(
+    name_or_path: str | Path,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    device_map: str | dict[str, Any] | None = None,
+    trust_remote_code: bool = False,
+    cache_dir: Path | str | None = None,
+) -> LoadedModel:
+    """Load model, processor and tokenizer by alias, local folder or hub id.
+
+    ``device_map`` (e.g. ``"auto"``) is for models larger than one device; without it the model
+    is moved to ``device``. ``trust_remote_code`` stays off unless passed: a checkpoint that
+    needs it fails with an error telling the user to pass ``--trust-remote-code``.
+    """
+    import transformers
+
+    resolved = resolve_source(name_or_path, cache_dir=cache_dir)
+    if resolved.alias is not None and resolved.alias.trust_remote_code and not trust_remote_code:
+        raise TrustRemoteCodeError(_remote_code_message(resolved))
+    config = _load_config(resolved, trust_remote_code)
+    family = family_for(config)
+    if family.extra.get("requires_trust_remote_code") == "true" and not trust_remote_code:
+        raise TrustRemoteCodeError(_remote_code_message(resolved))
+
+    auto = getattr(transformers, family.auto_class)
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code}
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    model = auto.from_pretrained(resolved.location, **kwargs)
+    if device_map is None:
+        model = model.to(device)
+    model.eval()
+
+    processor: Any | None = None
+    if family.multimodal:
+        loaded = transformers.AutoProcessor.from_pretrained(resolved.location, trust_remote_code=trust_remote_code)
+        # remote-code checkpoints (InternVL2) ship no processor: AutoProcessor falls back to the tokenizer
+        processor = loaded if hasattr(loaded, "tokenizer") else None
+        tokenizer = loaded.tokenizer if processor is not None else loaded
+    else:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(resolved.location, trust_remote_code=trust_remote_code)
+    return LoadedModel(
+        model=model, processor=processor, tokenizer=tokenizer, family=family, source=resolved.description
+    )
+
+
+def _load_config(resolved: ResolvedSource, trust_remote_code: bool) -> Any:
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(resolved.location, trust_remote_code=trust_remote_code)
+    except ValueError as err:
+        if "trust_remote_code" in str(err) and not trust_remote_code:
+            raise TrustRemoteCodeError(_remote_code_message(resolved)) from err
+        raise
+
+
+def _remote_code_message(resolved: ResolvedSource) -> str:
+    return (
+        f"{resolved.description} runs modelling code shipped with the checkpoint (remote code), which is off "
+        "by default; pass --trust-remote-code (load_model(..., trust_remote_code=True)) if you trust its source"
+    )
