@@ -21,15 +21,13 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from qigbench.errors import QigbenchError
 from qigbench.sensitivity.clipping import ClippingName, apply_clipping
+from qigbench.sensitivity.errors import SensitivityError
 from qigbench.tokens import uniform_token_weights, valid_mask
 
 log = logging.getLogger(__name__)
 
-
-class SensitivityError(QigbenchError, ValueError):
-    """A provider was configured or called with inputs it cannot attribute."""
+__all__ = ["AttributionTarget", "SensitivityError", "SensitivityProvider", "TokenWeights", "get_provider"]
 
 
 @dataclass

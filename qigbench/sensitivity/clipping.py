@@ -12,7 +12,7 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
-from qigbench.errors import QigbenchError
+from qigbench.sensitivity.errors import SensitivityError
 
 ClippingName = Literal["none", "top5-zero", "top5-mean", "iqr"]
 CLIPPING_NAMES: tuple[str, ...] = get_args(ClippingName)
@@ -82,4 +82,4 @@ def apply_clipping(name: str, scores: Tensor, mask: Tensor) -> Tensor:
         return top5_zero(scores, mask)
     if name == "top5-mean":
         return top5_mean(scores, mask)
-    raise QigbenchError(f"unknown clipping {name!r}; choose one of {', '.join(CLIPPING_NAMES)}")
+    raise SensitivityError(f"unknown clipping {name!r}; choose one of {', '.join(CLIPPING_NAMES)}")

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from qigbench.errors import QigbenchError
+from qigbench.sensitivity.errors import SensitivityError
 
 Quadrature = Literal["midpoint", "trapezoid", "left", "gauss"]
 QUADRATURES: tuple[str, ...] = get_args(Quadrature)
@@ -40,7 +40,7 @@ def quadrature_nodes(steps: int, rule: str) -> tuple[list[float], list[float]]:
     gauss: m-point Gauss-Legendre (exact for polynomials of degree 2m - 1).
     """
     if steps < 1:
-        raise QigbenchError(f"integration steps must be >= 1, got {steps}; use e.g. steps=32")
+        raise SensitivityError(f"integration steps must be >= 1, got {steps}; use e.g. steps=32")
     m = steps
     if rule == "midpoint":
         return [(j + 0.5) / m for j in range(m)], [1.0 / m] * m
@@ -53,7 +53,7 @@ def quadrature_nodes(steps: int, rule: str) -> tuple[list[float], list[float]]:
     if rule == "gauss":
         nodes, weights = np.polynomial.legendre.leggauss(m)
         return [float((t + 1) / 2) for t in nodes], [float(v / 2) for v in weights]
-    raise QigbenchError(f"unknown quadrature {rule!r}; choose one of {', '.join(QUADRATURES)}")
+    raise SensitivityError(f"unknown quadrature {rule!r}; choose one of {', '.join(QUADRATURES)}")
 
 
 @dataclass
@@ -126,7 +126,9 @@ def integrate(
 ) -> IGResult:
     """:func:`integrated_gradients` returning an :class:`IGResult` (with the completeness residual)."""
     if baseline.shape != x.shape:
-        raise QigbenchError(f"baseline shape {tuple(baseline.shape)} != x shape {tuple(x.shape)}; pass a matching x'")
+        raise SensitivityError(
+            f"baseline shape {tuple(baseline.shape)} != x shape {tuple(x.shape)}; pass a matching x'"
+        )
     alphas, weights = quadrature_nodes(steps, quadrature)
     x = x.detach()
     baseline = baseline.detach().to(x.dtype)
