@@ -1,0 +1,89 @@
+"""``qigbench check --db results.db --baseline reports/baseline/baseline.json``: CI regression gate.
+
+Exit status 0 when every baseline metric is within tolerance and every declared ordering holds;
+1 when a metric regressed, an ordering broke, or a baseline configuration is missing from the db.
+``--write-baseline`` writes the baseline from the db instead (keeping the orderings already
+declared in that file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from qigbench.report.regression import DEFAULT_TOLERANCE, Baseline, baseline_from_rows, check
+from qigbench.results.environment import git_commit
+from qigbench.results.errors import ResultsError
+from qigbench.results.store import ResultsStore
+
+NAME = "check"
+HELP = "fail (exit 1) when results regress against a baseline JSON, or write that baseline"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", type=Path, default=Path("results.db"), help="results database (default: results.db)")
+    parser.add_argument(
+        "--baseline", type=Path, required=True, help="baseline JSON, e.g. reports/baseline/baseline.json"
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        help=f"allowed relative worsening (default: the baseline's, else {DEFAULT_TOLERANCE})",
+    )
+    parser.add_argument(
+        "--abs-tolerance", type=float, help="allowed absolute worsening on top (default: baseline's, else 0)"
+    )
+    parser.add_argument(
+        "--write-baseline", action="store_true", help="write the baseline from --db instead of checking"
+    )
+    parser.add_argument(
+        "--ordering",
+        action="append",
+        default=[],
+        metavar="BETTER>WORSE:METRIC[@TASK]",
+        help="with --write-baseline: declare an expected ordering for every model/format having both methods",
+    )
+    parser.add_argument("--quiet", action="store_true", help="print only failures and the summary")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.db.is_file():
+        raise ResultsError(f"results database {args.db} does not exist; run the suites with --db {args.db} first")
+    store = ResultsStore(args.db)
+    rows = store.rows()
+    store.close()
+    if args.write_baseline:
+        return _write(args, rows)
+    if args.ordering:
+        raise ResultsError("--ordering only applies with --write-baseline; add orderings to the baseline JSON")
+    baseline = Baseline.load(args.baseline)
+    tol = args.tolerance if args.tolerance is not None else baseline.tolerance
+    tol = DEFAULT_TOLERANCE if tol is None else tol
+    abs_tol = args.abs_tolerance if args.abs_tolerance is not None else (baseline.abs_tolerance or 0.0)
+    if tol < 0 or abs_tol < 0:
+        raise ResultsError("tolerances must be >= 0")
+    findings = check(rows, baseline, tol, abs_tol)
+    failing = [f for f in findings if f.fails]
+    for f in findings:
+        if f.fails or not args.quiet:
+            print(f.message, file=sys.stderr if f.fails else sys.stdout)
+    counts = {k: sum(f.kind == k for f in findings) for k in ("regression", "ordering", "missing", "improved", "new")}
+    summary = ", ".join(f"{v} {k}" for k, v in counts.items())
+    verdict = "FAIL" if failing else "ok"
+    print(
+        f"qigbench check: {verdict}: {len(baseline.entries)} baseline metrics, {len(baseline.orderings)} orderings, "
+        f"tolerance {tol:g} relative + {abs_tol:g} absolute; {summary}"
+    )
+    return 1 if failing else 0
+
+
+def _write(args: argparse.Namespace, rows: list) -> int:  # type: ignore[type-arg]
+    previous = Baseline.load(args.baseline).orderings if args.baseline.is_file() else []
+    tol = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
+    abs_tol = 0.0 if args.abs_tolerance is None else args.abs_tolerance
+    meta = {"source_db": str(args.db), "git_commit": git_commit()}
+    baseline = baseline_from_rows(rows, previous, args.ordering, tol, abs_tol, meta)
+    baseline.dump(args.baseline)
+    print(f"wrote {args.baseline}: {len(baseline.entries)} metrics, {len(baseline.orderings)} orderings")
+    return 0

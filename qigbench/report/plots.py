@@ -1,0 +1,119 @@
+"""Report figures (matplotlib, Agg backend: no display needed on CI or GPU boxes).
+
+* metric vs weight bits, one line per method, one panel per model (the paper's "accuracy vs
+  bits" view; any registered metric can be chosen);
+* calibration time bars per method, grouped by model and format.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from statistics import mean
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+from qigbench.errors import QigbenchError
+from qigbench.quant import parse_format
+from qigbench.report.tables import FP_LABEL, Agg, format_sort_key, method_sort_key
+from qigbench.results.metrics import MetricKind, is_known_metric, metric_info
+
+
+def weight_bits(fmt: str, fp: bool) -> tuple[int, int] | None:
+    """(weight bits, activation bits) of a format string; 16/16 for full precision."""
+    if fp:
+        return (16, 16)
+    try:
+        parsed = parse_format(fmt)
+    except QigbenchError:
+        return None
+    return (parsed.w_bits, parsed.a_bits)
+
+
+def _config_values(aggs: Sequence[Agg], metric: str | None) -> dict[tuple[str, str, str, bool], float]:
+    """Per (model, method, format, fp): the mean over tasks of ``metric`` (default: accuracy metrics)."""
+    picked: dict[tuple[str, str, str, bool], list[float]] = defaultdict(list)
+    for a in aggs:
+        if metric is None:
+            ok = is_known_metric(a.metric) and metric_info(a.metric).kind is MetricKind.ACCURACY
+        else:
+            ok = a.metric == metric
+        if ok:
+            picked[(a.model, a.method, a.format, a.fp)].append(a.value)
+    return {k: mean(v) for k, v in picked.items()}
+
+
+def metric_vs_bits(aggs: Sequence[Agg], metric: str | None = None) -> Figure | None:
+    """Lines of ``metric`` (mean over tasks) against weight bits; ``None`` when nothing to plot."""
+    values = _config_values(aggs, metric)
+    if not values:
+        return None
+    ylabel = "mean accuracy over tasks" if metric is None else f"{metric_info(metric).label} (mean over tasks)"
+    models = sorted({k[0] for k in values})
+    cols = min(len(models), 3)
+    rows = math.ceil(len(models) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 3.6 * rows), squeeze=False)
+    for ax, model in zip(axes.flat, models, strict=False):
+        series: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        for (m, method, fmt, fp), v in values.items():
+            bits = weight_bits(fmt, fp)
+            if m != model or bits is None:
+                continue
+            if fp:
+                ax.axhline(v, color="grey", linestyle="--", linewidth=1, label=FP_LABEL)
+                continue
+            series[f"{method} (A{bits[1]})"].append((bits[0], v))
+        for label in sorted(series, key=method_sort_key):
+            pts = sorted(series[label])
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+        ax.set_title(model)
+        ax.set_xlabel("weight bits")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(models) :]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def calibration_bars(aggs: Sequence[Agg]) -> Figure | None:
+    """Calibration seconds per method, one bar group per (model, format)."""
+    secs: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+    for a in aggs:
+        if not a.fp and a.calib_seconds is not None:
+            secs[(a.model, a.format)][a.method] = a.calib_seconds
+    if not secs:
+        return None
+    groups = sorted(secs, key=lambda k: (k[0], format_sort_key(k[1])))
+    methods = sorted({m for d in secs.values() for m in d}, key=method_sort_key)
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(groups) * max(1, len(methods)) / 3), 3.8))
+    for i, method in enumerate(methods):
+        xs = [g + i * width for g in range(len(groups)) if method in secs[groups[g]]]
+        ys = [secs[groups[g]][method] for g in range(len(groups)) if method in secs[groups[g]]]
+        ax.bar(xs, ys, width=width, label=method)
+    ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))])
+    ax.set_xticklabels([f"{m}\n{f}" for m, f in groups], fontsize=8)
+    ax.set_ylabel("calibration wall time (s)")
+    ax.set_title("Calibration time per method")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, ncol=min(len(methods), 4))
+    fig.tight_layout()
+    return fig
+
+
+def save(fig: Figure, stem: Path) -> list[Path]:
+    """Write ``stem.png`` and ``stem.svg``; returns both paths."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+    fig.savefig(paths[0], dpi=120)
+    fig.savefig(paths[1])
+    plt.close(fig)
+    return paths
