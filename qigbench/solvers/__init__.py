@@ -1,0 +1,24 @@
+"""Optimisers the methods reuse, all taking token weights lambda[B, T] (``None`` = uniform).
+
+* :mod:`~qigbench.solvers.gptq` / :mod:`~qigbench.solvers.hessian`: GPTQ with the weighted Hessian
+  ``H' = 2 X^T diag(lambda) X`` (QIG+GPTQ when lambda comes from QIG);
+* :mod:`~qigbench.solvers.scale_search` / :mod:`~qigbench.solvers.clip_search`: channel-wise
+  equalisation (AWQ / MBQ / QIG) and AWQ's weight-clip search, with a token-weighted loss;
+* :mod:`~qigbench.solvers.smoothquant`: SmoothQuant's migration scales.
+
+Solvers never see a model: tensors, ``nn.Linear`` modules and a ``compared(x) -> y`` callable.
+"""
+
+from qigbench.solvers.gptq import GPTQConfig, GPTQResult, gptq_quantize
+from qigbench.solvers.hessian import HessianAccumulator, weighted_hessian
+from qigbench.solvers.weights import SolverError, resolve_token_weights
+
+__all__ = [
+    "GPTQConfig",
+    "GPTQResult",
+    "HessianAccumulator",
+    "SolverError",
+    "gptq_quantize",
+    "resolve_token_weights",
+    "weighted_hessian",
+]
