@@ -1,0 +1,21 @@
+"""AWQ: activation-aware scale search (20-point alpha grid) with optional weight-clip search.
+
+Everything is the shared channel-wise-equalisation base with uniform token weights; AWQ proper
+searches clipping too, so it is on by default here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qigbench.engine.bases import CWEConfig, CWEMethod
+
+
+@dataclass(frozen=True)
+class AWQConfig(CWEConfig):
+    clip_search: bool = True
+
+
+class AWQ(CWEMethod):
+    name = "awq"
+    config_class = AWQConfig

@@ -1,0 +1,9 @@
+"""GPTQ: column-wise optimal-brain quantization with lazy batch updates, uniform token weights."""
+
+from __future__ import annotations
+
+from qigbench.engine.bases import GPTQMethod
+
+
+class GPTQ(GPTQMethod):
+    name = "gptq"

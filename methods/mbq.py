@@ -1,0 +1,68 @@
+"""MBQ (modality-balanced quantization, Li et al. CVPR 2025): the CWE search with the per-token
+error reweighted by modality — answer tokens 1, vision tokens r — where r = g_vision / g_text
+comes from one forward/backward of the caption loss (attention ratio for qkv/o, MLP ratio for
+gate-up/down). MAE loss, as in MBQ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from qigbench.engine.bases import CWEConfig, CWEMethod
+from qigbench.engine.context import BlockContext, ResolvedGroup
+from qigbench.engine.gradients import modality_gradients
+from qigbench.engine.run import RunContext
+from qigbench.models.family import GroupKind
+from qigbench.sensitivity.modality import mbq_ratios, modality_weights
+
+
+@dataclass(frozen=True)
+class MBQConfig(CWEConfig):
+    loss: str = "mae"
+    #: the released code floors each layer's ratio at the median over layers
+    ratio_floor: str = "median"  # "median" | "none"
+    attention_module: str = "self_attn.o_proj"
+    mlp_module: str = "mlp.down_proj"
+
+
+class MBQ(CWEMethod):
+    name = "mbq"
+    config_class = MBQConfig
+
+    def __init__(self, config: MBQConfig | None = None) -> None:
+        super().__init__(config)
+        self.ratios: dict[str, torch.Tensor] = {}
+
+    def prepare(self, run: RunContext) -> None:
+        cfg = self.config
+        assert isinstance(cfg, MBQConfig)
+        modules = (cfg.attention_module, cfg.mlp_module)
+        grads = modality_gradients(
+            run.model,
+            run.blocks,
+            run.model.get_submodule(run.family.embed_tokens),
+            run.batches,
+            modules,
+            run.config.device,
+        )
+        floor = None if cfg.ratio_floor == "none" else cfg.ratio_floor
+        self.ratios = {
+            "attention": mbq_ratios(grads.vision[cfg.attention_module], grads.text[cfg.attention_module], floor),  # type: ignore[arg-type]
+            "mlp": mbq_ratios(grads.vision[cfg.mlp_module], grads.text[cfg.mlp_module], floor),  # type: ignore[arg-type]
+        }
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self.ratios)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.ratios = dict(state)
+
+    def token_weights(self, ctx: BlockContext, group: ResolvedGroup) -> torch.Tensor | None:
+        if ctx.answer_mask is None:
+            raise RuntimeError("MBQ needs the calibration set's answer (caption) mask")
+        kind = "attention" if group.spec.kind is GroupKind.ATTENTION else "mlp"
+        ratio = float(self.ratios[kind][ctx.index])
+        ctx.log(group.name, mbq_ratio=ratio)
+        return modality_weights(ctx.token_types, ctx.answer_mask, ratio)

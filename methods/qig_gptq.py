@@ -1,0 +1,37 @@
+"""QIG+GPTQ (paper, Table 5): GPTQ with the Hessian H' = X^T diag(lambda) X, lambda from QIG.
+
+The first implementation of it: the released code's ``igptq`` raises NotImplementedError.
+With uniform lambda it is plain GPTQ, bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from qigbench.engine.bases import GPTQMethod, GPTQMethodConfig
+from qigbench.engine.context import BlockContext, ResolvedGroup
+from qigbench.sensitivity.qig import QIGConfig
+
+from methods.qig import build_provider, group_token_weights
+
+
+@dataclass(frozen=True)
+class QIGGPTQConfig(GPTQMethodConfig):
+    sensitivity: str = "qig"
+    qig: QIGConfig = field(default_factory=QIGConfig)
+
+
+class QIGGPTQ(GPTQMethod):
+    name = "qig-gptq"
+    config_class = QIGGPTQConfig
+
+    def __init__(self, config: QIGGPTQConfig | None = None) -> None:
+        super().__init__(config)
+        cfg = self.config
+        assert isinstance(cfg, QIGGPTQConfig)
+        self.provider = build_provider(cfg.sensitivity, cfg.qig)
+
+    def token_weights(self, ctx: BlockContext, group: ResolvedGroup) -> torch.Tensor | None:
+        return group_token_weights(self.provider, ctx, group)

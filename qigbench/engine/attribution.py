@@ -1,0 +1,67 @@
+"""Bind a scaling group of the current block to the sensitivity providers' AttributionTarget.
+
+``f_fp`` is the group's inspected module as it is; ``f_q`` is a copy whose linears are
+round-to-nearest quantized in the run's format (activation quantizers pass gradients straight
+through, so attribution can flow through them). ``x`` is the module's input along the fp path;
+``x_q`` (the reference input) is its input along the quantized path for weight-activation formats
+— or ``Q_X(x)`` when no quantized stream was kept — and ``None`` (zero baseline) for weight-only
+formats, as in the paper.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from torch import nn
+
+from qigbench.engine.context import BlockContext, ResolvedGroup
+from qigbench.engine.replay import Replay
+from qigbench.quant import QuantLinear, fake_quantize, set_submodule
+from qigbench.sensitivity.base import AttributionTarget
+
+
+def rtn_copy(module: nn.Module, linear_names: list[str], ctx: BlockContext) -> nn.Module:
+    """A copy of ``module`` with the listed (relative) linears RTN-quantized, straight-through."""
+    twin = copy.deepcopy(module)
+    for name in linear_names:
+        child = twin.get_submodule(name) if name else twin
+        if isinstance(child, QuantLinear) or not isinstance(child, nn.Linear):
+            continue
+        q = QuantLinear.from_linear(child, ctx.fmt, straight_through=True)
+        if name:
+            set_submodule(twin, name, q)
+        else:
+            twin = q
+    return twin
+
+
+def _relative_linears(group: ResolvedGroup, ctx: BlockContext) -> list[str]:
+    prefix = group.spec.inspect
+    out = []
+    for name in ctx.linear_names():
+        if name == prefix:
+            out.append("")
+        elif name.startswith(prefix + "."):
+            out.append(name[len(prefix) + 1 :])
+    return out
+
+
+def attribution_target(ctx: BlockContext, group: ResolvedGroup) -> AttributionTarget:
+    g = ctx.group(group.name)
+    fp_calls = ctx.compared(g, "fp")
+    quantized = Replay(rtn_copy(g.inspect, _relative_linears(g, ctx), ctx), fp_calls.calls, ctx.device)
+    x = ctx.group_input(g, "fp")
+    x_q = None
+    if not ctx.fmt.weight_only:
+        assert ctx.fmt.activation is not None
+        x_q = ctx.group_input(g, "quantized") if ctx.q_inputs is not None else fake_quantize(x, ctx.fmt.activation)
+    return AttributionTarget(
+        f_fp=fp_calls,
+        f_q=quantized,
+        x=x.to(ctx.device),
+        x_q=None if x_q is None else x_q.to(ctx.device),
+        token_types=ctx.token_types.to(ctx.device),
+        block_index=ctx.index,
+        group=g.name,
+        answer_mask=None if ctx.answer_mask is None else ctx.answer_mask.to(ctx.device),
+    )

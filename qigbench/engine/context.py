@@ -1,0 +1,168 @@
+"""What a method sees of one decoder block while it is being quantized.
+
+The context owns the plumbing every method shares: the block's inputs along the fp and the
+quantized propagation paths, the recorded inputs of each scaling group and linear, a
+``compared(group)`` callable for solvers, and the operations that change the block (apply
+scales, install quantized linears). A method only decides *what* to do with them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from qigbench.engine.replay import Call, Recorder, Replay, run_calls
+from qigbench.models.family import ModelFamily, ScalingGroup
+from qigbench.models.registry import prev_out_features
+from qigbench.quant import QuantFormat, QuantLinear, set_submodule
+
+log = logging.getLogger(__name__)
+
+Stream = Literal["calib", "fp", "quantized"]
+
+
+@dataclass
+class ResolvedGroup:
+    """A scaling group bound to the modules of one block."""
+
+    spec: ScalingGroup
+    prev_op: nn.Module
+    linears: list[nn.Module]
+    linear_names: list[str]
+    inspect: nn.Module
+    #: False when the previous op cannot absorb a scale (GQA's o group): still quantized, not scaled
+    scalable: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def resolve_groups(block: nn.Module, family: ModelFamily) -> list[ResolvedGroup]:
+    """Bind the family's groups to ``block``'s current modules (quantized linears included).
+
+    A group whose previous op cannot absorb the scale (GQA's o: v_proj emits fewer channels than
+    o_proj takes) is kept — its linears are still quantized — but marked not scalable.
+    """
+    groups = []
+    for spec in family.groups:
+        prev = block.get_submodule(spec.prev_op)
+        linears = [block.get_submodule(name) for name in spec.linears]
+        width = prev_out_features(prev) if not isinstance(prev, QuantLinear) else prev.out_features
+        scalable = all(width == lin.in_features for lin in linears)
+        groups.append(
+            ResolvedGroup(spec, prev, linears, list(spec.linears), block.get_submodule(spec.inspect), scalable)
+        )
+    return groups
+
+
+@dataclass
+class BlockContext:
+    index: int
+    block: nn.Module
+    family: ModelFamily
+    fmt: QuantFormat
+    calls: list[Call]  # the block's recorded call per calibration batch
+    fp_inputs: list[torch.Tensor]
+    q_inputs: list[torch.Tensor] | None
+    token_types: torch.Tensor  # [N, T]
+    answer_mask: torch.Tensor | None  # [N, T]
+    device: torch.device | str
+    propagation: Literal["fp", "quantized"]
+    stats: dict[str, Any] = field(default_factory=dict)  # JSON-able per-block numbers (saved, reported)
+    artifacts: dict[str, Any] = field(default_factory=dict)  # tensors for plots (token weights), not saved
+    _records: dict[str, dict[str, list[Call]]] = field(default_factory=dict, repr=False)
+    _groups: list[ResolvedGroup] | None = field(default=None, repr=False)
+
+    # ------------------------------------------------------------------ structure
+    def groups(self, scalable_only: bool = False) -> list[ResolvedGroup]:
+        if self._groups is None:
+            self._groups = resolve_groups(self.block, self.family)
+        return [g for g in self._groups if g.scalable or not scalable_only]
+
+    def linear_names(self) -> list[str]:
+        """Every linear of the block covered by a scaling group (the ones that get quantized)."""
+        names: list[str] = []
+        for spec in self.family.groups:
+            names.extend(n for n in spec.linears if n not in names)
+        return names
+
+    # ------------------------------------------------------------------ inputs
+    def inputs(self, stream: Stream = "calib") -> list[torch.Tensor]:
+        if stream == "fp" or (stream == "calib" and self.propagation == "fp"):
+            return self.fp_inputs
+        if self.q_inputs is None:
+            raise RuntimeError("the quantized propagation stream was not kept for this run")
+        return self.q_inputs
+
+    def _record(self, stream: Stream) -> dict[str, list[Call]]:
+        key = "fp" if stream == "fp" or (stream == "calib" and self.propagation == "fp") else "quantized"
+        if key not in self._records:
+            modules = {f"group:{g.name}": g.inspect for g in self.groups()}
+            modules.update({name: self.block.get_submodule(name) for name in self.linear_names()})
+            self._records[key] = recorder_calls(modules, self.calls, self.inputs(stream), self.block, self.device)
+        return self._records[key]
+
+    def invalidate(self) -> None:
+        """Forget recorded inputs and resolved modules (after the block's weights or modules changed)."""
+        self._records.clear()
+        self._groups = None
+
+    def group(self, name: str) -> ResolvedGroup:
+        """The group bound to the block's *current* modules (linears may have been replaced)."""
+        for g in self.groups():
+            if g.name == name:
+                return g
+        raise KeyError(f"block {self.index} has no scaling group {name!r}")
+
+    def group_input(self, group: ResolvedGroup, stream: Stream = "calib") -> torch.Tensor:
+        return torch.cat([c.input() for c in self._record(stream)[f"group:{group.name}"]], dim=0)
+
+    def linear_input(self, name: str, stream: Stream = "calib") -> torch.Tensor:
+        return torch.cat([c.input() for c in self._record(stream)[name]], dim=0)
+
+    def compared(self, group: ResolvedGroup, stream: Stream = "calib") -> Replay:
+        """``compared(x) -> y``: the group's inspected module called as in the real forward pass."""
+        calls = self._record(stream)[f"group:{group.name}"]
+        return Replay(self.group(group.name).inspect, calls, self.device)
+
+    # ------------------------------------------------------------------ changes
+    def apply_scales_(self, group: ResolvedGroup, scales: torch.Tensor) -> None:
+        from qigbench.models.scaling import apply_scales_
+
+        apply_scales_(self.block, group.spec, scales)
+        self._records.clear()
+
+    def quantize_linear_(self, name: str, weight: torch.Tensor | None = None) -> None:
+        """Install a QuantLinear for ``name`` (RTN when ``weight`` is None, else that quantized weight)."""
+        linear = self.block.get_submodule(name)
+        if isinstance(linear, QuantLinear):
+            raise RuntimeError(f"{name} of block {self.index} is already quantized")
+        set_submodule(self.block, name, QuantLinear.from_linear(linear, self.fmt, quantized_weight=weight))
+
+    def rtn_(self) -> None:
+        """Round-to-nearest every remaining float linear of the block."""
+        for name in self.linear_names():
+            if not isinstance(self.block.get_submodule(name), QuantLinear):
+                self.quantize_linear_(name)
+        self.invalidate()
+
+    # ------------------------------------------------------------------ running
+    @torch.no_grad()
+    def run(self, stream: Stream = "calib") -> list[torch.Tensor]:
+        return run_calls(self.block, self.calls, self.inputs(stream), self.device)
+
+    def log(self, group: str, **values: Any) -> None:
+        self.stats.setdefault("groups", {}).setdefault(group, {}).update(values)
+
+
+def recorder_calls(
+    modules: dict[str, nn.Module], calls: list[Call], inputs: list[torch.Tensor], block: nn.Module, device: Any
+) -> dict[str, list[Call]]:
+    with torch.no_grad(), Recorder(modules) as rec:
+        run_calls(block, calls, inputs, device)
+    return rec.calls

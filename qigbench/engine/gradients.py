@@ -1,0 +1,78 @@
+"""Model-level gradient statistics (MBQ's modality sensitivity).
+
+One forward/backward of the supervised caption loss per calibration batch; backward hooks on
+chosen modules of every decoder block record ``mean |dL/d output|`` over vision tokens and over
+answer tokens. Parameters never need gradients: the embedding output is made to require grad so
+the backward reaches every block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from qigbench.tokens import TokenType
+
+
+@dataclass
+class ModalityGradients:
+    """Per block and per module name: summed |grad| and token counts, for vision and answer tokens."""
+
+    vision: dict[str, torch.Tensor]  # name -> [n_blocks] mean |grad| over vision tokens
+    text: dict[str, torch.Tensor]  # name -> [n_blocks] mean |grad| over answer tokens
+
+
+def modality_gradients(
+    model: nn.Module,
+    blocks: nn.ModuleList,
+    embed: nn.Module,
+    batches: Sequence[Any],
+    module_names: Sequence[str],
+    device: torch.device | str,
+) -> ModalityGradients:
+    n = len(blocks)
+    sums = {kind: {m: torch.zeros(n, dtype=torch.float64) for m in module_names} for kind in ("vision", "text")}
+    counts = {"vision": 0.0, "text": 0.0}
+    current: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def grad_hook(i: int, name: str) -> Any:
+        def hook(module: nn.Module, grad_input: Any, grad_output: tuple[torch.Tensor, ...]) -> None:
+            g = grad_output[0].detach().abs().float().mean(dim=-1)  # [B, T]
+            for kind in ("vision", "text"):
+                sums[kind][name][i] += float((g * current[kind]).sum())
+
+        return hook
+
+    def embed_hook(module: nn.Module, args: Any, out: torch.Tensor) -> torch.Tensor:
+        return out.requires_grad_(True) if not out.requires_grad else out
+
+    for i, block in enumerate(blocks):
+        for name in module_names:
+            handles.append(block.get_submodule(name).register_full_backward_hook(grad_hook(i, name)))
+    handles.append(embed.register_forward_hook(embed_hook))
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in batches:
+            inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.inputs.items()}
+            current["vision"] = (batch.token_types == TokenType.VISION).float().to(device)
+            current["text"] = batch.answer_mask.float().to(device)
+            counts["vision"] += float(current["vision"].sum())
+            counts["text"] += float(current["text"].sum())
+            with torch.enable_grad():
+                out = model(**inputs, labels=batch.labels.to(device), use_cache=False)
+                out.loss.backward()
+            model.zero_grad(set_to_none=True)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return ModalityGradients(
+        vision={m: (s / max(counts["vision"], 1.0)).float() for m, s in sums["vision"].items()},
+        text={m: (s / max(counts["text"], 1.0)).float() for m, s in sums["text"].items()},
+    )
