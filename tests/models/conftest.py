@@ -1,0 +1,63 @@
+"""Tiny models built once per test session into a temporary cache, loaded through ``load_model``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from qigbench.models import LoadedModel, load_model
+
+TINY_ALIASES = ("tiny-qwen2vl", "tiny-qwen2.5vl", "tiny-llava-ov", "tiny-internvl", "tiny-llama")
+VLM_ALIASES = TINY_ALIASES[:4]
+
+_LOADED: dict[str, LoadedModel] = {}
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("qigbench-cache")
+
+
+@pytest.fixture(scope="session")
+def load_tiny(tiny_cache: Path):  # type: ignore[no-untyped-def]
+    """``load_tiny(alias)``: the loaded tiny model (built and loaded once per session)."""
+
+    def load(alias: str) -> LoadedModel:
+        if alias not in _LOADED:
+            _LOADED[alias] = load_model(alias, cache_dir=tiny_cache)
+        return _LOADED[alias]
+
+    return load
+
+
+def test_image(width: int = 56, height: int = 42, seed: int = 0) -> Image.Image:
+    """A small deterministic RGB image (not square, so resizing paths are exercised)."""
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+test_image.__test__ = False  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def prompt_batch():  # type: ignore[no-untyped-def]
+    """``prompt_batch(loaded, texts)``: see :func:`make_prompt_batch`."""
+    return make_prompt_batch
+
+
+def make_prompt_batch(loaded: LoadedModel, texts: list[str], *, with_image: bool = True):  # type: ignore[no-untyped-def]
+    """Chat-formatted prompts through the real processor (or tokenizer): one image per prompt, padded."""
+    if loaded.processor is None:
+        chats = [loaded.tokenizer.apply_chat_template([{"role": "user", "content": t}], tokenize=False) for t in texts]
+        return loaded.tokenizer(chats, return_tensors="pt", padding=True, add_special_tokens=False)
+    chats = []
+    for text in texts:
+        content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": text}]
+        chats.append(
+            loaded.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+        )
+    images = [test_image(seed=i) for i in range(len(texts))] if with_image else None
+    return loaded.processor(text=chats, images=images, return_tensors="pt", padding=True)

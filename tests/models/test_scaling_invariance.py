@@ -1,0 +1,120 @@
+"""Law: scaling a group's linears by s and its previous op by 1/s leaves the fp block output unchanged.
+
+Run on every tiny family with the block's real inputs (hidden states, attention mask, rotary
+position embeddings) captured from a full forward pass with an image and a prompt. A wrong
+group description (wrong previous op, a linear missing from the group) breaks the law.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qigbench.models import applicable_groups, apply_scales_, get_blocks, resolve_group
+from qigbench.models.errors import ScalingGroupError
+
+TINY_ALIASES = ("tiny-qwen2vl", "tiny-qwen2.5vl", "tiny-llava-ov", "tiny-internvl", "tiny-llama")
+_CAPTURED: dict[str, list[tuple[torch.nn.Module, tuple[Any, ...], dict[str, Any]]]] = {}
+
+
+def captured_blocks(loaded, batch) -> list[tuple[torch.nn.Module, tuple[Any, ...], dict[str, Any]]]:  # type: ignore[no-untyped-def]
+    """Each decoder block with the exact (args, kwargs) it received in a full forward pass."""
+    calls: list[tuple[torch.nn.Module, tuple[Any, ...], dict[str, Any]]] = []
+    handles = []
+    for block in get_blocks(loaded.model, loaded.family):
+
+        def hook(module, args, kwargs, block=block):  # type: ignore[no-untyped-def]
+            calls.append((block, tuple(a.detach().clone() for a in args), dict(kwargs)))
+
+        handles.append(block.register_forward_pre_hook(hook, with_kwargs=True))
+    try:
+        with torch.no_grad():
+            loaded.model(**batch, use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    return calls
+
+
+def _run(block: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
+    with torch.no_grad():
+        out = block(*args, **kwargs)
+    return out[0] if isinstance(out, tuple) else out
+
+
+@pytest.fixture(scope="module")
+def block_inputs(load_tiny, prompt_batch):  # type: ignore[no-untyped-def]
+    def get(alias: str):  # type: ignore[no-untyped-def]
+        if alias not in _CAPTURED:
+            loaded = load_tiny(alias)
+            batch = prompt_batch(loaded, ["Describe the image in detail.", "What is shown?"])
+            _CAPTURED[alias] = captured_blocks(loaded, batch)
+        return load_tiny(alias).family, _CAPTURED[alias]
+
+    return get
+
+
+@pytest.mark.parametrize("alias", TINY_ALIASES)
+@settings(max_examples=8, deadline=None)
+@given(data=st.data())
+def test_scaling_a_group_keeps_the_block_output(block_inputs, alias: str, data: st.DataObject) -> None:
+    family, calls = block_inputs(alias)
+    block_index = data.draw(st.integers(0, len(calls) - 1), label="block")
+    block, args, kwargs = calls[block_index]
+    groups = applicable_groups(block, family)
+    group = data.draw(st.sampled_from(groups), label="group")
+    seed = data.draw(st.integers(0, 2**31 - 1), label="seed")
+    log_range = data.draw(st.floats(0.01, 2.0), label="log_range")
+    width = resolve_group(block, group).linears[0].in_features
+    gen = torch.Generator().manual_seed(seed)
+    scales = torch.exp((torch.rand(width, generator=gen) * 2 - 1) * log_range)
+
+    reference = _run(block, args, kwargs)
+    scaled = copy.deepcopy(block)
+    apply_scales_(scaled, group, scales)
+    changed = resolve_group(scaled, group).linears[0].weight
+    assert not torch.allclose(changed, resolve_group(block, group).linears[0].weight)
+    torch.testing.assert_close(_run(scaled, args, kwargs), reference, rtol=1e-4, atol=1e-5)
+
+
+def test_wrong_scales_do_change_the_output(block_inputs) -> None:
+    """Control: scaling only the linears (not the previous op) must change the output."""
+    family, calls = block_inputs("tiny-llama")
+    block, args, kwargs = calls[0]
+    group = family.groups[0]
+    scaled = copy.deepcopy(block)
+    for lin in resolve_group(scaled, group).linears:
+        lin.weight.data *= 2.0
+    assert not torch.allclose(_run(scaled, args, kwargs), _run(block, args, kwargs), atol=1e-4)
+
+
+def test_layernorm_prev_op_scales_weight_and_bias() -> None:
+    from qigbench.models.family import GroupKind, ScalingGroup
+
+    block = torch.nn.Sequential()
+    block.add_module("norm", torch.nn.LayerNorm(8))
+    block.add_module("fc", torch.nn.Linear(8, 3))
+    torch.nn.init.normal_(block.norm.weight)
+    torch.nn.init.normal_(block.norm.bias)
+    group = ScalingGroup("g", prev_op="norm", linears=("fc",), inspect="fc", kind=GroupKind.MLP)
+    x = torch.randn(5, 8)
+    before = block(x)
+    apply_scales_(block, group, torch.linspace(0.3, 3.0, 8))
+    torch.testing.assert_close(block(x), before, rtol=1e-5, atol=1e-5)
+
+
+def test_bad_scales_are_rejected(block_inputs) -> None:
+    family, calls = block_inputs("tiny-qwen2.5vl")
+    block = calls[0][0]
+    by_name = {g.name: g for g in family.groups}
+    with pytest.raises(ScalingGroupError, match="grouped-query"):
+        apply_scales_(block, by_name["o"], torch.ones(64))  # GQA: v_proj emits 32, o_proj takes 64
+    with pytest.raises(ScalingGroupError, match="entries"):
+        apply_scales_(block, by_name["qkv"], torch.ones(63))
+    with pytest.raises(ScalingGroupError, match="> 0"):
+        apply_scales_(block, by_name["qkv"], -torch.ones(64))
