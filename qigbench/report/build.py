@@ -80,6 +80,9 @@ def build_report(db: str | Path, out: str | Path, options: ReportOptions | None 
     if options.plot_metric is not None:
         metric_info(options.plot_metric)  # unknown metric: error naming the known ones
     templates = _templates(options.templates)
+    for src in options.heatmaps:
+        if not Path(src).is_file():
+            raise ResultsError(f"heatmap {src} does not exist; pass an existing PNG with --heatmap")
     store = ResultsStore(db)
     rows = store.rows(**options.filters)
     runs = store.runs()
@@ -141,8 +144,6 @@ def _figures(aggs: Sequence[Any], db: Path, where: Path, options: ReportOptions)
         figures.append(Figure(plots.save(fig, where / "calibration_time")[0], "calibration time per method"))
     heatmaps = [*(find_heatmaps(db) if options.discover_heatmaps else []), *options.heatmaps]
     for src in dict.fromkeys(Path(p) for p in heatmaps):
-        if not src.is_file():
-            raise ResultsError(f"heatmap {src} does not exist; pass an existing PNG with --heatmap")
         dst = where / src.name
         where.mkdir(parents=True, exist_ok=True)
         if src.resolve() != dst.resolve():

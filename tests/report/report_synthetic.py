@@ -19,15 +19,34 @@ def synthetic_rows(models: tuple[str, ...], seeds: tuple[int, ...] = (0, 1), run
         fp_hash = config_hash({})
         for seed in seeds:
             for ti, task in enumerate(TASKS):
-                rows.append(ResultRow(model=model, method="fp16", format="FP16", config_hash=fp_hash, seed=seed,
-                                      task=task, metric="accuracy", value=0.70 + 0.01 * ti - 0.01 * mi, run_id=run_id))
+                rows.append(
+                    ResultRow(
+                        model=model,
+                        method="fp16",
+                        format="FP16",
+                        config_hash=fp_hash,
+                        seed=seed,
+                        task=task,
+                        metric="accuracy",
+                        value=0.70 + 0.01 * ti - 0.01 * mi,
+                        run_id=run_id,
+                    )
+                )
         for fmt, methods in METHODS.items():
             drop = 0.08 if fmt == "W3A16" else 0.06
             for method in methods:
                 chash = config_hash({"method": method, "fmt": fmt}, {"samples": 8})
                 for seed in seeds:
-                    common = dict(model=model, method=method, format=fmt, config_hash=chash, seed=seed, run_id=run_id,
-                                  calib_seconds=SECONDS[method] + seed, peak_memory_bytes=(1 + mi) * 2**28)
+                    common = dict(
+                        model=model,
+                        method=method,
+                        format=fmt,
+                        config_hash=chash,
+                        seed=seed,
+                        run_id=run_id,
+                        calib_seconds=SECONDS[method] + seed,
+                        peak_memory_bytes=(1 + mi) * 2**28,
+                    )
                     for ti, task in enumerate(TASKS):
                         acc = 0.70 + 0.01 * ti - 0.01 * mi - drop + QUALITY[method] + 0.002 * seed
                         rows.append(ResultRow(**common, task=task, metric="accuracy", value=acc))  # type: ignore[arg-type]

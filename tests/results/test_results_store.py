@@ -120,7 +120,7 @@ def test_mark_config_done_alone(tmp_path: Path) -> None:
 )
 def test_bad_rows_are_rejected_with_a_reason(bad: dict[str, object]) -> None:
     with pytest.raises(ResultsError):
-        _row(**bad)
+        _row(**bad)  # type: ignore[arg-type]
 
 
 def test_directory_path_is_a_clear_error(tmp_path: Path) -> None:

@@ -1,0 +1,130 @@
+"""qigbench report: four formats from a synthetic db, escaping, numbers that match the db."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+from report_synthetic import make_db
+
+from qigbench.cli import main
+from qigbench.report import ReportOptions, aggregate, build_report, leaderboard
+from qigbench.report.render import latex_escape, markdown_escape, to_latex
+from qigbench.results import ResultRow, ResultsError, ResultsStore
+
+EVIL = "<script>alert(1)</script>_x%"
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    where = tmp_path_factory.mktemp("rep")
+    db = make_db(where / "results.db", models=("tiny-qwen2vl", "qwen2vl", EVIL))
+    heat = where / "qig_heatmap.png"  # a heatmap next to the db is discovered and embedded
+    heat.write_bytes(_tiny_png())
+    assert main(["report", "--db", str(db), "--out", str(where / "out")]) == 0
+    return where / "out"
+
+
+def _tiny_png() -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig = plt.figure(figsize=(1, 1))
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def test_all_formats_written(report: Path) -> None:
+    for name in ("index.html", "leaderboard.md", "tables.tex", "leaderboard.csv", "fidelity.csv", "calibration.csv"):
+        assert (report / name).stat().st_size > 0, name
+    for name in ("accuracy_vs_bits.png", "accuracy_vs_bits.svg", "calibration_time.png", "qig_heatmap.png"):
+        assert (report / "plots" / name).is_file(), name
+
+
+def test_html_is_escaped_and_self_contained(report: Path) -> None:
+    page = (report / "index.html").read_text()
+    assert "<script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;_x%" in page
+    assert page.count("data:image/png;base64,") == 3  # two plots + the heatmap, embedded
+    assert 'src="plots/' not in page and "<link" not in page  # nothing external
+
+
+def test_markdown_escapes(report: Path) -> None:
+    md = (report / "leaderboard.md").read_text()
+    assert "<script>" not in md and "&lt;script&gt;" in md
+    assert "![calibration time per method](plots/calibration_time.png)" in md
+
+
+def test_csv_parses_back_to_the_db_means(report: Path) -> None:
+    rows = list(csv.DictReader((report / "leaderboard.csv").open()))
+    by = {(r["Model"], r["Method"]): r for r in rows}
+    assert (EVIL, "qig") in by
+    # synthetic: tiny-qwen2vl (model 0), qig W3A16 chartqa = 0.70 - 0.08 + 0.03 + mean(0, 0.002) -> 65.10 %
+    assert float(by[("tiny-qwen2vl", "qig")]["W3A16 chartqa"]) == pytest.approx(65.1)
+    avg = float(by[("tiny-qwen2vl", "qig")]["W3A16 Avg"])
+    tasks = [float(by[("tiny-qwen2vl", "qig")][f"W3A16 {t}"]) for t in ("chartqa", "mmmu", "vizwiz")]
+    assert avg == pytest.approx(sum(tasks) / 3)
+    # FP16 row repeated in both format groups; paper reference only for the paper's model
+    fp = by[("qwen2vl", "FP16")]
+    assert fp["W3A16 chartqa"] == fp["W4A8 chartqa"] and float(fp["W3A16 Paper avg"]) == 73.22
+    assert float(by[("qwen2vl", "qig")]["W4A8 Paper avg"]) == 67.77
+    assert by[("tiny-qwen2vl", "qig")]["W3A16 Paper avg"] == ""
+    assert by[("tiny-qwen2vl", "awq")]["W4A8 chartqa"] == ""  # awq not run at W4A8
+    calib = {(r["Model"], r["Method"]): r for r in csv.DictReader((report / "calibration.csv").open())}
+    overhead = float(calib[("tiny-qwen2vl", "qig")]["W3A16 vs MBQ"])
+    assert overhead == pytest.approx(42.5 / 40.5 - 1)
+
+
+def test_latex_escapes(report: Path) -> None:
+    tex = (report / "tables.tex").read_text()
+    assert r"<script>alert(1)</script>\_x\%" in tex
+    assert "_x%" not in tex
+    assert latex_escape(r"a_b%c&d$e#f{g}h~i^j\k") == (
+        r"a\_b\%c\&d\$e\#f\{g\}h\textasciitilde{}i\textasciicircum{}j\textbackslash{}k"
+    )
+
+
+def test_ranks_follow_metric_direction() -> None:
+    rows = [
+        ResultRow(model="m", method=meth, format="W3A16", config_hash="h", task="t", metric=metric, value=v)
+        for meth, v in (("rtn", 0.5), ("mbq", 0.6), ("qig", 0.7))
+        for metric in ("accuracy", "kl")
+    ]
+    from qigbench.report import fidelity
+
+    aggs = aggregate(rows)
+    acc = {head[1]: cells[0].rank for head, cells in leaderboard(aggs).rows}
+    kl = {head[1]: cells[0].rank for head, cells in fidelity(aggs).rows}
+    assert acc == {"rtn": None, "mbq": 2, "qig": 1}
+    assert kl == {"rtn": 1, "mbq": 2, "qig": None}  # lower KL is better
+    assert r"\textbf{70.00}" in to_latex(leaderboard(aggs))
+
+
+def test_markdown_escape_pipes_and_emphasis() -> None:
+    assert markdown_escape("a|b_c*<d>") == r"a\|b\_c\*&lt;d&gt;"
+
+
+def test_several_config_hashes_get_labelled(tmp_path: Path) -> None:
+    rows = [
+        ResultRow(model="m", method="qig", format="W3A16", config_hash=h, task="t", metric="accuracy", value=0.5)
+        for h in ("aaaaaaaa11", "bbbbbbbb22")
+    ]
+    assert {head[1] for head, _ in leaderboard(aggregate(rows)).rows} == {"qig [aaaaaa]", "qig [bbbbbb]"}
+
+
+def test_errors_name_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(ResultsError, match="run the suites"):
+        build_report(tmp_path / "none.db", tmp_path / "out")
+    ResultsStore(tmp_path / "empty.db").close()
+    with pytest.raises(ResultsError, match="no results"):
+        build_report(tmp_path / "empty.db", tmp_path / "out")
+    db = make_db(tmp_path / "r.db", models=("tiny",))
+    with pytest.raises(ResultsError, match="register"):
+        build_report(db, tmp_path / "out", ReportOptions(plot_metric="bleu"))
+    with pytest.raises(ResultsError, match="--templates"):
+        build_report(db, tmp_path / "out", ReportOptions(templates=tmp_path))
+    with pytest.raises(ResultsError, match="--heatmap"):
+        build_report(db, tmp_path / "out", ReportOptions(heatmaps=(tmp_path / "nope.png",)))
