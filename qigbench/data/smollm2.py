@@ -47,7 +47,7 @@ def smollm2_gguf_path() -> Path:
 
 def smollm2_dir(cache_dir: str | Path | None = None) -> Path:
     """Where the converted model lives (it may not exist yet; see :func:`ensure_smollm2`)."""
-    return default_cache_dir(cache_dir) / "models" / SMOLLM2_ALIAS
+    return default_cache_dir(cache_dir) / SMOLLM2_ALIAS
 
 
 def ensure_smollm2(cache_dir: str | Path | None = None) -> Path:

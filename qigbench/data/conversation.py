@@ -1,0 +1,113 @@
+"""Formatting image + prompt -> answer pairs with the target model's chat template and processor.
+
+How the answer mask is made exact: the processor (which expands image placeholders and builds
+pixel values) tokenizes only the *prompt* part, rendered by the chat template with the
+generation prompt (``...<|im_start|>assistant\\n``). The answer and the template's end-of-turn
+suffix are tokenized alone and appended to each row. So the answer mask covers exactly the
+answer's own tokens, never a chat marker or an image token, whatever the tokenizer's merges —
+the same per-turn tokenization LLaVA-style training uses. The template is checked to render the
+conversation as prompt + answer + suffix; a template that does not gets a clear error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from qigbench.data.batch import IGNORE_INDEX, CalibrationBatch, pad_rows
+from qigbench.data.records import CalibrationDataError, ConversationRecord
+from qigbench.models.token_types import classify_tokens
+
+#: sequence-aligned processor outputs and the value appended for answer / suffix tokens
+#: (mm_token_type_ids / token_type_ids: 0 means text in the HF processors' convention)
+_APPENDED_VALUE = {"attention_mask": 1, "mm_token_type_ids": 0, "token_type_ids": 0}
+
+
+@dataclass(frozen=True)
+class _Rendered:
+    prompt: str  # chat-templated user turn + generation prompt (contains the image placeholder)
+    answer_ids: list[int]
+    suffix_ids: list[int]
+
+
+def _messages(record: ConversationRecord, with_answer: bool) -> list[dict[str, Any]]:
+    user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": record.prompt}]}
+    if not with_answer:
+        return [user]
+    return [user, {"role": "assistant", "content": [{"type": "text", "text": record.answer}]}]
+
+
+def render(record: ConversationRecord, processor: Any, tokenizer: Any) -> _Rendered:
+    """Split the chat-templated conversation into prompt text, answer ids and suffix ids."""
+    prompt = processor.apply_chat_template(_messages(record, False), tokenize=False, add_generation_prompt=True)
+    full = processor.apply_chat_template(_messages(record, True), tokenize=False)
+    rest = full[len(prompt) :] if full.startswith(prompt) else None
+    if rest is None or not rest.startswith(record.answer):
+        raise CalibrationDataError(
+            f"sample {record.sample_id!r}: the chat template of {type(processor).__name__} does not render the "
+            "conversation as <prompt with generation prompt><answer><end of turn>, so the answer tokens cannot be "
+            "located. Use a processor whose chat template has an assistant generation prompt."
+        )
+    suffix = rest[len(record.answer) :]
+    encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    return _Rendered(prompt, encode(record.answer), encode(suffix) if suffix else [])
+
+
+def conversation_batch(
+    records: Sequence[ConversationRecord], *, loaded: Any, max_length: int | None = None
+) -> CalibrationBatch:
+    """One :class:`CalibrationBatch` from image/prompt/answer records (images are opened here)."""
+    processor, tokenizer = loaded.processor, loaded.tokenizer
+    rendered = [render(r, processor, tokenizer) for r in records]
+    images = [r.load_image() for r in records]
+    out = processor(text=[x.prompt for x in rendered], images=images, return_tensors="pt", padding=True)
+    prompt_inputs = {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
+    mask = prompt_inputs["attention_mask"].bool()
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    sequence_keys = ["input_ids", *[k for k in _APPENDED_VALUE if k in prompt_inputs]]
+    rows: dict[str, list[torch.Tensor]] = {k: [] for k in sequence_keys}
+    answer_rows: list[torch.Tensor] = []
+    for i, (record, parts) in enumerate(zip(records, rendered, strict=True)):
+        n_prompt = int(mask[i].sum())
+        answer_ids = _fit_answer(record, parts, n_prompt, max_length)
+        tail = torch.tensor(answer_ids + parts.suffix_ids, dtype=torch.long)
+        for key in sequence_keys:
+            kept = prompt_inputs[key][i][mask[i]]
+            added = tail if key == "input_ids" else torch.full_like(tail, _APPENDED_VALUE[key])
+            rows[key].append(torch.cat([kept, added.to(kept.dtype)]))
+        is_answer = torch.zeros(n_prompt + len(tail), dtype=torch.bool)
+        is_answer[n_prompt : n_prompt + len(answer_ids)] = True
+        answer_rows.append(is_answer)
+
+    side = tokenizer.padding_side
+    inputs = dict(prompt_inputs)
+    for key in sequence_keys:
+        inputs[key] = pad_rows(rows[key], pad_id if key == "input_ids" else 0, side)
+    answer_mask = pad_rows(answer_rows, 0, side)
+    token_types = classify_tokens(
+        inputs["input_ids"],
+        inputs["attention_mask"],
+        config=loaded.model.config,
+        tokenizer=tokenizer,
+        family=loaded.family,
+        mm_token_type_ids=inputs.get("mm_token_type_ids"),
+    )
+    labels = torch.where(answer_mask, inputs["input_ids"], torch.full_like(inputs["input_ids"], IGNORE_INDEX))
+    return CalibrationBatch(inputs, token_types, answer_mask, labels, tuple(r.sample_id for r in records))
+
+
+def _fit_answer(record: ConversationRecord, parts: _Rendered, n_prompt: int, max_length: int | None) -> list[int]:
+    """Truncate the answer (never the prompt or its image tokens) so the row fits ``max_length``."""
+    if max_length is None:
+        return parts.answer_ids
+    room = max_length - n_prompt - len(parts.suffix_ids)
+    if room < 1:
+        raise CalibrationDataError(
+            f"sample {record.sample_id!r}: the prompt with its image takes {n_prompt} tokens, which leaves no room "
+            f"for the answer within max_length={max_length}. Raise max_length or use smaller images."
+        )
+    return parts.answer_ids[:room]

@@ -1,0 +1,48 @@
+"""Offline default calibration sets: the right synthetic kind for a model, built once into the cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from qigbench.data.cache import build_atomically, default_cache_dir
+from qigbench.data.synthetic import write_caption_set, write_text_set
+from qigbench.models.aliases import ALIAS_BY_NAME
+from qigbench.models.registry import family_for, family_named
+
+#: passages per requested text sample: the synthetic passages are ~40-80 words, so this yields
+#: ``n`` chunks of 512 tokens even with a coarse tiny BPE tokenizer
+PASSAGES_PER_SAMPLE = 40
+
+
+def is_multimodal(model: Any) -> bool:
+    """Whether a LoadedModel, ModelFamily, alias, family name or model folder is a vision-language model."""
+    family = getattr(model, "family", model)
+    if hasattr(family, "multimodal"):
+        return bool(family.multimodal)
+    name = str(model)
+    if name in ALIAS_BY_NAME:
+        return family_named(ALIAS_BY_NAME[name].family).multimodal
+    if Path(name).expanduser().is_dir():
+        from transformers import AutoConfig
+
+        return family_for(AutoConfig.from_pretrained(Path(name).expanduser())).multimodal
+    return family_named(name).multimodal
+
+
+def default_calibration(
+    model: Any, cache_dir: str | Path | None = None, *, n: int = 128, seed: int = 0, image_size: int = 64
+) -> Path:
+    """Path of a synthetic calibration file for ``model``, built into ``<cache>/calibration`` if missing.
+
+    Vision-language models get a caption set (``caption.json`` + PNG images), language models a
+    text set (``text.jsonl``). ``n`` defaults to the paper's 128 calibration samples.
+    """
+    root = default_cache_dir(cache_dir) / "calibration"
+    if is_multimodal(model):
+        target = root / f"synthetic-caption-n{n}-seed{seed}-{image_size}px"
+        build_atomically(target, lambda tmp: write_caption_set(tmp, n, seed, "caption", image_size))
+        return target / "caption.json"
+    target = root / f"synthetic-text-n{n}-seed{seed}"
+    build_atomically(target, lambda tmp: write_text_set(tmp, n * PASSAGES_PER_SAMPLE, seed))
+    return target / "text.jsonl"
