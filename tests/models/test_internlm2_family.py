@@ -1,0 +1,148 @@
+"""The InternLM2 (InternVL2, remote code) description matches an InternLM2-shaped module tree.
+
+Nothing is downloaded: the tree below mirrors the remote code's module names and shapes
+(``language_model.model.layers[i].attention.wqkv`` with q/k/v rows interleaved per key-value
+group, ``wo``, ``feed_forward.w1/w3/w2``, ``attention_norm``/``ffn_norm``) and its block math, so
+the family's paths, shapes and scaling groups are checked without trust_remote_code.
+"""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from qigbench.models import applicable_groups, apply_scales_, family_for, get_blocks, resolve_group
+from qigbench.models.token_types import classify_tokens
+from qigbench.tokens import TokenType
+
+HIDDEN, HEADS, KV_HEADS, INTER = 32, 4, 2, 48
+HEAD_DIM = HIDDEN // HEADS
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.rand(dim) + 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * self.weight
+
+
+class Attention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.wqkv = nn.Linear(HIDDEN, (HEADS + 2 * KV_HEADS) * HEAD_DIM, bias=False)
+        self.wo = nn.Linear(HIDDEN, HIDDEN, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        per_kv = HEADS // KV_HEADS
+        qkv = self.wqkv(x).view(b, t, KV_HEADS, per_kv + 2, HEAD_DIM)
+        q = qkv[..., :per_kv, :].reshape(b, t, HEADS, HEAD_DIM).transpose(1, 2)
+        k = qkv[..., -2, :].repeat_interleave(per_kv, dim=2).transpose(1, 2)
+        v = qkv[..., -1, :].repeat_interleave(per_kv, dim=2).transpose(1, 2)
+        out = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.wo(out.transpose(1, 2).reshape(b, t, HIDDEN))
+
+
+class FeedForward(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w1 = nn.Linear(HIDDEN, INTER, bias=False)
+        self.w3 = nn.Linear(HIDDEN, INTER, bias=False)
+        self.w2 = nn.Linear(INTER, HIDDEN, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(nn.functional.silu(self.w1(x)) * self.w3(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attention_norm = RMSNorm(HIDDEN)
+        self.attention = Attention()
+        self.ffn_norm = RMSNorm(HIDDEN)
+        self.feed_forward = FeedForward()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attention(self.attention_norm(x))
+        return x + self.feed_forward(self.ffn_norm(x))
+
+
+def internvl_chat_tree() -> nn.Module:
+    torch.manual_seed(0)
+    root = nn.Module()
+    root.config = SimpleNamespace(model_type="internvl_chat")
+    root.vision_model = nn.Linear(4, 4)
+    root.mlp1 = nn.Linear(4, HIDDEN)
+    root.language_model = nn.Module()
+    root.language_model.model = nn.Module()
+    root.language_model.model.tok_embeddings = nn.Embedding(16, HIDDEN)
+    root.language_model.model.layers = nn.ModuleList([DecoderLayer() for _ in range(2)])
+    root.language_model.model.norm = RMSNorm(HIDDEN)
+    root.language_model.output = nn.Linear(HIDDEN, 16, bias=False)
+    return root
+
+
+def test_paths_and_shapes_resolve() -> None:
+    model = internvl_chat_tree()
+    family = family_for(model)
+    assert family.name == "internlm2" and family.auto_class == "AutoModel"
+    for path in (family.embed_tokens, family.final_norm, family.lm_head, *family.vision):
+        model.get_submodule(path)
+    blocks = get_blocks(model, family)
+    assert len(blocks) == 2
+    for block in blocks:
+        assert [g.name for g in applicable_groups(block, family)] == ["qkv", "gate_up", "down"]
+        qkv = resolve_group(block, family.groups[0])
+        assert qkv.linears[0].weight.shape == ((HEADS + 2 * KV_HEADS) * HEAD_DIM, HIDDEN)
+        down = resolve_group(block, family.groups[2])
+        assert down.prev_op is block.feed_forward.w3 and down.linears == [block.feed_forward.w2]
+
+
+@settings(max_examples=15, deadline=None)
+@given(group_index=st.integers(0, 2), seed=st.integers(0, 2**31 - 1))
+def test_scaling_invariance_on_internlm2_block(group_index: int, seed: int) -> None:
+    model = internvl_chat_tree()
+    family = family_for(model)
+    block = get_blocks(model, family)[0]
+    group = family.groups[group_index]
+    gen = torch.Generator().manual_seed(seed)
+    width = resolve_group(block, group).linears[0].in_features
+    scales = torch.exp(torch.randn(width, generator=gen))
+    x = torch.randn(2, 5, HIDDEN, generator=gen)
+    with torch.no_grad():
+        before = block(x)
+        scaled = copy.deepcopy(block)
+        apply_scales_(scaled, group, scales)
+        torch.testing.assert_close(scaled(x), before, rtol=1e-4, atol=1e-5)
+
+
+def test_image_context_token_is_vision_without_a_config_key() -> None:
+    """InternVL2 keeps <IMG_CONTEXT> out of its config: the family names the token string instead."""
+    family = family_for(internvl_chat_tree())
+    vocab = {"<s>": 1, "<img>": 5, "<IMG_CONTEXT>": 6, "</img>": 7}
+    tokenizer = SimpleNamespace(
+        all_special_ids=[1],
+        added_tokens_decoder={i: SimpleNamespace(special=True) for i in (5, 6, 7)},
+        unk_token_id=0,
+        convert_tokens_to_ids=lambda t: vocab.get(t, 0),
+    )
+    ids = torch.tensor([[1, 9, 5, 6, 6, 7, 9, 2]])
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1, 1, 0]])
+    types = classify_tokens(ids, mask, config=SimpleNamespace(), tokenizer=tokenizer, family=family)
+    T = TokenType
+    assert types.tolist() == [[T.SPECIAL, T.TEXT, T.SPECIAL, T.VISION, T.VISION, T.SPECIAL, T.TEXT, T.PAD]]
+
+
+@pytest.mark.parametrize("name", ["qkv", "gate_up", "down"])
+def test_groups_are_named_like_llama_style(name: str) -> None:
+    """Methods look groups up by name (MBQ's attention/MLP ratio): InternLM2 uses the same names."""
+    family = family_for(internvl_chat_tree())
+    assert name in {g.name for g in family.groups}
