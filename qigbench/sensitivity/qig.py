@@ -131,7 +131,7 @@ def qig_objective(target: AttributionTarget, config: QIGConfig) -> GFn:
     y0: Tensor | None = None
     if config.objective == "fx_minus_f0":
         with torch.no_grad():
-            y0 = f_fp(torch.zeros_like(target.x[:1])).detach()
+            y0 = f_fp(torch.zeros_like(target.x)).detach()
 
     def G(x: Tensor) -> Tensor:
         y = f_fp(x)
@@ -144,7 +144,7 @@ def qig_objective(target: AttributionTarget, config: QIGConfig) -> GFn:
                 y = y - f_q(x)
         elif config.objective == "fx_minus_f0":
             assert y0 is not None
-            y = y - y0
+            y = y - y0.repeat(x.shape[0] // y0.shape[0], 1, 1)
         return (y.abs().mean(dim=-1) * scale).sum(dim=-1)
 
     return G
@@ -211,7 +211,9 @@ class QIGProvider:
             diag["degenerate_input"] = True
             return torch.zeros(x.shape[:2], device=x.device), None
         G = qig_objective(target, cfg)
-        xs, bs = x[live], baseline[live]
+        # all rows go through f even if some are degenerate: the engine's closures expect whole
+        # multiples of B rows; a degenerate row simply gets zero attributions and falls back later
+        xs, bs = x, baseline
         if cfg.adaptive:
             res, history = integrate_adaptive(
                 G, xs, bs, cfg.steps, cfg.quadrature, cfg.chunk_size,
@@ -221,9 +223,7 @@ class QIGProvider:
         else:
             res = integrate(G, xs, bs, cfg.steps, cfg.quadrature, cfg.chunk_size, batched=cfg.batched)
         diag["steps_used"] = res.steps
-        raw = torch.zeros(x.shape[:2], device=x.device, dtype=torch.float32)
-        raw[live] = res.attributions.abs().mean(dim=-1)
-        return raw, res
+        return res.attributions.abs().mean(dim=-1), res
 
 
 def _warmup_weights(target: AttributionTarget, diag: dict[str, Any]) -> TokenWeights:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -125,3 +127,34 @@ def test_target_shapes_are_checked_with_a_fix() -> None:
         AttributionTarget(t.f_fp, t.f_q, t.x, t.x[:, :-1], t.token_types)
     with pytest.raises(SensitivityError, match="zero"):
         get_provider("qig", baseline="quantized")(t)
+
+
+def test_providers_call_f_with_copy_major_multiples_of_B_rows() -> None:
+    # The engine's closures repeat per-sample tensors (attention masks, rotary embeddings) with
+    # ``.repeat(N // B, ...)``; a per-sample factor closed over the same way checks the stacking order:
+    # if copies were stacked sample-major, rows would get another sample's factor and results would
+    # differ from the unbatched computation.
+    base = make_target(b=3, t=5, fmt=WEIGHT_ACT, seed=11)
+    factor = torch.tensor([1.0, -2.0, 5.0])[:, None, None]
+    seen: list[int] = []
+
+    def per_sample(f: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+        def call(x: torch.Tensor) -> torch.Tensor:
+            seen.append(x.shape[0])
+            assert x.shape[0] % 3 == 0
+            return f(x) * factor.repeat(x.shape[0] // 3, 1, 1)
+
+        return call
+
+    t = AttributionTarget(per_sample(base.f_fp), per_sample(base.f_q), base.x, base.x_q, base.token_types)
+    for name, cfg in [
+        ("qig", {"steps": 6, "chunk_size": 4}),
+        ("qig", {"steps": 6, "objective": "fx_minus_f0"}),
+        ("leave_one_out", {"chunk_size": 2}),
+    ]:
+        seen.clear()
+        fast = get_provider(name, **cfg)(t)
+        assert max(seen) > 3  # really batched
+        slow_cfg = {**cfg, "batched": False} if name == "qig" else {**cfg, "chunk_size": 1}
+        slow = get_provider(name, **slow_cfg)(t)
+        torch.testing.assert_close(fast.raw, slow.raw, rtol=1e-5, atol=1e-7)
