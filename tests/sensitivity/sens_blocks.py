@@ -7,7 +7,7 @@ import copy
 import torch
 from torch import nn
 
-from qigbench.quant import fake_quantize, parse_format, quantize_linears_
+from qigbench.quant import QuantLinear, fake_quantize, parse_format, quantize_linears_
 from qigbench.sensitivity import AttributionTarget
 from qigbench.tokens import TokenType
 
@@ -25,7 +25,7 @@ def quantized_copy(module: nn.Module, fmt: str) -> nn.Module:
     q = copy.deepcopy(module)
     quantize_linears_(q, fmt)
     for m in q.modules():
-        if hasattr(m, "straight_through"):
+        if isinstance(m, QuantLinear):
             m.straight_through = True
     return q
 

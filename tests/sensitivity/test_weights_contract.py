@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -147,11 +148,12 @@ def test_providers_call_f_with_copy_major_multiples_of_B_rows() -> None:
         return call
 
     t = AttributionTarget(per_sample(base.f_fp), per_sample(base.f_q), base.x, base.x_q, base.token_types)
-    for name, cfg in [
+    cases: list[tuple[str, dict[str, Any]]] = [
         ("qig", {"steps": 6, "chunk_size": 4}),
         ("qig", {"steps": 6, "objective": "fx_minus_f0"}),
         ("leave_one_out", {"chunk_size": 2}),
-    ]:
+    ]
+    for name, cfg in cases:
         seen.clear()
         fast = get_provider(name, **cfg)(t)
         assert max(seen) > 3  # really batched
