@@ -25,6 +25,11 @@ from qigbench.report.tables import FP_LABEL, Agg, format_sort_key, method_sort_k
 from qigbench.results.metrics import MetricKind, is_known_metric, metric_info
 
 
+def _text(label: str) -> str:
+    """Model names are user input: keep ``$`` from switching matplotlib into mathtext."""
+    return label.replace("$", r"\$")
+
+
 def weight_bits(fmt: str, fp: bool) -> tuple[int, int] | None:
     """(weight bits, activation bits) of a format string; 16/16 for full precision."""
     if fp:
@@ -54,29 +59,42 @@ def metric_vs_bits(aggs: Sequence[Agg], metric: str | None = None) -> Figure | N
     values = _config_values(aggs, metric)
     if not values:
         return None
-    ylabel = "mean accuracy over tasks" if metric is None else f"{metric_info(metric).label} (mean over tasks)"
+    scale = 100.0 if metric is None and max(abs(v) for v in values.values()) <= 1.0 else 1.0
+    ylabel = "mean accuracy over tasks" + (" (%)" if scale == 100.0 else "")
+    if metric is not None:
+        ylabel = f"{metric_info(metric).label} (mean over tasks)"
     models = sorted({k[0] for k in values})
     cols = min(len(models), 3)
     rows = math.ceil(len(models) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 3.6 * rows), squeeze=False)
     for ax, model in zip(axes.flat, models, strict=False):
-        series: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        points: dict[str, list[tuple[int, int, str, float]]] = defaultdict(list)  # method -> (w, a, fmt, value)
         for (m, method, fmt, fp), v in values.items():
             bits = weight_bits(fmt, fp)
             if m != model or bits is None:
                 continue
             if fp:
-                ax.axhline(v, color="grey", linestyle="--", linewidth=1, label=FP_LABEL)
+                ax.axhline(v * scale, color="grey", linestyle="--", linewidth=1, label=FP_LABEL)
                 continue
-            series[f"{method} (A{bits[1]})"].append((bits[0], v))
-        for label in sorted(series, key=method_sort_key):
-            pts = sorted(series[label])
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
-        ax.set_title(model)
+            points[method].append((bits[0], bits[1], fmt, v * scale))
+        for method in sorted(points, key=method_sort_key):
+            pts = sorted(points[method])
+            # one line per method across weight bits; split by activation bits only when a weight
+            # width appears with several activation widths (W4A8 and W4A16 are not one curve)
+            split = len({p[0] for p in pts}) < len(pts)
+            lines = defaultdict(list)
+            for p in pts:
+                lines[f"{method} (A{p[1]})" if split else method].append(p)
+            for label, line in lines.items():
+                ax.plot([p[0] for p in line], [p[3] for p in line], marker="o", label=_text(label))
+                for w, _, fmt, v in line:
+                    ax.annotate(_text(fmt), (w, v), textcoords="offset points", xytext=(4, 2), fontsize=6, color="grey")
+        ax.set_title(_text(model))
         ax.set_xlabel("weight bits")
         ax.set_ylabel(ylabel)
+        ax.set_xticks(sorted({p[0] for pts in points.values() for p in pts}) or [3, 4])
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="best")
     for ax in list(axes.flat)[len(models) :]:
         ax.set_visible(False)
     fig.tight_layout()
@@ -94,17 +112,17 @@ def calibration_bars(aggs: Sequence[Agg]) -> Figure | None:
     groups = sorted(secs, key=lambda k: (k[0], format_sort_key(k[1])))
     methods = sorted({m for d in secs.values() for m in d}, key=method_sort_key)
     width = 0.8 / len(methods)
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(groups) * max(1, len(methods)) / 3), 3.8))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(groups) * len(methods) + 2.0), 3.8))
     for i, method in enumerate(methods):
         xs = [g + i * width for g in range(len(groups)) if method in secs[groups[g]]]
         ys = [secs[groups[g]][method] for g in range(len(groups)) if method in secs[groups[g]]]
-        ax.bar(xs, ys, width=width, label=method)
+        ax.bar(xs, ys, width=width, label=_text(method))
     ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))])
-    ax.set_xticklabels([f"{m}\n{f}" for m, f in groups], fontsize=8)
+    ax.set_xticklabels([_text(f"{m}\n{f}") for m, f in groups], fontsize=8)
     ax.set_ylabel("calibration wall time (s)")
     ax.set_title("Calibration time per method")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7, ncol=min(len(methods), 4))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
 

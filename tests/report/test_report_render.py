@@ -14,7 +14,7 @@ from qigbench.report import ReportOptions, aggregate, build_report, leaderboard
 from qigbench.report.render import latex_escape, markdown_escape, to_latex
 from qigbench.results import ResultRow, ResultsError, ResultsStore
 
-EVIL = "<script>alert(1)</script>_x%"
+EVIL = "<script>alert(1)</script>_x%$y$"
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_csv_parses_back_to_the_db_means(report: Path) -> None:
 
 def test_latex_escapes(report: Path) -> None:
     tex = (report / "tables.tex").read_text()
-    assert r"<script>alert(1)</script>\_x\%" in tex
+    assert r"<script>alert(1)</script>\_x\%\$y\$" in tex
     assert "_x%" not in tex
     assert latex_escape(r"a_b%c&d$e#f{g}h~i^j\k") == (
         r"a\_b\%c\&d\$e\#f\{g\}h\textasciitilde{}i\textasciicircum{}j\textbackslash{}k"
