@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qigbench.engine.bases import CWEConfig, CWEMethod
+from qigbench.engine.cwe import CWEConfig, CWEMethod
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qigbench.engine.bases import GPTQMethod
+from qigbench.engine.gptq import GPTQMethod
 
 
 class GPTQ(GPTQMethod):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from qigbench.engine.bases import CWEConfig, CWEMethod
+from qigbench.engine.cwe import CWEConfig, CWEMethod
 from qigbench.engine.context import BlockContext, ResolvedGroup
 from qigbench.engine.gradients import modality_gradients
 from qigbench.engine.run import RunContext

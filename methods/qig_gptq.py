@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from qigbench.engine.bases import GPTQMethod, GPTQMethodConfig
+from qigbench.engine.gptq import GPTQMethod, GPTQMethodConfig
 from qigbench.engine.context import BlockContext, ResolvedGroup
 from qigbench.sensitivity.qig import QIGConfig
 

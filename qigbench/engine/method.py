@@ -82,15 +82,20 @@ def config_hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _load(ep: Any) -> type[Method]:
+    cls = ep.load()
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise QigbenchError(f"entry point {ep.name} = {ep.value} is not a qigbench Method subclass")
+    return cls  # type: ignore[no-any-return]
+
+
 def available_methods() -> dict[str, type[Method]]:
-    """Every installed method plugin, by name."""
-    found: dict[str, type[Method]] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        cls = ep.load()
-        if not (isinstance(cls, type) and issubclass(cls, Method)):
-            raise QigbenchError(f"entry point {ep.name} = {ep.value} is not a qigbench Method subclass")
-        found[ep.name] = cls
-    return dict(sorted(found.items()))
+    """Every installed method plugin, by name (imports them all)."""
+    return {name: _load(ep) for name, ep in sorted(_entry_points().items())}
 
 
 def build_config(cls: type[Method], options: dict[str, Any]) -> MethodConfig:
@@ -167,11 +172,11 @@ def _convert(raw: Any, default: Any, key: str) -> Any:
 
 
 def get_method(name: str, options: dict[str, Any] | None = None) -> Method:
-    methods = available_methods()
-    if name not in methods:
+    eps = _entry_points()
+    if name not in eps:
         raise QigbenchError(
-            f"unknown method {name!r}; installed methods: {', '.join(methods) or '(none)'} "
+            f"unknown method {name!r}; installed methods: {', '.join(sorted(eps)) or '(none)'} "
             "(a new method is a module in methods/ plus an entry point in pyproject.toml)"
         )
-    cls = methods[name]
+    cls = _load(eps[name])
     return cls(build_config(cls, options or {}))
