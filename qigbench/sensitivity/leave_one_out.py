@@ -38,7 +38,7 @@ def leave_one_out_scores(G_fn: Any, x: Tensor, reference: Tensor, chunk_size: in
         ts = torch.arange(start, min(start + chunk_size, T), device=x.device)
         k = ts.numel()
         xs = x.unsqueeze(0).repeat(k, 1, 1, 1)  # [k, B, T, H], copy j perturbs token ts[j]
-        xs[torch.arange(k), :, ts] = reference[:, ts].transpose(0, 1)
+        xs[torch.arange(k, device=x.device), :, ts] = reference[:, ts].transpose(0, 1)
         g = G_fn(xs.reshape(k * B, T, -1)).float().view(k, B)
         out[:, start : start + k] = (g - g0).abs().T
     return out

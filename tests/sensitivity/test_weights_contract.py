@@ -62,6 +62,11 @@ def test_other_providers_satisfy_the_contract(target: AttributionTarget, name: s
     assert_contract(get_provider(name)(target), target.token_types)
 
 
+def test_uniform_provider_is_bit_identical_to_the_shared_definition() -> None:
+    t = make_target(b=3, t=6, n_pad=[0, 2, 5])
+    assert torch.equal(get_provider("uniform")(t).weights, uniform_token_weights(t.token_types))
+
+
 def test_padding_values_do_not_leak_into_weights() -> None:
     # garbage in the padded positions' hidden states must not change the real tokens' weights
     # (for a module whose rows/tokens are independent, as here)
