@@ -42,7 +42,9 @@ def apply_scales_(block: nn.Module, family_group: ScalingGroup, scales: torch.Te
         raise ScalingGroupError(f"group {family_group.name!r}: scales must be finite and > 0")
 
     prev = resolved.prev_op
-    _scale_rows_(prev.weight, s, divide=True)
+    weight = prev.weight
+    assert isinstance(weight, torch.Tensor)  # prev_out_features checked it
+    _scale_rows_(weight, s, divide=True)
     bias = getattr(prev, "bias", None)
     if isinstance(bias, torch.Tensor):
         _scale_rows_(bias, s, divide=True)

@@ -78,7 +78,7 @@ class DecoderLayer(nn.Module):
 def internvl_chat_tree() -> nn.Module:
     torch.manual_seed(0)
     root = nn.Module()
-    root.config = SimpleNamespace(model_type="internvl_chat")
+    root.config = SimpleNamespace(model_type="internvl_chat")  # type: ignore[assignment]
     root.vision_model = nn.Linear(4, 4)
     root.mlp1 = nn.Linear(4, HIDDEN)
     root.language_model = nn.Module()
@@ -103,7 +103,8 @@ def test_paths_and_shapes_resolve() -> None:
         qkv = resolve_group(block, family.groups[0])
         assert qkv.linears[0].weight.shape == ((HEADS + 2 * KV_HEADS) * HEAD_DIM, HIDDEN)
         down = resolve_group(block, family.groups[2])
-        assert down.prev_op is block.feed_forward.w3 and down.linears == [block.feed_forward.w2]
+        ffn = block.get_submodule("feed_forward")
+        assert down.prev_op is ffn.w3 and down.linears == [ffn.w2]
 
 
 @settings(max_examples=15, deadline=None)

@@ -96,11 +96,12 @@ def test_wrong_scales_do_change_the_output(block_inputs) -> None:
 def test_layernorm_prev_op_scales_weight_and_bias() -> None:
     from qigbench.models.family import GroupKind, ScalingGroup
 
+    norm = torch.nn.LayerNorm(8)
+    torch.nn.init.normal_(norm.weight)
+    torch.nn.init.normal_(norm.bias)
     block = torch.nn.Sequential()
-    block.add_module("norm", torch.nn.LayerNorm(8))
+    block.add_module("norm", norm)
     block.add_module("fc", torch.nn.Linear(8, 3))
-    torch.nn.init.normal_(block.norm.weight)
-    torch.nn.init.normal_(block.norm.bias)
     group = ScalingGroup("g", prev_op="norm", linears=("fc",), inspect="fc", kind=GroupKind.MLP)
     x = torch.randn(5, 8)
     before = block(x)

@@ -13,13 +13,13 @@ import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 SEED = 0
 #: Bump when a builder changes, so cached tiny models are rebuilt rather than silently reused.
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 MARKER = "qigbench_tiny.json"
 
 CORPUS: tuple[str, ...] = (
@@ -100,12 +100,16 @@ def tiny_text_config(**overrides: Any) -> dict[str, Any]:
     return cfg
 
 
-def seeded_init(factory: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+M = TypeVar("M", bound=torch.nn.Module)
+
+
+def seeded_init(factory: Callable[[], M]) -> M:
     """Build a model under a fixed seed on CPU in float32 (same alias -> same weights)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         model = factory()
-    return model.float().eval()
+    model.float().eval()
+    return model
 
 
 def atomic_build(target: Path, build: Callable[[Path], None], *, alias: str) -> Path:

@@ -1,7 +1,8 @@
 """tiny-internvl: the real transformers-native InternVL classes (InternViT, Qwen2 decoder) at toy size.
 
-28x28 tiles, 14-pixel patches and pixel-shuffle downsampling 0.5 give one context token per
-tile; the processor wraps each image in the named ``<img>`` ... ``</img>`` tokens.
+56x56 tiles, 14-pixel patches and pixel-shuffle downsampling 0.5 give 4 context tokens per
+tile (at most 2 tiles plus a thumbnail per image); the processor wraps each image in the named
+``<img>`` ... ``</img>`` tokens.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from qigbench.models.tiny.common import (
     train_bpe_tokenizer,
 )
 
-_TILE = {"height": 28, "width": 28}
+_TILE = {"height": 56, "width": 56}
 
 
 def build_internvl(out: Path) -> None:
@@ -49,7 +50,7 @@ def build_internvl(out: Path) -> None:
         intermediate_size=64,
         num_hidden_layers=2,
         num_attention_heads=2,
-        image_size=[28, 28],
+        image_size=[56, 56],
         patch_size=[14, 14],
     )
     config = InternVLConfig(
@@ -61,7 +62,7 @@ def build_internvl(out: Path) -> None:
         tokenizer=tok,
         video_processor=InternVLVideoProcessor(size=_TILE),
         chat_template=tok.chat_template,
-        image_seq_length=1,
+        image_seq_length=4,
     )
     model.save_pretrained(out)
     processor.save_pretrained(out)

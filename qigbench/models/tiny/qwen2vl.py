@@ -7,6 +7,7 @@ has 4 key-value heads (the "o" group exists); tiny-qwen2.5vl uses GQA (2 key-val
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from qigbench.models.tiny.common import (
     CHATML_SPECIALS,
@@ -25,7 +26,9 @@ _NAMED = {
     "vision_start_token": "<|vision_start|>",
     "vision_end_token": "<|vision_end|>",
 }
-_PIXELS = dict(min_pixels=28 * 28, max_pixels=56 * 56, patch_size=14, merge_size=2, temporal_patch_size=2)
+_PIXELS: dict[str, Any] = dict(
+    min_pixels=28 * 28, max_pixels=56 * 56, patch_size=14, merge_size=2, temporal_patch_size=2
+)
 # M-RoPE splits the 8 rotary frequency pairs of a 16-wide head into (temporal, height, width)
 _ROPE = {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}
 
@@ -37,7 +40,7 @@ def _tokenizer():  # type: ignore[no-untyped-def]
     return train_bpe_tokenizer(_SPECIALS, named_tokens=_NAMED, chat_template=template)
 
 
-def _token_ids(tok) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def _token_ids(tok) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     ids = tok.convert_tokens_to_ids
     return dict(
         image_token_id=ids("<|image_pad|>"),
