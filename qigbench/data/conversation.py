@@ -1,12 +1,11 @@
 """Formatting image + prompt -> answer pairs with the target model's chat template and processor.
 
-How the answer mask is made exact: the processor (which expands image placeholders and builds
-pixel values) tokenizes only the *prompt* part, rendered by the chat template with the
-generation prompt (``...<|im_start|>assistant\\n``). The answer and the template's end-of-turn
+How the answer mask is made exact: the chat template renders the whole conversation; the
+text before the answer (ending ``...<|im_start|>assistant\\n``) goes through the processor, which
+expands image placeholders and builds pixel values. The answer and the template's end-of-turn
 suffix are tokenized alone and appended to each row. So the answer mask covers exactly the
 answer's own tokens, never a chat marker or an image token, whatever the tokenizer's merges —
-the same per-turn tokenization LLaVA-style training uses. The template is checked to render the
-conversation as prompt + answer + suffix; a template that does not gets a clear error.
+the same per-turn tokenization LLaVA-style training uses.
 """
 
 from __future__ import annotations
@@ -28,32 +27,36 @@ _APPENDED_VALUE = {"attention_mask": 1, "mm_token_type_ids": 0, "token_type_ids"
 
 @dataclass(frozen=True)
 class _Rendered:
-    prompt: str  # chat-templated user turn + generation prompt (contains the image placeholder)
+    prompt: str  # chat-templated text before the answer (contains the image placeholder)
     answer_ids: list[int]
     suffix_ids: list[int]
 
 
-def _messages(record: ConversationRecord, with_answer: bool) -> list[dict[str, Any]]:
-    user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": record.prompt}]}
-    if not with_answer:
-        return [user]
-    return [user, {"role": "assistant", "content": [{"type": "text", "text": record.answer}]}]
+def _messages(record: ConversationRecord) -> list[dict[str, Any]]:
+    return [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": record.prompt}]},
+        {"role": "assistant", "content": [{"type": "text", "text": record.answer}]},
+    ]
 
 
 def render(record: ConversationRecord, processor: Any, tokenizer: Any) -> _Rendered:
-    """Split the chat-templated conversation into prompt text, answer ids and suffix ids."""
-    prompt = processor.apply_chat_template(_messages(record, False), tokenize=False, add_generation_prompt=True)
-    full = processor.apply_chat_template(_messages(record, True), tokenize=False)
-    rest = full[len(prompt) :] if full.startswith(prompt) else None
-    if rest is None or not rest.startswith(record.answer):
+    """Split the chat-templated conversation into prompt text, answer ids and suffix ids.
+
+    The split point is where the template put the answer, so prompt + answer + suffix is exactly
+    the template's rendering (also for templates whose assistant turn differs from their
+    generation prompt, e.g. ``"ASSISTANT:"`` vs ``"ASSISTANT: "``).
+    """
+    full = processor.apply_chat_template(_messages(record), tokenize=False)
+    at = full.rfind(record.answer)
+    if at < 0:
         raise CalibrationDataError(
-            f"sample {record.sample_id!r}: the chat template of {type(processor).__name__} does not render the "
-            "conversation as <prompt with generation prompt><answer><end of turn>, so the answer tokens cannot be "
-            "located. Use a processor whose chat template has an assistant generation prompt."
+            f"sample {record.sample_id!r}: the chat template of {type(processor).__name__} does not contain the "
+            "answer text verbatim (it rewrites assistant content), so the answer tokens cannot be located. Use a "
+            "processor whose chat template renders assistant text as given."
         )
-    suffix = rest[len(record.answer) :]
+    suffix = full[at + len(record.answer) :]
     encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-    return _Rendered(prompt, encode(record.answer), encode(suffix) if suffix else [])
+    return _Rendered(full[:at], encode(record.answer), encode(suffix) if suffix else [])
 
 
 def conversation_batch(

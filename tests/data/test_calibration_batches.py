@@ -14,7 +14,7 @@ from qigbench.data import CalibrationDataError, CalibrationImageError, load_cali
 from qigbench.data.batch import IGNORE_INDEX, CalibrationBatch
 from qigbench.tokens import TokenType
 
-VLMS = ("tiny-qwen2vl", "tiny-llava-ov", "tiny-internvl")
+VLMS = ("tiny-qwen2vl", "tiny-qwen2.5vl", "tiny-llava-ov", "tiny-internvl")
 
 
 @contextmanager
@@ -124,3 +124,29 @@ def test_missing_image_surfaces_through_the_loader(load_tiny, tmp_path: Path) ->
 def test_caption_set_on_a_language_model_is_refused(load_tiny, caption_set: Path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(CalibrationDataError, match=r"text-only.*kind='text'"):
         load_calibration(caption_set, model=load_tiny("tiny-llama"), n_samples=1)
+
+
+class _TemplateOnly:
+    """A processor stand-in whose chat template is a plain function (LLaVA-1.5 style or broken)."""
+
+    def __init__(self, render) -> None:  # type: ignore[no-untyped-def]
+        self.render = render
+
+    def apply_chat_template(self, messages, tokenize: bool = False) -> str:  # type: ignore[no-untyped-def]
+        user, assistant = (m["content"][-1]["text"] for m in messages)
+        return self.render(user, assistant)
+
+
+def test_render_splits_where_the_template_put_the_answer(load_tiny) -> None:  # type: ignore[no-untyped-def]
+    from qigbench.data.conversation import render
+    from qigbench.data.records import ConversationRecord
+
+    tok = load_tiny("tiny-qwen2vl").tokenizer
+    record = ConversationRecord("s1", Path("x.png"), "Describe.", "A cat on a mat.")
+    llava15 = _TemplateOnly(lambda u, a: f"USER: <image>\n{u} ASSISTANT: {a} </s>")
+    parts = render(record, llava15, tok)
+    assert parts.prompt == "USER: <image>\nDescribe. ASSISTANT: "
+    assert tok.decode(parts.answer_ids) == "A cat on a mat." and tok.decode(parts.suffix_ids) == " </s>"
+    shouting = _TemplateOnly(lambda u, a: f"USER: {u} ASSISTANT: {a.upper()}")
+    with pytest.raises(CalibrationDataError, match=r"'s1'.*does not contain the answer text"):
+        render(record, shouting, tok)
