@@ -9,8 +9,7 @@ from dataclasses import dataclass
 
 from qigbench.engine.context import BlockContext
 from qigbench.engine.method import Method, MethodConfig
-from qigbench.solvers.smoothquant import search_smooth_alpha, smooth_scales
-from qigbench.tokens import valid_mask
+from qigbench.solvers.smoothquant import activation_absmax, search_smooth_alpha, smooth_scales
 
 
 @dataclass(frozen=True)
@@ -31,14 +30,14 @@ class SmoothQuant(Method):
             if group.name not in cfg.groups:
                 continue
             x = ctx.group_input(group).to(ctx.device)
-            mask = valid_mask(ctx.token_types.to(ctx.device))
-            act_absmax = x[mask].abs().amax(dim=0)
-            weights = [lin.weight.data for lin in ctx.group(group.name).linears]
-            alpha = cfg.alpha
+            types = ctx.token_types.to(ctx.device)
+            linears = ctx.group(group.name).linears
             if cfg.search_alpha:
-                alpha = search_smooth_alpha(
-                    x, ctx.group(group.name).linears, ctx.compared(group), ctx.fmt, token_types=ctx.token_types.to(ctx.device)
-                )
-            ctx.apply_scales_(group, smooth_scales(act_absmax, weights, alpha))
+                found = search_smooth_alpha(x, linears, ctx.compared(group), ctx.fmt, token_types=types)
+                scales, alpha = found.scales, found.alpha
+            else:
+                weights = [lin.weight.data for lin in linears]
+                scales, alpha = smooth_scales(activation_absmax(x, types), weights, cfg.alpha), cfg.alpha
+            ctx.apply_scales_(group, scales)
             ctx.log(group.name, alpha=float(alpha))
         ctx.rtn_()

@@ -14,7 +14,8 @@ import torch
 from qigbench.engine.context import BlockContext, ResolvedGroup
 from qigbench.engine.method import Method, MethodConfig
 from qigbench.quant import fake_quantize
-from qigbench.solvers.scale_search import ScaleSearchConfig, search_clip, search_scales
+from qigbench.solvers.clip_search import search_clip
+from qigbench.solvers.scale_search import ScaleSearchConfig, search_scales
 
 @dataclass(frozen=True)
 class CWEConfig(MethodConfig):
