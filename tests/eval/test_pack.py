@@ -6,10 +6,10 @@ import random
 
 import datasets
 import pytest
+from eval_oracle import read_answer
 
 from qigbench.eval.errors import EvalError
 from qigbench.eval.tasks import LM_SUBDIR, LM_TASKS, LMMS_SUBDIR, LMMS_TASKS, render, write_task_pack
-from eval_oracle import read_answer
 
 
 def test_same_seed_same_data_other_seed_other_data(tmp_path):
