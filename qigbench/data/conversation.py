@@ -12,13 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from qigbench.data.batch import IGNORE_INDEX, CalibrationBatch, pad_rows
 from qigbench.data.records import CalibrationDataError, ConversationRecord
 from qigbench.models.token_types import classify_tokens
+
+if TYPE_CHECKING:
+    from qigbench.models.loading import LoadedModel
 
 #: sequence-aligned processor outputs and the value appended for answer / suffix tokens
 #: (mm_token_type_ids / token_type_ids: 0 means text in the HF processors' convention)
@@ -60,10 +63,15 @@ def render(record: ConversationRecord, processor: Any, tokenizer: Any) -> _Rende
 
 
 def conversation_batch(
-    records: Sequence[ConversationRecord], *, loaded: Any, max_length: int | None = None
+    records: Sequence[ConversationRecord], *, loaded: LoadedModel, max_length: int | None = None
 ) -> CalibrationBatch:
     """One :class:`CalibrationBatch` from image/prompt/answer records (images are opened here)."""
     processor, tokenizer = loaded.processor, loaded.tokenizer
+    if processor is None:
+        raise CalibrationDataError(
+            f"{loaded.source} has no multimodal processor, so image samples cannot be formatted for it. "
+            "Use a text calibration set (kind='text') for language models."
+        )
     rendered = [render(r, processor, tokenizer) for r in records]
     images = [r.load_image() for r in records]
     out = processor(text=[x.prompt for x in rendered], images=images, return_tensors="pt", padding=True)

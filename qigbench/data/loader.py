@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from qigbench.data.batch import CalibrationKind, CalibrationSet, chunked
 from qigbench.data.conversation import conversation_batch
 from qigbench.data.records import CalibrationDataError, file_sha256, read_conversations
 from qigbench.data.text import text_batches, text_chunks
+
+if TYPE_CHECKING:
+    from qigbench.models.loading import LoadedModel
 
 KindArg = Literal["auto", "caption", "ocr", "text"]
 DEFAULT_TEXT_LENGTH = 512
@@ -53,7 +56,7 @@ def resolve_source(source: str | Path, kind: KindArg) -> tuple[Path, Calibration
 def load_calibration(
     source: str | Path,
     *,
-    model: Any,
+    model: LoadedModel,
     n_samples: int = 128,
     seed: int = 0,
     batch_size: int = 1,

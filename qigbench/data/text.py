@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from qigbench.data.batch import CalibrationBatch, chunked
 from qigbench.data.records import check_sample_count, read_passages
 from qigbench.models.token_types import classify_tokens
+
+if TYPE_CHECKING:
+    from qigbench.models.loading import LoadedModel
 
 
 def _bos_id(tokenizer: Any) -> int | None:
@@ -56,7 +59,9 @@ def text_chunks(
     return [(i, prefix + stream[i * body : (i + 1) * body]) for i in chosen]
 
 
-def text_batches(chunks: list[tuple[int, list[int]]], *, loaded: Any, batch_size: int) -> list[CalibrationBatch]:
+def text_batches(
+    chunks: list[tuple[int, list[int]]], *, loaded: LoadedModel, batch_size: int
+) -> list[CalibrationBatch]:
     """Batches of equal-length chunks (no padding needed); token types from the model family."""
     batches = []
     for group in chunked(chunks, batch_size):
