@@ -40,6 +40,16 @@ def family_for(config_or_model: Any) -> ModelFamily:
             "qigbench/models/families/<name>.py with FAMILY = ModelFamily(...) (decoder block path, scaling "
             "groups, vision modules, vision token config keys) and list it in qigbench/models/registry.py FAMILIES."
         )
+    # remote-code wrappers (internvl_chat) reuse one model_type for several language models
+    wanted_llm = family.extra.get("llm_model_type")
+    llm_config = getattr(config, "llm_config", None)
+    llm_type = llm_config.get("model_type") if isinstance(llm_config, dict) else getattr(llm_config, "model_type", None)
+    if wanted_llm and llm_type and llm_type != wanted_llm:
+        raise UnknownFamilyError(
+            f"model_type {model_type!r} with language model {llm_type!r} is not described (family {family.name!r} "
+            f"covers {wanted_llm!r} only). Add a family for it under qigbench/models/families/ and teach "
+            "family_for in qigbench/models/registry.py to pick it."
+        )
     return family
 
 

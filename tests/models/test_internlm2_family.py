@@ -142,6 +142,16 @@ def test_image_context_token_is_vision_without_a_config_key() -> None:
     assert types.tolist() == [[T.SPECIAL, T.TEXT, T.SPECIAL, T.VISION, T.VISION, T.SPECIAL, T.TEXT, T.PAD]]
 
 
+def test_internvl_chat_with_another_language_model_is_refused() -> None:
+    from qigbench.models.errors import UnknownFamilyError
+
+    assert family_for(SimpleNamespace(model_type="internvl_chat", llm_config={"model_type": "internlm2"})).name == (
+        "internlm2"
+    )
+    with pytest.raises(UnknownFamilyError, match="'qwen2'"):
+        family_for(SimpleNamespace(model_type="internvl_chat", llm_config=SimpleNamespace(model_type="qwen2")))
+
+
 @pytest.mark.parametrize("name", ["qkv", "gate_up", "down"])
 def test_groups_are_named_like_llama_style(name: str) -> None:
     """Methods look groups up by name (MBQ's attention/MLP ratio): InternLM2 uses the same names."""

@@ -61,3 +61,12 @@ def test_cache_dir_defaults_to_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert default_cache_dir() == tmp_path
     monkeypatch.delenv("QIGBENCH_CACHE")
     assert default_cache_dir() == Path.home() / ".cache" / "qigbench"
+
+
+def test_dtype_and_device_map_are_passed_to_from_pretrained(tiny_cache: Path) -> None:
+    import torch
+
+    loaded = load_model("tiny-llama", cache_dir=tiny_cache, dtype=torch.bfloat16, device_map="cpu")
+    assert {p.dtype for p in loaded.model.parameters()} == {torch.bfloat16}
+    assert {p.device.type for p in loaded.model.parameters()} == {"cpu"}
+    assert not loaded.model.training

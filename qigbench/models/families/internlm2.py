@@ -7,7 +7,9 @@ previous op (v is a strided slice of ``wqkv``'s rows) and is not described; Inte
 
 The model only loads with ``trust_remote_code=True``; its image context token
 (``<IMG_CONTEXT>``) is not stored in the config, so it is named for token classification in
-``extra["vision_token_strings"]`` (comma-separated tokenizer strings).
+``extra["vision_token_strings"]`` (comma-separated tokenizer strings). ``internvl_chat`` is also the
+model_type of InternVL2-1B/2B/4B, whose language models are Qwen2/InternLM2-1.8B/Phi-3:
+``extra["llm_model_type"]`` makes the registry refuse anything but an InternLM2 language model.
 """
 
 from __future__ import annotations
@@ -48,5 +50,9 @@ FAMILY = ModelFamily(
     rotary=None,  # InternLM2 computes rotary embeddings inside each attention module
     auto_class="AutoModel",
     notes="remote code: load with --trust-remote-code",
-    extra={"vision_token_strings": "<IMG_CONTEXT>", "requires_trust_remote_code": "true"},
+    extra={
+        "vision_token_strings": "<IMG_CONTEXT>",
+        "requires_trust_remote_code": "true",
+        "llm_model_type": "internlm2",
+    },
 )
