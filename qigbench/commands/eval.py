@@ -30,13 +30,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qigbench.eval.aliases import resolve_tasks
+    from qigbench.eval.aliases import check_offline_data, resolve_tasks
     from qigbench.eval.runner import evaluate_lm, evaluate_vlm
     from qigbench.eval.tasks import LM_SUBDIR, LMMS_SUBDIR, write_task_pack
     from qigbench.models.loading import load_model
 
     names = args.tasks.split(",")
-    resolved = resolve_tasks(names)  # unknown names fail here, before the model loads
+    resolved = resolve_tasks(names)  # unknown names and missing data fail here, before the model loads
+    for task in resolved:
+        if task.alias is not None:
+            check_offline_data(task.alias)
     loaded = load_model(args.model, dtype=getattr(torch, args.dtype), device=args.device)
     with tempfile.TemporaryDirectory(prefix="qigbench-pack-") as tmp:
         root = write_task_pack(tmp, seed=args.pack_seed, n=args.pack_size) if any(t.pack for t in resolved) else None

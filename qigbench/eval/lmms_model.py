@@ -96,10 +96,10 @@ class QigbenchVLM(lmms):
             model, processor = loaded.model, loaded.processor
         if processor is None or not callable(processor):
             raise EvalError("QigbenchVLM needs the model's processor (AutoProcessor) to build prompts and images")
-        self.model = model.eval()
+        self.model: Any = model.eval()  # a transformers model (generate, forward with pixel inputs)
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
-        self.batch_size = max(1, int(batch_size)) if str(batch_size) != "auto" else 1
+        self.batch_size = 1 if batch_size in (None, "auto") else max(1, int(batch_size))
         self.max_new_tokens = int(max_new_tokens)
         self._device = torch.device(device) if device else next(model.parameters()).device
 

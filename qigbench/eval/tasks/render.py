@@ -96,10 +96,10 @@ def make_chart(rng: random.Random, size: int = 96) -> Sample:
     font = ImageFont.load_default(size=size // 8)
     base = size - size // 6
     width = size // (2 * len(BAR_LABELS) + 1)
-    for i, (label, h) in enumerate(zip(BAR_LABELS, heights, strict=True)):
+    for i, (name, h) in enumerate(zip(BAR_LABELS, heights, strict=True)):
         x0 = width * (2 * i + 1)
         draw.rectangle((x0, base - h * base // 10, x0 + width, base), fill=COLOURS["green"])
-        draw.text((x0, base + 1), label, fill=_INK, font=font)
+        draw.text((x0, base + 1), name, fill=_INK, font=font)
     draw.line((0, base, size, base), fill=_INK)
     label = max(range(len(heights)), key=heights.__getitem__)
     question = "Which bar is the tallest?\nA. A\nB. B\nC. C\nD. D\nAnswer with the option's letter."
