@@ -13,6 +13,7 @@ from qigbench.models.registry import (
     resolve_group,
 )
 from qigbench.models.scaling import apply_scales_
+from qigbench.models.tiny import ensure_tiny
 from qigbench.models.token_types import classify_tokens
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "applicable_groups",
     "apply_scales_",
     "classify_tokens",
+    "ensure_tiny",
     "family_for",
     "get_blocks",
     "load_model",

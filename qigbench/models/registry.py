@@ -6,6 +6,7 @@ architecture is adding a module under :mod:`qigbench.models.families` and one li
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +80,10 @@ class ResolvedGroup:
     prev_op: nn.Module
     linears: list[nn.Linear]
     inspect: nn.Module
+
+    def __iter__(self) -> Iterator[Any]:
+        """Unpack as ``prev_op, linears, inspect = resolve_group(block, group)``."""
+        return iter((self.prev_op, self.linears, self.inspect))
 
 
 def resolve_group(block: nn.Module, group: ScalingGroup) -> ResolvedGroup:

@@ -114,8 +114,8 @@ def test_bad_scales_are_rejected(block_inputs) -> None:
     block = calls[0][0]
     by_name = {g.name: g for g in family.groups}
     with pytest.raises(ScalingGroupError, match="grouped-query"):
-        apply_scales_(block, by_name["o"], torch.ones(64))  # GQA: v_proj emits 32, o_proj takes 64
+        apply_scales_(block, by_name["o"], torch.ones(128))  # GQA: v_proj emits 32, o_proj takes 128
     with pytest.raises(ScalingGroupError, match="entries"):
-        apply_scales_(block, by_name["qkv"], torch.ones(63))
+        apply_scales_(block, by_name["qkv"], torch.ones(127))
     with pytest.raises(ScalingGroupError, match="> 0"):
-        apply_scales_(block, by_name["qkv"], -torch.ones(64))
+        apply_scales_(block, by_name["qkv"], -torch.ones(128))

@@ -55,7 +55,7 @@ def test_blocks_and_groups_resolve_to_real_modules(load_tiny, alias: str) -> Non
     assert len(blocks) == loaded.model.config.get_text_config().num_hidden_layers
     for path in (family.embed_tokens, family.final_norm, family.lm_head, *family.vision):
         loaded.model.get_submodule(path)
-    hidden, inter = 64, 128
+    hidden, inter = 128, 256
     for block in blocks:
         names = [g.name for g in applicable_groups(block, family)]
         assert names == (["qkv", "o", "gate_up", "down"] if HAS_O_GROUP[alias] else ["qkv", "gate_up", "down"])
@@ -65,6 +65,8 @@ def test_blocks_and_groups_resolve_to_real_modules(load_tiny, alias: str) -> Non
         assert [lin.in_features for lin in qkv.linears] == [hidden] * 3
         gate_up = resolve_group(block, by_name["gate_up"])
         assert [tuple(lin.weight.shape) for lin in gate_up.linears] == [(inter, hidden)] * 2
+        prev, linears, inspect = resolve_group(block, by_name["down"])
+        assert prev is block.get_submodule("mlp.up_proj") and inspect is linears[0]
         down = resolve_group(block, by_name["down"])
         assert down.prev_op.out_features == inter and down.linears[0].weight.shape == (hidden, inter)
         o = resolve_group(block, by_name["o"])

@@ -19,7 +19,7 @@ import torch
 
 SEED = 0
 #: Bump when a builder changes, so cached tiny models are rebuilt rather than silently reused.
-BUILD_VERSION = 2
+BUILD_VERSION = 3
 MARKER = "qigbench_tiny.json"
 
 CORPUS: tuple[str, ...] = (
@@ -86,13 +86,14 @@ CHATML_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 
 
 def tiny_text_config(**overrides: Any) -> dict[str, Any]:
-    """The language-model part every tiny VLM shares: 64 wide, 2 blocks, 4 heads of 16."""
+    """The language-model part every tiny VLM shares: 128 wide (so the paper's group size 128
+    applies), 2 blocks, 8 heads of 16."""
     cfg: dict[str, Any] = dict(
-        hidden_size=64,
-        intermediate_size=128,
+        hidden_size=128,
+        intermediate_size=256,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
+        num_attention_heads=8,
+        num_key_value_heads=8,
         max_position_embeddings=512,
         tie_word_embeddings=False,
     )

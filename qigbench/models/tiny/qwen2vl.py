@@ -63,7 +63,7 @@ def build_qwen2vl(out: Path) -> None:
     text = tiny_text_config(
         vocab_size=len(tok), rope_parameters=_ROPE, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id
     )
-    vision = dict(depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=14, spatial_merge_size=2)
+    vision = dict(depth=2, embed_dim=32, hidden_size=128, num_heads=2, mlp_ratio=2, patch_size=14, spatial_merge_size=2)
     config = Qwen2VLConfig(text_config=text, vision_config=vision, **_token_ids(tok))
     model = seeded_init(lambda: Qwen2VLForConditionalGeneration(config))
     processor = Qwen2VLProcessor(
@@ -97,7 +97,7 @@ def build_qwen2_5_vl(out: Path) -> None:
         depth=2,
         hidden_size=32,
         intermediate_size=64,
-        out_hidden_size=64,
+        out_hidden_size=128,
         num_heads=2,
         patch_size=14,
         spatial_merge_size=2,
