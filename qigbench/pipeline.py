@@ -148,6 +148,22 @@ def _probe_batch(loaded: LoadedModel) -> list[Any]:
     return [CalibrationBatch(inputs=dict(enc), token_types=types, answer_mask=mask, labels=ids.clone())]
 
 
+def write_heatmap(result: QuantizeResult, path: str | Path, sample: int = 0) -> Path | None:
+    """The paper's Fig. 1 for this run: lambda of one calibration sample, tokens x layers, with
+    vision/text/special bands. ``None`` when the method computed no token weights."""
+    from qigbench.sensitivity.heatmap import SensitivityRecorder
+
+    report = result.report
+    if not report.token_weights or report.token_types is None:
+        return None
+    recorder = SensitivityRecorder(sample=sample)
+    for block, groups in sorted(report.token_weights.items()):
+        for group, weights in groups.items():
+            recorder.record(block, weights, report.token_types, group)
+    title = f"token sensitivity: {result.request.method} {report.format} on {result.request.model}"
+    return recorder.save(path, title=title)
+
+
 def save_quantized(result: QuantizeResult, out_dir: str | Path) -> Path:
     """Write a model loadable with ``from_pretrained`` (weights on the quantization grid) plus
     the record of what was done; :func:`load_quantized` re-installs activation quantizers."""
@@ -164,6 +180,7 @@ def save_quantized(result: QuantizeResult, out_dir: str | Path) -> Path:
         if part is not None:
             part.save_pretrained(out)
     (out / RECORD_NAME).write_text(json.dumps(result.record(), indent=1, default=str))
+    write_heatmap(result, out / "sensitivity_heatmap.png")
     return out
 
 

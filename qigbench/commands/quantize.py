@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", help="where tiny models and synthetic data are built (env QIGBENCH_CACHE)")
     parser.add_argument("--resume-dir", help="save each finished block here and resume from it after an interruption")
     parser.add_argument("--save", help="directory for the quantized model and its record")
+    parser.add_argument("--heatmap", help="write the token-sensitivity heatmap (methods with token weights) to this PNG")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -44,7 +45,7 @@ def parse_options(pairs: list[str]) -> tuple[tuple[str, str], ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qigbench.pipeline import QuantizeRequest, quantize, save_quantized
+    from qigbench.pipeline import QuantizeRequest, quantize, save_quantized, write_heatmap
 
     request = QuantizeRequest(
         model=args.model, method=args.method, format=args.format, options=parse_options(args.option),
@@ -60,5 +61,8 @@ def run(args: argparse.Namespace) -> int:
     summary["block_errors"] = [round(b["rel_error"], 6) for b in record["blocks"]]
     if args.save:
         summary["saved_to"] = str(save_quantized(result, args.save))
+    if args.heatmap:
+        written = write_heatmap(result, args.heatmap)
+        summary["heatmap"] = str(written) if written else f"none: {args.method} computes no token weights"
     print(json.dumps(summary, indent=1, default=str))
     return 0

@@ -2,10 +2,12 @@
 
 ``f_fp`` is the group's inspected module as it is; ``f_q`` is a copy whose linears are
 round-to-nearest quantized in the run's format (activation quantizers pass gradients straight
-through, so attribution can flow through them). ``x`` is the module's input along the fp path;
-``x_q`` (the reference input) is its input along the quantized path for weight-activation formats
-— or ``Q_X(x)`` when no quantized stream was kept — and ``None`` (zero baseline) for weight-only
-formats, as in the paper.
+through, so attribution can flow through them). ``x`` is the module's input along the fp path.
+``x_q`` (the reference input) is ``None`` (zero baseline) for weight-only formats, as in the paper;
+for weight-activation formats it is the module's input along the *quantized path*: the block with
+RTN-quantized linears run on the quantized stream. So in block 0 the first group has
+``x == x_q`` (nothing quantized upstream yet: the provider falls back to uniform and says so) while
+later groups see the error of the quantized sub-layers before them — as in the released code.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import copy
 from torch import nn
 
 from qigbench.engine.context import BlockContext, ResolvedGroup
-from qigbench.engine.replay import Replay
-from qigbench.quant import QuantLinear, fake_quantize, set_submodule
+import torch
+
+from qigbench.engine.replay import Recorder, Replay, run_calls
+from qigbench.quant import QuantLinear, set_submodule
 from qigbench.sensitivity.base import AttributionTarget
 
 
@@ -51,10 +55,7 @@ def attribution_target(ctx: BlockContext, group: ResolvedGroup) -> AttributionTa
     fp_calls = ctx.compared(g, "fp")
     quantized = Replay(rtn_copy(g.inspect, _relative_linears(g, ctx), ctx), fp_calls.calls, ctx.device)
     x = ctx.group_input(g, "fp")
-    x_q = None
-    if not ctx.fmt.weight_only:
-        assert ctx.fmt.activation is not None
-        x_q = ctx.group_input(g, "quantized") if ctx.q_inputs is not None else fake_quantize(x, ctx.fmt.activation)
+    x_q = None if ctx.fmt.weight_only else quantized_path_input(ctx, g)
     return AttributionTarget(
         f_fp=fp_calls,
         f_q=quantized,
@@ -65,3 +66,14 @@ def attribution_target(ctx: BlockContext, group: ResolvedGroup) -> AttributionTa
         group=g.name,
         answer_mask=None if ctx.answer_mask is None else ctx.answer_mask.to(ctx.device),
     )
+
+
+@torch.no_grad()
+def quantized_path_input(ctx: BlockContext, group: ResolvedGroup) -> torch.Tensor:
+    """Input of ``group``'s inspected module when the block runs with RTN-quantized linears on the
+    quantized stream (the fp stream when no quantized stream was kept)."""
+    twin = rtn_copy(ctx.block, ctx.linear_names(), ctx)
+    stream = ctx.q_inputs if ctx.q_inputs is not None else ctx.fp_inputs
+    with Recorder({"x": twin.get_submodule(group.spec.inspect)}) as rec:
+        run_calls(twin, ctx.calls, stream, ctx.device)
+    return torch.cat([call.input() for call in rec.calls["x"]], dim=0)

@@ -88,6 +88,8 @@ class CalibrationReport:
     resumed_from_block: int = 0
     #: block -> group -> lambda[N, T] (methods with token weights), for the sensitivity heatmap
     token_weights: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
+    #: [N, T] token types of the calibration tokens the weights refer to
+    token_types: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def mean_block_error(self) -> float:
@@ -146,6 +148,7 @@ def calibrate(
         log.info("resuming at block %d of %d from %s", first, len(blocks), cfg.resume_dir)
 
     token_types = torch.cat([b.token_types for b in batches], dim=0)
+    report.token_types = token_types
     answers = [b.answer_mask for b in batches]
     answer_mask = torch.cat(answers, dim=0) if all(a is not None for a in answers) else None  # type: ignore[arg-type]
     bar = tqdm(range(first, len(blocks)), desc=f"{method.name} {fmt.name}", unit="block", disable=not cfg.progress)
