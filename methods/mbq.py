@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from qigbench.engine.cwe import CWEConfig, CWEMethod
 from qigbench.engine.context import BlockContext, ResolvedGroup
+from qigbench.engine.cwe import CWEConfig, CWEMethod
 from qigbench.engine.gradients import modality_gradients
 from qigbench.engine.run import RunContext
 from qigbench.models.family import GroupKind

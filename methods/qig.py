@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import torch
 
 from qigbench.engine.attribution import attribution_target
-from qigbench.engine.cwe import CWEConfig, CWEMethod
 from qigbench.engine.context import BlockContext, ResolvedGroup
+from qigbench.engine.cwe import CWEConfig, CWEMethod
 from qigbench.sensitivity.base import SensitivityProvider, get_provider
 from qigbench.sensitivity.qig import QIGConfig, QIGProvider, SearchCounter
 

@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from qigbench.engine.gptq import GPTQMethod, GPTQMethodConfig
-from qigbench.engine.context import BlockContext, ResolvedGroup
-from qigbench.sensitivity.qig import QIGConfig
-
 from methods.qig import build_provider, group_token_weights
+from qigbench.engine.context import BlockContext, ResolvedGroup
+from qigbench.engine.gptq import GPTQMethod, GPTQMethodConfig
+from qigbench.sensitivity.qig import QIGConfig
 
 
 @dataclass(frozen=True)

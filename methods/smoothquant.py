@@ -1,15 +1,23 @@
 """SmoothQuant: migrate activation outliers into the weights with s_j = max|X_j|^a / max|W_j|^(1-a)
 (alpha = 0.5 by default), folded into the previous op (X / s) and the linears (W * s), then
 round-to-nearest with per-channel weights and per-token activations.
+
+``statistic="range"`` with ``weight_factor=2.0`` reproduces llm-compressor's SmoothQuantModifier,
+which takes the channel range max X_j - min X_j and 2 max|W_j| in place of max|X_j| and max|W_j|
+(the cross-check in tests/crosscheck compares the scales with that setting).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from qigbench.engine.context import BlockContext
 from qigbench.engine.method import Method, MethodConfig
-from qigbench.solvers.smoothquant import activation_absmax, search_smooth_alpha, smooth_scales
+from qigbench.solvers.smoothquant import activation_absmax, activation_range, search_smooth_alpha, smooth_scales
+from qigbench.solvers.weights import SolverError
+
+STATISTICS = {"absmax": activation_absmax, "range": activation_range}
 
 
 @dataclass(frozen=True)
@@ -17,6 +25,15 @@ class SmoothQuantConfig(MethodConfig):
     alpha: float = 0.5
     search_alpha: bool = False  # pick alpha per group on a 20-point grid by the output error
     groups: tuple[str, ...] = ("qkv", "gate_up")  # the norm-preceded groups, as in SmoothQuant
+    statistic: Literal["absmax", "range"] = "absmax"  # per-channel activation statistic: max|X| (paper) or max-min
+    weight_factor: float = 1.0  # multiplies max|W_j| (llm-compressor uses 2.0)
+
+    def __post_init__(self) -> None:
+        if self.statistic not in STATISTICS:
+            raise SolverError(
+                f"SmoothQuant statistic {self.statistic!r} is unknown; use statistic=absmax (the paper) "
+                "or statistic=range (llm-compressor's max - min)"
+            )
 
 
 class SmoothQuant(Method):
@@ -36,8 +53,10 @@ class SmoothQuant(Method):
                 found = search_smooth_alpha(x, linears, ctx.compared(group), ctx.fmt, token_types=types)
                 scales, alpha = found.scales, found.alpha
             else:
-                weights = [lin.weight.data for lin in linears]
-                scales, alpha = smooth_scales(activation_absmax(x, types), weights, cfg.alpha), cfg.alpha
+                weights = [lin.weight.detach() for lin in linears]
+                act = STATISTICS[cfg.statistic](x, types)
+                scales = smooth_scales(act, weights, cfg.alpha, weight_factor=cfg.weight_factor)
+                alpha = cfg.alpha
             ctx.apply_scales_(group, scales)
             ctx.log(group.name, alpha=float(alpha))
         ctx.rtn_()

@@ -8,7 +8,6 @@ fingerprint keys resume directories and the results store).
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,7 +171,7 @@ def save_quantized(result: QuantizeResult, out_dir: str | Path) -> Path:
     model = result.loaded.model
     swapped = _to_plain_linears(model)
     try:
-        model.save_pretrained(out)
+        model.save_pretrained(out)  # type: ignore[operator]
     finally:
         for name, qlinear in swapped.items():
             set_submodule(model, name, qlinear)
@@ -190,7 +189,7 @@ def _to_plain_linears(model: nn.Module) -> dict[str, QuantLinear]:
         if isinstance(module, QuantLinear):
             plain = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
             plain.weight = module.weight
-            plain.bias = module.bias
+            plain.bias = module.bias  # type: ignore[assignment]
             set_submodule(model, name, plain)
             swapped[name] = module
     return swapped
@@ -207,5 +206,9 @@ def load_quantized(directory: str | Path, *, device: str = "cpu", dtype: torch.d
     loaded = load_model(directory, dtype=dtype or torch.float32, device=device)
     for name in record["quantized_modules"]:
         linear = loaded.model.get_submodule(name)
+        if not isinstance(linear, nn.Linear):
+            raise QigbenchError(
+                f"{directory}: {name} is a {type(linear).__name__}, not a linear; the record does not match the model"
+            )
         set_submodule(loaded.model, name, QuantLinear.from_linear(linear, fmt, quantized_weight=linear.weight))
     return loaded

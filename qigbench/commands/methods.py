@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from qigbench.engine.method import available_methods
 
     for name, cls in available_methods().items():
-        doc = (cls.__module__ and __import__(cls.__module__, fromlist=["_"]).__doc__ or "").strip().splitlines()
+        doc = ((cls.__module__ and __import__(cls.__module__, fromlist=["_"]).__doc__) or "").strip().splitlines()
         print(f"{name}: {doc[0] if doc else ''}")
         for option in _options(cls.config_class):
             print(f"    {option}")

@@ -23,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--max-length", type=int)
-    parser.add_argument("--device", default="cpu", help="compute device, e.g. cuda:0 (blocks move there one at a time)")
+    parser.add_argument(
+        "--device", default="cpu", help="compute device, e.g. cuda:0 (blocks move there one at a time)"
+    )
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     parser.add_argument("--propagation", default="auto", choices=["auto", "fp", "quantized"])
     parser.add_argument("--trust-remote-code", action="store_true")

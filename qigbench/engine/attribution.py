@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import copy
 
+import torch
 from torch import nn
 
 from qigbench.engine.context import BlockContext, ResolvedGroup
-import torch
-
 from qigbench.engine.replay import Recorder, Replay, run_calls
 from qigbench.quant import QuantLinear, set_submodule
 from qigbench.sensitivity.base import AttributionTarget

@@ -72,7 +72,7 @@ def place_outside_blocks(model: nn.Module, blocks_path: str, device: torch.devic
                 visit(child, path)
             else:
                 child.to(device)
-        for name, param in module.named_parameters(recurse=False):
+        for param in module.parameters(recurse=False):
             param.data = param.data.to(device)
         for name, buf in module.named_buffers(recurse=False):
             setattr(module, name, buf.to(device)) if buf is not None else None

@@ -31,7 +31,7 @@ class ResolvedGroup:
 
     spec: ScalingGroup
     prev_op: nn.Module
-    linears: list[nn.Module]
+    linears: list[nn.Linear]
     linear_names: list[str]
     inspect: nn.Module
     #: False when the previous op cannot absorb a scale (GQA's o group): still quantized, not scaled
@@ -51,13 +51,19 @@ def resolve_groups(block: nn.Module, family: ModelFamily) -> list[ResolvedGroup]
     groups = []
     for spec in family.groups:
         prev = block.get_submodule(spec.prev_op)
-        linears = [block.get_submodule(name) for name in spec.linears]
+        linears = [_as_linear(block.get_submodule(name), name) for name in spec.linears]
         width = prev_out_features(prev) if not isinstance(prev, QuantLinear) else prev.out_features
         scalable = all(width == lin.in_features for lin in linears)
         groups.append(
             ResolvedGroup(spec, prev, linears, list(spec.linears), block.get_submodule(spec.inspect), scalable)
         )
     return groups
+
+
+def _as_linear(module: nn.Module, name: str) -> nn.Linear:
+    if not isinstance(module, nn.Linear):
+        raise TypeError(f"{name} is a {type(module).__name__}, expected an nn.Linear (or QuantLinear)")
+    return module
 
 
 @dataclass
@@ -137,11 +143,16 @@ class BlockContext:
         apply_scales_(self.block, group.spec, scales)
         self._records.clear()
 
+    def linear(self, name: str) -> nn.Linear:
+        """The float linear ``name`` of the block (an error once it has been quantized)."""
+        module = self.block.get_submodule(name)
+        if isinstance(module, QuantLinear):
+            raise RuntimeError(f"{name} of block {self.index} is already quantized")
+        return _as_linear(module, name)
+
     def quantize_linear_(self, name: str, weight: torch.Tensor | None = None) -> None:
         """Install a QuantLinear for ``name`` (RTN when ``weight`` is None, else that quantized weight)."""
-        linear = self.block.get_submodule(name)
-        if isinstance(linear, QuantLinear):
-            raise RuntimeError(f"{name} of block {self.index} is already quantized")
+        linear = self.linear(name)
         set_submodule(self.block, name, QuantLinear.from_linear(linear, self.fmt, quantized_weight=weight))
 
     def rtn_(self) -> None:

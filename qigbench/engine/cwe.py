@@ -17,6 +17,7 @@ from qigbench.quant import fake_quantize
 from qigbench.solvers.clip_search import search_clip
 from qigbench.solvers.scale_search import ScaleSearchConfig, search_scales
 
+
 @dataclass(frozen=True)
 class CWEConfig(MethodConfig):
     n_grid: int = 20  # alpha in {0, 1/n, ..., (n-1)/n}
@@ -70,7 +71,7 @@ class CWEMethod(Method):
             for name in group.linear_names:
                 if name.endswith(("q_proj", "k_proj")):
                     continue
-                linear = ctx.block.get_submodule(name)
+                linear = ctx.linear(name)
                 x = ctx.linear_input(name).to(ctx.device)
                 ratio = search_clip(
                     linear.weight.data,

@@ -15,6 +15,7 @@ from qigbench.engine.method import Method, MethodConfig
 from qigbench.solvers.gptq import GPTQConfig, gptq_quantize
 from qigbench.solvers.hessian import HessianAccumulator
 
+
 @dataclass(frozen=True)
 class GPTQMethodConfig(MethodConfig):
     block_size: int = 128
@@ -37,7 +38,7 @@ class GPTQMethod(Method):
             # inputs are re-recorded after the previous groups were quantized ("true sequential")
             inputs = {name: ctx.linear_input(name).to(ctx.device) for name in group.linear_names}
             for name in group.linear_names:
-                linear = ctx.block.get_submodule(name)
+                linear = ctx.linear(name)
                 acc = HessianAccumulator(linear.in_features, device=ctx.device)
                 acc.add(inputs[name], None if lam is None else lam.to(ctx.device), ctx.token_types.to(ctx.device))
                 result = gptq_quantize(linear.weight.data, acc.hessian, ctx.fmt.weight, solver_cfg)

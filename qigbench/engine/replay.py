@@ -159,7 +159,9 @@ class Recorder:
         self._handles.clear()
 
 
-def run_calls(module: nn.Module, calls: Sequence[Call], inputs: Sequence[torch.Tensor], device: torch.device | str) -> list[torch.Tensor]:
+def run_calls(
+    module: nn.Module, calls: Sequence[Call], inputs: Sequence[torch.Tensor], device: torch.device | str
+) -> list[torch.Tensor]:
     """Run ``module`` once per recorded call with the matching new input."""
     outs = []
     for call, x in zip(calls, inputs, strict=True):

@@ -5,13 +5,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from methods.rtn import RTN
 from qigbench.engine.context import BlockContext
 from qigbench.engine.method import Method
 from qigbench.engine.run import EngineConfig, calibrate
 from qigbench.models.registry import get_blocks
 from qigbench.quant import QuantLinear, fake_quantize, parse_format
-
-from methods.rtn import RTN
 
 
 def _logits(model: torch.nn.Module, batches) -> list[torch.Tensor]:  # type: ignore[no-untyped-def]
@@ -21,9 +20,8 @@ def _logits(model: torch.nn.Module, batches) -> list[torch.Tensor]:  # type: ign
 
 def test_rtn_through_the_engine_equals_rounding_every_linear(llama) -> None:  # type: ignore[no-untyped-def]
     model, family, batches = llama
-    originals = {
-        n: m.weight.detach().clone() for n, m in get_blocks(model, family).named_modules() if isinstance(m, torch.nn.Linear)
-    }
+    blocks = get_blocks(model, family)
+    originals = {n: m.weight.detach().clone() for n, m in blocks.named_modules() if isinstance(m, torch.nn.Linear)}
     report = calibrate(model, family, batches, RTN(), "W4A16g16", EngineConfig(progress=False))
     fmt = parse_format("W4A16g16")
     quantized = dict(get_blocks(model, family).named_modules())
