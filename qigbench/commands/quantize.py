@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", help="where tiny models and synthetic data are built (env QIGBENCH_CACHE)")
     parser.add_argument("--resume-dir", help="save each finished block here and resume from it after an interruption")
     parser.add_argument("--save", help="directory for the quantized model and its record")
-    parser.add_argument("--heatmap", help="write the token-sensitivity heatmap (methods with token weights) to this PNG")
+    parser.add_argument("--heatmap", help="write the token-sensitivity heatmap (token-weighting methods) to this PNG")
     parser.add_argument("--no-progress", action="store_true")
 
 
