@@ -3,7 +3,8 @@
 One forward/backward of the supervised caption loss per calibration batch; backward hooks on
 chosen modules of every decoder block record ``mean |dL/d output|`` over vision tokens and over
 answer tokens. Parameters never need gradients: the embedding output is made to require grad so
-the backward reaches every block.
+the backward reaches every block. This is the one step that holds the whole model on the compute
+device (as MBQ does); a model loaded with a ``device_map`` stays where it is.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ def modality_gradients(
     handles.append(embed.register_forward_hook(embed_hook))
     was_training = model.training
     model.eval()
+    home = next(model.parameters()).device
+    if not hasattr(model, "hf_device_map"):  # a device_map'd model is already placed across devices
+        model.to(device)
     try:
         for batch in batches:
             inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.inputs.items()}
@@ -72,6 +76,8 @@ def modality_gradients(
         for h in handles:
             h.remove()
         model.train(was_training)
+        if not hasattr(model, "hf_device_map"):
+            model.to(home)
     return ModalityGradients(
         vision={m: (s / max(counts["vision"], 1.0)).float() for m, s in sums["vision"].items()},
         text={m: (s / max(counts["text"], 1.0)).float() for m, s in sums["text"].items()},
