@@ -1,0 +1,100 @@
+"""``qigbench run``: quantize, evaluate, store and report a matrix in one command.
+
+The default runs offline on a laptop CPU in a few minutes: tiny-qwen2vl, RTN / AWQ / MBQ / QIG at
+W3A16 and W4A8, three offline pack tasks (10 examples each) plus fidelity to the fp model, 16
+calibration samples. The same machinery as ``pytest suites/`` (:mod:`qigbench.suite`), without
+pytest; on a GPU, ``qigbench run --model qwen2vl --device cuda`` runs the paper's Table 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+NAME = "run"
+HELP = "run a benchmark matrix end to end (quantize, evaluate, store, report)"
+TINY_LIMIT = 10
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", action="append", help="alias or folder, repeatable or comma list (tiny-qwen2vl)")
+    parser.add_argument("--methods", help="comma list (default rtn,awq,mbq,qig)")
+    parser.add_argument("--formats", help="comma list (default W3A16,W4A8)")
+    parser.add_argument("--tasks", help="comma list of paper aliases / qig_* pack tasks / 'fidelity' (default by tier)")
+    parser.add_argument(
+        "--table",
+        action="append",
+        help="paper tables to run (default table2): table2, table5, table6, tableA2, tableA3, table1, table4, tableA1",
+    )
+    parser.add_argument("--limit", type=int, help=f"examples per task (default {TINY_LIMIT} on tiny models, else all)")
+    parser.add_argument("--samples", type=int, help="calibration samples (default 16 on tiny models, else 128)")
+    parser.add_argument("--seeds", help="comma list of seeds (default 0)")
+    parser.add_argument("--db", type=Path, default=Path("results.db"), help="results database (default results.db)")
+    parser.add_argument("--out", type=Path, default=Path("reports/latest"), help="report folder (reports/latest)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    parser.add_argument(
+        "--on-conflict",
+        choices=("replace", "skip"),
+        default="skip",
+        help="configurations/tasks already in the db: skip (default) or re-run and replace",
+    )
+    parser.add_argument("--cache-dir", help="qigbench cache (models, calibration sets, task pack)")
+    parser.add_argument("--no-report", action="store_true", help="only fill the database")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from qigbench.errors import QigbenchError
+    from qigbench.report.build import ReportOptions, build_report
+    from qigbench.suite.matrix import TABLES, items
+    from qigbench.suite.options import build_options
+    from qigbench.suite.session import SuiteSession
+
+    tables = [t for spec in (args.table or ["table2"]) for t in spec.split(",") if t]
+    unknown = [t for t in tables if t not in TABLES]
+    if unknown:
+        raise QigbenchError(f"unknown table {unknown}; choose from {', '.join(TABLES)}")
+    options = build_options(
+        models=args.model,
+        methods=args.methods,
+        formats=args.formats,
+        tasks=args.tasks,
+        seeds=args.seeds,
+        limit=args.limit,
+        samples=args.samples,
+        db=args.db,
+        on_conflict=args.on_conflict,
+        cache_dir=args.cache_dir,
+        device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+    )
+    if options.limit is None and options.tiny:
+        options = options.with_(limit=TINY_LIMIT)
+    matrices = [TABLES[t](options) for t in tables]
+    session = SuiteSession(options, note="qigbench run " + ",".join(tables))
+    for matrix in matrices:
+        for case, tasks in matrix:
+            session.expect(case, tasks)
+    todo = [pair for matrix in matrices for pair in items(matrix)]
+    start = time.perf_counter()
+    try:
+        for n, (case, task) in enumerate(todo, 1):
+            where = f"[{n}/{len(todo)}] {case.model} {case.stored_method} {case.format} {task}"
+            if not session.is_cached(case) and session.is_done(case, task):
+                session.counters.skipped += 1
+                print(f"{where}: already in {options.db}, skipped", flush=True)
+                continue
+            t0 = time.perf_counter()
+            found = session.measure(case, task)
+            values = ", ".join(f"{k}={v:.4g}" for k, v in found.values.items())
+            print(f"{where}: {values} ({time.perf_counter() - t0:.1f}s)", flush=True)
+    finally:
+        print(session.summary())
+        session.close()
+    print(f"matrix done in {time.perf_counter() - start:.0f}s; results in {options.db}")
+    if not args.no_report:
+        written = build_report(options.db, args.out, ReportOptions(title=f"qigbench run: {', '.join(tables)}"))
+        html = next((p for p in written if p.suffix == ".html"), written[0] if written else args.out)
+        print(f"report: {html}")
+    return 0
