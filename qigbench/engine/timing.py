@@ -1,0 +1,147 @@
+"""Measure where calibration time and memory go, without touching the engine loop.
+
+The engine reports the wall time of a whole ``calibrate()`` and of each block. Questions such as
+"what fraction of QIG's calibration is attribution?" need the time spent inside one callable (a
+sensitivity provider, a method hook) summed over every call of a run. :func:`time_calls` wraps an
+attribute of a class or instance with a timer for the duration of a ``with`` block and restores it
+afterwards, so benchmarks and users can ask that of any method without the method knowing.
+
+On CUDA the wrapper synchronises the device around each call: kernels are launched
+asynchronously, and without a sync the time would land in whichever later call waits for them.
+"""
+
+from __future__ import annotations
+
+import functools
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from qigbench.errors import QigbenchError
+
+
+class TimingError(QigbenchError):
+    """A timer was asked to wrap something that is not callable."""
+
+
+@dataclass
+class CallTimer:
+    """Total seconds and number of calls of one wrapped callable (nested calls count once)."""
+
+    name: str
+    seconds: float = 0.0
+    calls: int = 0
+    _depth: int = 0
+
+    def fraction_of(self, total_seconds: float) -> float:
+        """This timer's share of a total (0 when the total is not positive)."""
+        return self.seconds / total_seconds if total_seconds > 0 else 0.0
+
+
+def _sync(device: str | torch.device | None) -> None:
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@contextmanager
+def time_calls(owner: Any, attribute: str, device: str | torch.device | None = None) -> Iterator[CallTimer]:
+    """Time every call of ``owner.attribute`` inside the ``with`` block.
+
+    ``owner`` is a class (every instance is timed, e.g. ``QIGProvider`` and ``"__call__"``) or an
+    instance (only that one). Recursive or re-entrant calls are counted once, at the outermost
+    level, so the total never exceeds wall time. ``device``: synchronise this CUDA device around
+    each call so asynchronous kernels are charged to the call that launched them.
+    """
+    original = owner.__dict__.get(attribute) if isinstance(owner, type) else None
+    bound = getattr(owner, attribute, None)
+    if bound is None or not callable(bound):
+        raise TimingError(
+            f"{owner!r} has no callable attribute {attribute!r}; pass the class or object that defines the "
+            "method you want to time (e.g. time_calls(QIGProvider, '__call__'))"
+        )
+    timer = CallTimer(f"{getattr(owner, '__name__', type(owner).__name__)}.{attribute}")
+
+    def timed(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if timer._depth:
+            return call(*args, **kwargs)
+        timer._depth += 1
+        _sync(device)
+        start = time.perf_counter()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            _sync(device)
+            timer.seconds += time.perf_counter() - start
+            timer.calls += 1
+            timer._depth -= 1
+
+    if isinstance(owner, type):
+        # look the function up along the MRO, so an inherited method can be timed on a subclass
+        func = getattr(owner, attribute)
+
+        @functools.wraps(func)
+        def method_wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return timed(func, self, *args, **kwargs)
+
+        setattr(owner, attribute, method_wrapper)
+        try:
+            yield timer
+        finally:
+            if original is not None:
+                setattr(owner, attribute, original)
+            else:
+                delattr(owner, attribute)  # it was inherited: uncover the base class's again
+        return
+
+    @functools.wraps(bound)
+    def instance_wrapper(*args: Any, **kwargs: Any) -> Any:
+        return timed(bound, *args, **kwargs)
+
+    had_own = attribute in getattr(owner, "__dict__", {})
+    own = owner.__dict__.get(attribute) if had_own else None
+    setattr(owner, attribute, instance_wrapper)
+    try:
+        yield timer
+    finally:
+        if had_own:
+            setattr(owner, attribute, own)
+        else:
+            delattr(owner, attribute)
+
+
+def parameter_bytes(model: nn.Module) -> int:
+    """Bytes held by a model's parameters and buffers (each tensor storage counted once, so tied
+    embeddings are not double-counted)."""
+    seen: set[int] = set()
+    total = 0
+    for tensor in [*model.parameters(), *model.buffers()]:
+        storage = tensor.untyped_storage()
+        key = storage.data_ptr()
+        if key in seen:
+            continue
+        seen.add(key)
+        total += storage.nbytes()
+    return total
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process so far (``ru_maxrss`` is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak) if sys.platform == "darwin" else int(peak) * 1024
+
+
+def current_rss_bytes() -> int:
+    """Resident set size now (Linux ``/proc/self/statm``; falls back to the peak elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return peak_rss_bytes()
+    return pages * resource.getpagesize()
