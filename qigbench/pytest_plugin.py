@@ -2,8 +2,8 @@
 
 ``pytest suites/ --model qwen2vl --methods rtn,awq,mbq,qig --formats w3a16,w4a8`` runs the
 paper's tables; each suite test is marked ``@pytest.mark.matrix(TABLE)``, and the builder
-``qigbench.suite.matrix.TABLES[TABLE]`` turns the options into ``[(case, tasks)]`` (see :mod:`qigbench.suite.matrix`), and this plugin
-parametrizes it over ``(case, task)`` pairs. Tests without that marker (everything in
+``qigbench.suite.matrix.TABLES[TABLE]`` turns the options into ``[(case, tasks)]``; this plugin
+parametrizes the test over ``(case, task)`` pairs. Tests without that marker (everything in
 ``tests/``) are untouched: the options exist everywhere, but nothing loads until a suite asks for
 the ``qig_suite`` fixture.
 
@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from qigbench.suite.matrix import TABLES, Case, item_id, items
+from qigbench.suite.matrix import TABLES, Case, is_slow, item_id, items
 from qigbench.suite.options import SuiteOptions, build_options
 
 _OPTIONS = pytest.StashKey[SuiteOptions]()
@@ -76,6 +76,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "matrix(table): parametrize a suite test over (case, task) from the options")
     config.addinivalue_line("markers", "table(name): the paper table a suite reproduces")
+    config.addinivalue_line("markers", "slow: takes a minute or more on 2 CPU cores")
 
 
 def suite_options(config: pytest.Config) -> SuiteOptions:
@@ -111,7 +112,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         raise pytest.UsageError(f"@pytest.mark.matrix({name!r}): unknown table; use one of {', '.join(TABLES)}")
     matrix = TABLES[name](suite_options(metafunc.config))
     pairs = items(matrix)
-    metafunc.parametrize(("case", "task"), pairs, ids=[item_id(c, t) for c, t in pairs])
+    params = [pytest.param(c, t, id=item_id(c, t), marks=[pytest.mark.slow] if is_slow(c) else []) for c, t in pairs]
+    metafunc.parametrize(("case", "task"), params)
     expected = metafunc.config.stash.setdefault(_EXPECTED, [])
     expected.extend(matrix)
 

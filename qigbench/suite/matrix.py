@@ -11,7 +11,7 @@ leave-one-out sensitivity as ``loo`` (Table 6), ablation variants as ``qig [key=
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from qigbench.results.row import ConfigKey, config_hash
@@ -37,6 +37,7 @@ class Case:
     options: tuple[tuple[str, str], ...] = ()
     calib: str = "default"  # "default" (the model's synthetic caption/text set) or "ocr"
     label: str | None = None  # stored method name; None = derived from method and options
+    heavy: bool = False  # a scaled-up variant (e.g. Table A3's doubled set): not in the CI selection
 
     @property
     def is_fp(self) -> bool:
@@ -150,7 +151,8 @@ def tableA3(opts: SuiteOptions) -> Matrix:
         base = opts.samples_for(model)
         for n in (base, 2 * base):
             methods = (("mbq", (), f"mbq [ocr-{n}]"), ("qig", (), f"qig [ocr-{n}]"))
-            out += _quantized("tableA3", opts, [model], methods, formats, tasks, calib="ocr", samples=n)
+            cases = _quantized("tableA3", opts, [model], methods, formats, tasks, calib="ocr", samples=n)
+            out += [(replace(c, heavy=n > base), t) for c, t in cases]
     return out
 
 
@@ -210,3 +212,10 @@ TABLES = {
     "table4": ablation_table4,
     "tableA1": ablation_tableA1,
 }
+
+
+def is_slow(case: Case) -> bool:
+    """Items left out of the CI selection (``-m "not slow"``): the ablations, leave-one-out
+    sensitivity (one forward per token) and Table A3's doubled calibration set."""
+    ablation = case.table in ("table1", "table4", "tableA1")
+    return ablation or ("sensitivity", "leave_one_out") in case.options or case.heavy
