@@ -61,9 +61,9 @@ def resolve_groups(block: nn.Module, family: ModelFamily) -> list[ResolvedGroup]
 
 
 def _as_linear(module: nn.Module, name: str) -> nn.Linear:
-    if not isinstance(module, nn.Linear):
+    if not isinstance(module, (nn.Linear, QuantLinear)):
         raise TypeError(f"{name} is a {type(module).__name__}, expected an nn.Linear (or QuantLinear)")
-    return module
+    return module  # type: ignore[return-value]  # QuantLinear offers the nn.Linear interface used here
 
 
 @dataclass
