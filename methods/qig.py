@@ -33,7 +33,7 @@ def build_provider(sensitivity: str, qig: QIGConfig) -> SensitivityProvider:
 def group_token_weights(
     provider: SensitivityProvider, ctx: BlockContext, group: ResolvedGroup
 ) -> torch.Tensor:
-    result = provider(attribution_target(ctx, group))
+    result = provider(attribution_target(ctx, group, with_attention=getattr(provider, "name", "") == "attention"))
     ctx.log(group.name, **{f"sens.{k}": v for k, v in result.diagnostics.items() if isinstance(v, (int, float, bool))})
     ctx.artifacts.setdefault("token_weights", {})[group.name] = result.weights.detach().cpu()
     return result.weights

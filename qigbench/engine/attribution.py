@@ -49,7 +49,7 @@ def _relative_linears(group: ResolvedGroup, ctx: BlockContext) -> list[str]:
     return out
 
 
-def attribution_target(ctx: BlockContext, group: ResolvedGroup) -> AttributionTarget:
+def attribution_target(ctx: BlockContext, group: ResolvedGroup, *, with_attention: bool = False) -> AttributionTarget:
     g = ctx.group(group.name)
     fp_calls = ctx.compared(g, "fp")
     quantized = Replay(rtn_copy(g.inspect, _relative_linears(g, ctx), ctx), fp_calls.calls, ctx.device)
@@ -64,6 +64,7 @@ def attribution_target(ctx: BlockContext, group: ResolvedGroup) -> AttributionTa
         block_index=ctx.index,
         group=g.name,
         answer_mask=None if ctx.answer_mask is None else ctx.answer_mask.to(ctx.device),
+        attention_probs=attention_probabilities(ctx) if with_attention else None,
     )
 
 
@@ -76,3 +77,25 @@ def quantized_path_input(ctx: BlockContext, group: ResolvedGroup) -> torch.Tenso
     with Recorder({"x": twin.get_submodule(group.spec.inspect)}) as rec:
         run_calls(twin, ctx.calls, stream, ctx.device)
     return torch.cat([call.input() for call in rec.calls["x"]], dim=0)
+
+
+@torch.no_grad()
+def attention_probabilities(ctx: BlockContext) -> torch.Tensor:
+    """The block's attention probabilities ``[N, heads, T, T]`` on the fp stream (Table 1's
+    attention-based sensitivity). The attention module is replayed once with transformers' eager
+    attention, the only implementation that returns the probabilities."""
+    group = next((g for g in ctx.groups() if g.spec.kind.value == "attention" and g.spec.inspect not in g.spec.linears),
+                 None)
+    if group is None:
+        raise RuntimeError(f"{ctx.family.name}: no attention group whose inspected module is the attention itself")
+    attention = group.inspect
+    config = getattr(attention, "config", None)
+    if config is None or not hasattr(config, "_attn_implementation"):
+        raise RuntimeError(f"{type(attention).__name__} has no config._attn_implementation to switch to eager")
+    previous = config._attn_implementation
+    config._attn_implementation = "eager"
+    try:
+        probs = [attention(*call.args, **call.kwargs)[1] for call in ctx.compared(group, "fp").calls]
+    finally:
+        config._attn_implementation = previous
+    return torch.cat(probs, dim=0)

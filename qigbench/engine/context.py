@@ -8,7 +8,9 @@ scales, install quantized linears). A method only decides *what* to do with them
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -105,13 +107,26 @@ class BlockContext:
             raise RuntimeError("the quantized propagation stream was not kept for this run")
         return self.q_inputs
 
-    def _record(self, stream: Stream) -> dict[str, list[Call]]:
-        key = "fp" if stream == "fp" or (stream == "calib" and self.propagation == "fp") else "quantized"
-        if key not in self._records:
-            modules = {f"group:{g.name}": g.inspect for g in self.groups()}
-            modules.update({name: self.block.get_submodule(name) for name in self.linear_names()})
-            self._records[key] = recorder_calls(modules, self.calls, self.inputs(stream), self.block, self.device)
-        return self._records[key]
+    def _stream_key(self, stream: Stream) -> str:
+        return "fp" if stream == "fp" or (stream == "calib" and self.propagation == "fp") else "quantized"
+
+    def _recordable(self) -> dict[str, nn.Module]:
+        modules = {f"group:{g.name}": g.inspect for g in self.groups()}
+        modules.update({name: self.block.get_submodule(name) for name in self.linear_names()})
+        return modules
+
+    def _record(self, stream: Stream, keys: Sequence[str] | None = None) -> dict[str, list[Call]]:
+        """Recorded calls of the block's groups and linears on ``stream`` (cached until the block
+        changes). With ``keys``, only those are recorded and each batch's forward pass stops as
+        soon as they are captured — GPTQ's sequential re-recording then skips the rest of the block."""
+        cache = self._records.setdefault(self._stream_key(stream), {})
+        available = self._recordable()
+        missing = [k for k in (keys if keys is not None else available) if k not in cache]
+        if missing:
+            modules = {k: available[k] for k in missing}
+            early = keys is not None
+            cache.update(record_inputs(self.block, self.calls, self.inputs(stream), modules, self.device, early))
+        return cache
 
     def invalidate(self) -> None:
         """Forget recorded inputs and resolved modules (after the block's weights or modules changed)."""
@@ -129,7 +144,7 @@ class BlockContext:
         return torch.cat([c.input() for c in self._record(stream)[f"group:{group.name}"]], dim=0)
 
     def linear_input(self, name: str, stream: Stream = "calib") -> torch.Tensor:
-        return torch.cat([c.input() for c in self._record(stream)[name]], dim=0)
+        return torch.cat([c.input() for c in self._record(stream, [name])[name]], dim=0)
 
     def compared(self, group: ResolvedGroup, stream: Stream = "calib") -> Replay:
         """``compared(x) -> y``: the group's inspected module called as in the real forward pass."""
@@ -165,15 +180,54 @@ class BlockContext:
     # ------------------------------------------------------------------ running
     @torch.no_grad()
     def run(self, stream: Stream = "calib") -> list[torch.Tensor]:
-        return run_calls(self.block, self.calls, self.inputs(stream), self.device)
+        """The block's outputs on ``stream``; the pass also records every group's and linear's
+        input if they are not cached yet, so the first search costs no extra forward pass."""
+        key = self._stream_key(stream)
+        if self._records.get(key):
+            return run_calls(self.block, self.calls, self.inputs(stream), self.device)
+        with Recorder(self._recordable()) as rec:
+            outputs = run_calls(self.block, self.calls, self.inputs(stream), self.device)
+        self._records[key] = rec.calls
+        return outputs
 
     def log(self, group: str, **values: Any) -> None:
         self.stats.setdefault("groups", {}).setdefault(group, {}).update(values)
 
 
-def recorder_calls(
-    modules: dict[str, nn.Module], calls: list[Call], inputs: list[torch.Tensor], block: nn.Module, device: Any
+class _Captured(Exception):
+    """Raised by a recording hook once every wanted module has been seen in this forward pass."""
+
+
+def record_inputs(
+    block: nn.Module,
+    calls: list[Call],
+    inputs: list[torch.Tensor],
+    modules: dict[str, nn.Module],
+    device: Any,
+    stop_early: bool = False,
 ) -> dict[str, list[Call]]:
-    with torch.no_grad(), Recorder(modules) as rec:
-        run_calls(block, calls, inputs, device)
+    """Run ``block`` per calibration batch and record how each of ``modules`` is called."""
+    rec = Recorder(modules)
+    if not stop_early:
+        with torch.no_grad(), rec:
+            run_calls(block, calls, inputs, device)
+        return rec.calls
+
+    calls_started = [0]
+
+    def stop_when_complete(module: nn.Module, args: Any, kwargs: Any) -> None:
+        if all(len(rec.calls[k]) == calls_started[0] for k in modules):
+            raise _Captured
+
+    with torch.no_grad(), rec:
+        # registered after the recorder's hooks, so they run after the input was recorded
+        handles = [m.register_forward_pre_hook(stop_when_complete, with_kwargs=True) for m in modules.values()]
+        try:
+            for call, x in zip(calls, inputs, strict=True):
+                calls_started[0] += 1
+                with contextlib.suppress(_Captured):
+                    run_calls(block, [call], [x], device)
+        finally:
+            for h in handles:
+                h.remove()
     return rec.calls

@@ -122,7 +122,11 @@ def _build(config_class: type[Any], options: dict[str, Any], owner: str) -> Any:
                 raise QigbenchError(f"option {head} of {owner} has no sub-options (got {key!r})")
             nested.setdefault(head, {})[rest] = raw
         else:
-            if default is None and isinstance(raw, str) and raw.lower() != "none":
+            optional = "None" in types[head]
+            if isinstance(raw, str) and raw.lower() == "none" and optional:
+                values[head] = None  # "none" means unset only where the field is optional
+                continue
+            if default is None and isinstance(raw, str):
                 default = _example_of(types[head])
             values[head] = _convert(raw, default, key)
     for head, sub in nested.items():
@@ -151,8 +155,6 @@ def _fields_of(config: Any, options: dict[str, Any]) -> dict[str, Any]:
 def _convert(raw: Any, default: Any, key: str) -> Any:
     if not isinstance(raw, str):
         return raw
-    if raw.lower() == "none":
-        return None
     try:
         if isinstance(default, bool):
             if raw.lower() not in {"true", "false", "1", "0", "yes", "no"}:

@@ -66,6 +66,11 @@ def time_calls(owner: Any, attribute: str, device: str | torch.device | None = N
             f"{owner!r} has no callable attribute {attribute!r}; pass the class or object that defines the "
             "method you want to time (e.g. time_calls(QIGProvider, '__call__'))"
         )
+    if not isinstance(owner, type) and attribute.startswith("__"):
+        raise TimingError(
+            f"{attribute} is looked up on the type, so timing it on one instance would never fire; "
+            f"time it on the class: time_calls({type(owner).__name__}, {attribute!r})"
+        )
     timer = CallTimer(f"{getattr(owner, '__name__', type(owner).__name__)}.{attribute}")
 
     def timed(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -132,16 +137,44 @@ def parameter_bytes(model: nn.Module) -> int:
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far (``ru_maxrss`` is KiB on Linux, bytes on macOS)."""
+    """Peak resident set size of this process (since the last :func:`reset_peak_rss`, where supported).
+
+    Linux: ``VmHWM`` from ``/proc/self/status`` (resettable); elsewhere ``ru_maxrss`` (KiB on Linux,
+    bytes on macOS), the peak since the process started.
+    """
+    hwm = _status_kib("VmHWM")
+    if hwm is not None:
+        return hwm * 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak) if sys.platform == "darwin" else int(peak) * 1024
 
 
-def current_rss_bytes() -> int:
-    """Resident set size now (Linux ``/proc/self/statm``; falls back to the peak elsewhere)."""
+def reset_peak_rss() -> bool:
+    """Reset the peak RSS to the current RSS (Linux >= 4.0: ``echo 5 > /proc/self/clear_refs``).
+
+    Lets one process measure the peak of a phase (calibration) apart from an earlier one (model
+    loading, whose transient copies can exceed it). Returns False where the kernel does not allow it.
+    """
     try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return _status_kib("VmHWM") is not None
+
+
+def current_rss_bytes() -> int:
+    """Resident set size now (Linux ``VmRSS``; falls back to the peak elsewhere)."""
+    rss = _status_kib("VmRSS")
+    return rss * 1024 if rss is not None else peak_rss_bytes()
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
     except (OSError, IndexError, ValueError):
-        return peak_rss_bytes()
-    return pages * resource.getpagesize()
+        return None
+    return None

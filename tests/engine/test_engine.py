@@ -121,3 +121,34 @@ def test_compared_replays_the_real_call_and_batches_copies(llama) -> None:  # ty
     spy = _Spy()
     calibrate(model, family, batches, spy, "W4A16g16", EngineConfig(progress=False))
     assert [i for i, _ in spy.seen] == list(range(len(get_blocks(model, family))))
+
+
+class _CountMLP(Method):
+    """Records o_proj's input after a change: the pass must stop before the MLP runs."""
+
+    name = "count"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mlp_calls: list[int] = []
+
+    def quantize_block(self, ctx: BlockContext) -> None:
+        ctx.run("fp")  # records everything once, as the engine's first pass does
+        ctx.invalidate()
+        calls = [0]
+        mlp = ctx.block.get_submodule("mlp")
+        handle = mlp.register_forward_pre_hook(lambda m, a: calls.__setitem__(0, calls[0] + 1))
+        try:
+            x = ctx.linear_input("self_attn.o_proj")
+        finally:
+            handle.remove()
+        assert x.shape[-1] == ctx.block.get_submodule("self_attn.o_proj").in_features
+        self.mlp_calls.append(calls[0])
+        ctx.rtn_()
+
+
+def test_targeted_recording_stops_the_block_early(llama) -> None:  # type: ignore[no-untyped-def]
+    model, family, batches = llama
+    spy = _CountMLP()
+    calibrate(model, family, batches, spy, "W4A16g16", EngineConfig(progress=False))
+    assert spy.mlp_calls == [0] * len(get_blocks(model, family))
