@@ -141,14 +141,16 @@ class BlockContext:
         raise KeyError(f"block {self.index} has no scaling group {name!r}")
 
     def group_input(self, group: ResolvedGroup, stream: Stream = "calib") -> torch.Tensor:
-        return torch.cat([c.input() for c in self._record(stream)[f"group:{group.name}"]], dim=0)
+        key = f"group:{group.name}"
+        return torch.cat([c.input() for c in self._record(stream, [key])[key]], dim=0)
 
     def linear_input(self, name: str, stream: Stream = "calib") -> torch.Tensor:
         return torch.cat([c.input() for c in self._record(stream, [name])[name]], dim=0)
 
     def compared(self, group: ResolvedGroup, stream: Stream = "calib") -> Replay:
         """``compared(x) -> y``: the group's inspected module called as in the real forward pass."""
-        calls = self._record(stream)[f"group:{group.name}"]
+        key = f"group:{group.name}"
+        calls = self._record(stream, [key])[key]
         return Replay(self.group(group.name).inspect, calls, self.device)
 
     # ------------------------------------------------------------------ changes
@@ -156,7 +158,11 @@ class BlockContext:
         from qigbench.models.scaling import apply_scales_
 
         apply_scales_(self.block, group.spec, scales)
-        self._records.clear()
+        # Only this group's inputs change (they are now x / s); every other module of the block sees
+        # the same fp values as before, so their recorded inputs stay valid (as in AWQ).
+        for cache in self._records.values():
+            for key in (f"group:{group.name}", *group.linear_names):
+                cache.pop(key, None)
 
     def linear(self, name: str) -> nn.Linear:
         """The float linear ``name`` of the block (an error once it has been quantized)."""
