@@ -145,7 +145,12 @@ class BlockContext:
         return torch.cat([c.input() for c in self._record(stream, [key])[key]], dim=0)
 
     def linear_input(self, name: str, stream: Stream = "calib") -> torch.Tensor:
-        return torch.cat([c.input() for c in self._record(stream, [name])[name]], dim=0)
+        return torch.cat([c.input() for c in self.linear_calls(name, stream)], dim=0)
+
+    def linear_calls(self, name: str, stream: Stream = "calib") -> list[Call]:
+        """How linear ``name`` was called per batch; linears fed the same tensor (q/k/v, gate/up)
+        share the recorded input objects, so ``id(call.input())`` tells them apart."""
+        return self._record(stream, [name])[name]
 
     def compared(self, group: ResolvedGroup, stream: Stream = "calib") -> Replay:
         """``compared(x) -> y``: the group's inspected module called as in the real forward pass."""

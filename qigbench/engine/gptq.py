@@ -21,6 +21,10 @@ class GPTQMethodConfig(MethodConfig):
     block_size: int = 128
     damp: float = 0.01
     act_order: bool = False
+    #: re-record each group's inputs after the groups before it were quantized (GPTQ's
+    #: "true sequential"); False takes every Hessian from the block's fp inputs (fewer passes,
+    #: as llm-compressor's sequential pipeline does)
+    true_sequential: bool = True
 
 
 class GPTQMethod(Method):
@@ -33,15 +37,39 @@ class GPTQMethod(Method):
         cfg = self.config
         assert isinstance(cfg, GPTQMethodConfig)
         solver_cfg = GPTQConfig(block_size=cfg.block_size, damp=cfg.damp, act_order=cfg.act_order)
-        for group in ctx.groups():
-            lam = self.token_weights(ctx, group)
-            # inputs are re-recorded after the previous groups were quantized ("true sequential")
-            inputs = {name: ctx.linear_input(name).to(ctx.device) for name in group.linear_names}
-            for name in group.linear_names:
-                linear = ctx.linear(name)
-                acc = HessianAccumulator(linear.in_features, device=ctx.device)
-                acc.add(inputs[name], None if lam is None else lam.to(ctx.device), ctx.token_types.to(ctx.device))
-                result = gptq_quantize(linear.weight.data, acc.hessian, ctx.fmt.weight, solver_cfg)
-                ctx.quantize_linear_(name, result.weight.to(linear.weight.dtype))
-                ctx.log(group.name, **{f"gptq_loss.{name}": float(result.loss)})
+        groups = ctx.groups()
+        if cfg.true_sequential:
+            for group in groups:
+                self._solve(ctx, group.name, self._hessians(ctx, group), solver_cfg)
+                ctx.invalidate()
+        else:
+            hessians = {group.name: self._hessians(ctx, group) for group in groups}
+            for group in groups:
+                self._solve(ctx, group.name, hessians[group.name], solver_cfg)
             ctx.invalidate()
+
+    def _hessians(self, ctx: BlockContext, group: ResolvedGroup) -> dict[str, torch.Tensor]:
+        """H' per linear of the group; linears reading the same input (q/k/v) share one."""
+        lam = self.token_weights(ctx, group)
+        weights = None if lam is None else lam.to(ctx.device)
+        types = ctx.token_types.to(ctx.device)
+        by_input: dict[tuple[int, ...], torch.Tensor] = {}
+        out = {}
+        for name in group.linear_names:
+            calls = ctx.linear_calls(name)
+            key = tuple(id(call.input()) for call in calls)
+            if key not in by_input:
+                acc = HessianAccumulator(ctx.linear(name).in_features, device=ctx.device)
+                acc.add(torch.cat([c.input() for c in calls]).to(ctx.device), weights, types)
+                by_input[key] = acc.hessian
+            out[name] = by_input[key]
+        return out
+
+    def _solve(
+        self, ctx: BlockContext, group: str, hessians: dict[str, torch.Tensor], solver_cfg: GPTQConfig
+    ) -> None:
+        for name, hessian in hessians.items():
+            linear = ctx.linear(name)
+            result = gptq_quantize(linear.weight.data, hessian, ctx.fmt.weight, solver_cfg)
+            ctx.quantize_linear_(name, result.weight.to(linear.weight.dtype))
+            ctx.log(group, **{f"gptq_loss.{name}": float(result.loss)})

@@ -30,6 +30,8 @@ RECIPES: dict[str, Callable[[], list[Any]]] = {"gptq": H.gptq_recipe, "awq": H.a
 CASES = [
     ("gptq", "llm-compressor", {}),
     ("gptq", "qigbench", {}),
+    # like for like: llm-compressor takes every Hessian of a layer from one fp pass
+    ("gptq", "qigbench", {"true_sequential": "false"}),
     ("awq", "llm-compressor", {}),
     ("awq", "qigbench", {}),
     # like for like: llm-compressor's AWQ has no clip search
