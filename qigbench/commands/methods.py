@@ -29,8 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from qigbench.engine.method import available_methods
 
     for name, cls in available_methods().items():
-        doc = ((cls.__module__ and __import__(cls.__module__, fromlist=["_"]).__doc__) or "").strip().splitlines()
-        print(f"{name}: {doc[0] if doc else ''}")
+        doc = (__import__(cls.__module__, fromlist=["_"]).__doc__ or "").strip()
+        summary = " ".join(doc.split("\n\n")[0].split())  # the module docstring's first paragraph
+        print(f"{name}: {summary}")
         for option in _options(cls.config_class):
             print(f"    {option}")
     return 0
