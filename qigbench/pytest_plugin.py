@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from qigbench.suite.matrix import TABLES, Case, is_slow, item_id, items
-from qigbench.suite.options import SuiteOptions, build_options
+from qigbench.suite.options import SuiteOptions, build_options, pin_threads
 
 _OPTIONS = pytest.StashKey[SuiteOptions]()
 _SESSION = pytest.StashKey[Any]()
@@ -100,6 +100,7 @@ def suite_options(config: pytest.Config) -> SuiteOptions:
             on_conflict=get("qig_on_conflict"),
             cache_dir=get("qig_cache_dir"),
         )
+        pin_threads(config.stash[_OPTIONS])
     return config.stash[_OPTIONS]
 
 

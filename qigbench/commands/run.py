@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from qigbench.errors import QigbenchError
     from qigbench.report.build import ReportOptions, build_report
     from qigbench.suite.matrix import TABLES, items
-    from qigbench.suite.options import build_options
+    from qigbench.suite.options import build_options, pin_threads
     from qigbench.suite.session import SuiteSession
 
     tables = [t for spec in (args.table or ["table2"]) for t in spec.split(",") if t]
@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
     )
+    pin_threads(options)
     if options.limit is None and options.tiny:
         options = options.with_(limit=TINY_LIMIT)
     matrices = [TABLES[t](options) for t in tables]

@@ -170,3 +170,14 @@ def build_options(
     if "db" in fields and fields["db"] is not None:
         fields["db"] = Path(str(fields["db"]))
     return SuiteOptions(**{k: v for k, v in fields.items() if v is not None})  # type: ignore[arg-type]
+
+
+def pin_threads(options: SuiteOptions) -> None:
+    """Tiny models on CPU run single-threaded: float reductions then happen in one fixed order, so
+    the committed baseline reproduces bit for bit on any machine (the check's tolerance is for
+    real regressions, not for thread-count noise). Larger runs keep torch's default."""
+    import torch
+
+    models = [*options.models, *(options.lm_models or ())]
+    if options.device == "cpu" and models and all(is_tiny(m) for m in models):
+        torch.set_num_threads(1)
