@@ -109,7 +109,10 @@ def _eval_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
 
 
 def table2(opts: SuiteOptions) -> Matrix:
-    """Main accuracy table: FP16 + ``--methods`` x ``--formats`` x tasks (+ fidelity on each)."""
+    """Main accuracy table: FP16 + ``--methods`` x ``--formats`` x tasks (+ fidelity on each).
+
+    Language models named in ``--model`` get the same methods and formats with the fidelity metrics
+    only (MBQ is left out for them: it balances vision against text tokens)."""
     tasks = opts.vlm_tasks()
     out: Matrix = []
     for model in opts.vlm_models:
@@ -117,6 +120,9 @@ def table2(opts: SuiteOptions) -> Matrix:
         if fp_tasks:
             out.append((Case("table2", model, FP_METHOD, FP_FORMAT, 0), fp_tasks))
     out += _quantized("table2", opts, opts.vlm_models, opts.methods, opts.formats, _with_fidelity(tasks))
+    text_models = tuple(m for m in opts.models if m not in opts.vlm_models)
+    text_methods = tuple(m for m in opts.methods if m != "mbq")
+    out += _quantized("table2", opts, text_models, text_methods, opts.formats, (FIDELITY_TASK,))
     return out
 
 
