@@ -147,7 +147,9 @@ def _probe_batch(loaded: LoadedModel) -> list[Any]:
     return [CalibrationBatch(inputs=dict(enc), token_types=types, answer_mask=mask, labels=ids.clone())]
 
 
-def write_heatmap(result: QuantizeResult, path: str | Path, sample: int = 0) -> Path | None:
+def write_heatmap(
+    result: QuantizeResult, path: str | Path, sample: int = 0, title: str | None = None
+) -> Path | None:
     """The paper's Fig. 1 for this run: lambda of one calibration sample, tokens x layers, with
     vision/text/special bands. ``None`` when the method computed no token weights."""
     from qigbench.sensitivity.heatmap import SensitivityRecorder
@@ -159,7 +161,8 @@ def write_heatmap(result: QuantizeResult, path: str | Path, sample: int = 0) -> 
     for block, groups in sorted(report.token_weights.items()):
         for group, weights in groups.items():
             recorder.record(block, weights, report.token_types, group)
-    title = f"token sensitivity: {result.request.method} {report.format} on {result.request.model}"
+    title = title or f"token sensitivity: {result.request.method} {report.format} on {result.request.model}"
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     return recorder.save(path, title=title)
 
 

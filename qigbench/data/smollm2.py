@@ -13,12 +13,12 @@ a 4-bit model, not quantization of a full-precision one.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 from pathlib import Path
 
 from qigbench.data.cache import build_atomically, default_cache_dir
+from qigbench.data.records import file_sha256
 from qigbench.errors import QigbenchError
 
 SMOLLM2_ALIAS = "smollm2-135m"
@@ -89,14 +89,6 @@ def _convert(gguf: Path, out_dir: Path) -> None:
     (out_dir / "README.md").write_text(_model_card(gguf, model.config.num_hidden_layers), encoding="utf-8")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _model_card(gguf: Path, n_layers: int) -> str:
     try:
         version = importlib.metadata.version(SMOLLM2_PACKAGE)
@@ -114,7 +106,7 @@ SmolLM2-135M-Instruct ({n_layers} Llama decoder blocks), converted offline by
 `{SMOLLM2_PACKAGE}=={version}`:
 
 - source file: `{gguf.name}`
-- sha256: `{_sha256(gguf)}`
+- sha256: `{file_sha256(gguf)}`
 - conversion: transformers GGUF loader, dequantized to float32 `nn.Linear` weights, saved as safetensors.
 
 ## Read W4 results on this model with care

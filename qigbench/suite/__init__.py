@@ -3,8 +3,10 @@
 * :mod:`.options` -- the matrix options and their per-tier defaults;
 * :mod:`.matrix` -- the paper's tables as ``[(Case, tasks)]``;
 * :mod:`.session` -- quantize once per configuration, evaluate, write the results store;
-* :mod:`.evaluate` -- one task (harness or fidelity) on one model;
-* :mod:`.heatmap` -- the QIG token-sensitivity heatmap next to the db.
+* :mod:`.evaluate` -- one task (harness or fidelity) on one model.
+
+QIG runs also leave their token-sensitivity heatmap (``qigbench.pipeline.write_heatmap``) in a
+``heatmaps/`` folder next to the db, where ``qigbench report`` finds it.
 
 Heavy modules (torch, the harnesses) load only when a session measures something.
 """

@@ -145,7 +145,7 @@ class SuiteSession:
         return result
 
     def _heatmap(self, case: Case, result: QuantizeResult) -> None:
-        from qigbench.suite.heatmap import write_heatmap
+        from qigbench.pipeline import write_heatmap
 
         folder = Path(self.options.db).resolve().parent / "heatmaps"
         try:
@@ -157,7 +157,8 @@ class SuiteSession:
         except Exception as err:  # a figure must never fail a measurement
             log.warning("heatmap for %s not written: %s", case.ident(), err)
             return
-        self.heatmaps.append(path)
+        if path is not None:
+            self.heatmaps.append(path)
 
     # -- measuring ----------------------------------------------------------------------------
     def task_pack(self) -> Path:
