@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from methods.qig import build_provider, group_token_weights
+from qigbench.engine.attribution import group_token_weights, make_provider
 from qigbench.engine.context import BlockContext, ResolvedGroup
 from qigbench.engine.gptq import GPTQMethod, GPTQMethodConfig
 from qigbench.sensitivity.qig import QIGConfig
@@ -28,9 +28,8 @@ class QIGGPTQ(GPTQMethod):
 
     def __init__(self, config: QIGGPTQConfig | None = None) -> None:
         super().__init__(config)
-        cfg = self.config
-        assert isinstance(cfg, QIGGPTQConfig)
-        self.provider = build_provider(cfg.sensitivity, cfg.qig)
+        assert isinstance(self.config, QIGGPTQConfig)
+        self.provider = make_provider(self.config.sensitivity, self.config.qig)
 
     def token_weights(self, ctx: BlockContext, group: ResolvedGroup) -> torch.Tensor | None:
         return group_token_weights(self.provider, ctx, group)

@@ -20,7 +20,8 @@ from torch import nn
 from qigbench.engine.context import BlockContext, ResolvedGroup
 from qigbench.engine.replay import Recorder, Replay, run_calls
 from qigbench.quant import QuantLinear, set_submodule
-from qigbench.sensitivity.base import AttributionTarget
+from qigbench.sensitivity.base import AttributionTarget, SensitivityProvider, get_provider
+from qigbench.sensitivity.qig import QIGConfig, QIGProvider, SearchCounter
 
 
 def rtn_copy(module: nn.Module, linear_names: list[str], ctx: BlockContext) -> nn.Module:
@@ -99,3 +100,21 @@ def attention_probabilities(ctx: BlockContext) -> torch.Tensor:
     finally:
         config._attn_implementation = previous
     return torch.cat(probs, dim=0)
+
+
+def make_provider(sensitivity: str, qig: QIGConfig) -> SensitivityProvider:
+    """The provider a token-weighted method uses: QIG with its config, or an ablation by name."""
+    if sensitivity == "qig":
+        # one counter per run: the released code's warm-up counts searches across blocks
+        return QIGProvider(qig, counter=SearchCounter())
+    return get_provider(sensitivity)
+
+
+def group_token_weights(provider: SensitivityProvider, ctx: BlockContext, group: ResolvedGroup) -> torch.Tensor:
+    """lambda[N, T] for one group of the current block; diagnostics go to the block's stats and the
+    weights to its artifacts (for the heatmap)."""
+    wants_attention = getattr(provider, "name", "") == "attention"
+    result = provider(attribution_target(ctx, group, with_attention=wants_attention))
+    ctx.log(group.name, **{f"sens.{k}": v for k, v in result.diagnostics.items() if isinstance(v, (int, float, bool))})
+    ctx.artifacts.setdefault("token_weights", {})[group.name] = result.weights.detach().cpu()
+    return result.weights
