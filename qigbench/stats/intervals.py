@@ -181,6 +181,7 @@ def bootstrap_interval(
     idx = rng.integers(0, arr.size, size=(iters, arr.size))
     reps = weighted_means(arr, w, idx)
     lo, hi = percentile_bounds(reps, m, arr.size, confidence)
+    lo, hi = max(lo, float(arr.min())), min(hi, float(arr.max()))  # a mean never leaves the data's range
     # identical examples: every replicate equals the mean, up to rounding; keep the width exactly 0
     if np.ptp(arr) == 0:
         lo = hi = m = float(arr[0])
