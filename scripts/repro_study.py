@@ -155,7 +155,8 @@ def reason(c: Claim, a: Measurement, cmp: Comparison) -> str:
     if not cmp.tested:
         return "one value each: no spread to test against"
     if cmp.verdict is Verdict.INDISTINGUISHABLE:
-        return f"gap inside its noise at this scale ({len(a.seeds)} seeds x {cmp.n} prompts, tiny random model)"
+        over = f"{len(a.seeds)} seeds" + (f" x {cmp.n} examples" if "bootstrap" in cmp.test else "")
+        return f"gap inside its noise at this scale ({over}, tiny random model)"
     return "reversed here: a random-weight model has no learned token structure for the weighting to exploit"
 
 
