@@ -174,9 +174,10 @@ def tied(a: Cell, b: Cell, higher_is_better: bool) -> bool:
 def _rank(table: Table, higher_is_better: Sequence[bool | None]) -> None:
     """Mark best / second-best quantized method per model and column.
 
-    Rank 1 goes to the best mean and every entry tied with it (:func:`tied`); rank 2 to the best
-    of the rest and every entry of the rest tied with that one. A column where every entry ties
-    with the best is left unmarked: nothing in it is distinguishable.
+    Rank 1 goes to the best mean and the entries after it (in order of mean) that are tied with
+    it (:func:`tied`), up to the first that is not; rank 2 likewise from there. Pairwise tests are
+    not transitive, so stopping at the first distinguishable entry keeps the marks monotone in
+    the mean. A column where every entry ties with the best is left unmarked.
     """
     by_model: dict[str, list[int]] = defaultdict(list)
     for i, (head, _) in enumerate(table.rows):
@@ -196,9 +197,10 @@ def _rank(table: Table, higher_is_better: Sequence[bool | None]) -> None:
                 if not rest:
                     break
                 lead = table.rows[rest[0]][1][col]
-                for i in rest:
-                    if tied(table.rows[i][1][col], lead, hib):
-                        ranks[i] = rank
+                for i in rest:  # a prefix of the order: a mark never skips a better mean
+                    if not tied(table.rows[i][1][col], lead, hib):
+                        break
+                    ranks[i] = rank
                 if rank == 1 and len(ranks) == len(order):
                     ranks = {}
                     break

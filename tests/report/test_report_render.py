@@ -179,3 +179,17 @@ def test_seeds_pool_into_one_row_with_a_t_interval() -> None:
     # mean 52%, sd 2 points, se 2/sqrt(3), t_2 = 4.303 -> half-width 4.97 points
     (row,) = leaderboard([agg]).rows
     assert row[1][0].text == "52.00 ± 4.97"
+
+
+def test_marks_stay_monotone_when_pairwise_ties_are_not_transitive() -> None:
+    """C's noise ties it with the leader A, B is reliably behind A; C (worse mean) must not outrank B."""
+    per_seed = {"qig": (0.10, 0.10, 0.10), "mbq": (0.20, 0.21, 0.20), "rtn": (-0.5, 1.4, -0.2)}  # kl: lower wins
+    rows = [
+        ResultRow(model="m", method=meth, format="W4A8", config_hash="h", seed=s, task="f", metric="kl", value=v)
+        for meth, vals in per_seed.items()
+        for s, v in enumerate(vals)
+    ]
+    from qigbench.report import fidelity
+
+    ranks = {head[1]: cells[0].rank for head, cells in fidelity(aggregate(rows)).rows}
+    assert ranks["qig"] == 1 and ranks["mbq"] == 2 and ranks["rtn"] == 2
