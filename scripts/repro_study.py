@@ -12,8 +12,8 @@ same evaluation examples for both methods; two-level bootstrap over seeds x exam
 * OCR calibration helps OCR tasks (Table A3): MBQ and QIG calibrated on the synthetic OCR set vs
   their default caption set, tiny-qwen2vl W4A8, OCR accuracy (and KL).
 
-Writes ``OUT/study.md`` and ``OUT/study.csv``. A claim that does not hold is reported as such,
-with the likely reason; nothing is tuned until it does.
+Writes ``OUT/study.md``, ``OUT/study.csv`` and ``OUT/study_readme.md`` (the README's table). A
+claim that does not hold is reported as such, with the likely reason; nothing is tuned until it does.
 
     python scripts/repro_study.py --seeds 0,1,2 --limit 10 --out reports/study/  # ~10-20 min, 2 cores
     python scripts/repro_study.py --seeds 0,1,2 --lm tiny-llama --out reports/study/       # + the LM claim
@@ -199,7 +199,23 @@ def analyse(db: Path, lm: str | None, lm_format: str, samples_n: int, out: Path)
         writer.writeheader()
         writer.writerows(table)
     (out / "study.md").write_text(markdown(table, db), encoding="utf-8")
+    (out / "study_readme.md").write_text(compact(table), encoding="utf-8")
     return table
+
+
+def compact(table: list[dict[str, str]]) -> str:
+    """The narrower table the README shows (``OUT/study_readme.md``)."""
+    lines = [
+        "| Claim | Model, format | A vs B | Metric | A − B in A's favour [95%] | Test | Verdict | Likely reason |",
+        "|:--|:--|:--|:--|--:|:--|:--|:--|",
+    ]
+    for r in table:
+        test = r["test"].replace("paired bootstrap over ", "bootstrap ").replace("paired t over ", "t, ")
+        lines.append(
+            f"| {r['claim']} | {r['model']} {r['format']} | {r['comparison']} | {r['metric']} | "
+            f"{r['gain']} {r['gain_95']} | {test} | {r['verdict']} | {r['reason'] or '—'} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _pm(value: float, ci: Interval | None) -> str:
