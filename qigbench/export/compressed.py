@@ -80,7 +80,7 @@ def save_compressed(model: nn.Module, fmt: QuantFormat, out: Path, save: Any) ->
 
     qlinears = {n: m for n, m in model.named_modules() if isinstance(m, QuantLinear)}
     plain_linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    params = {name: _ct_qparams(q, fmt, name) for name, q in qlinears.items()}
+    params = {name: ct_qparams(q.weight.data, fmt, name) for name, q in qlinears.items()}
     swapped = _swap_to_linears(model, qlinears)
     compressor = None
     try:
@@ -108,16 +108,35 @@ def save_compressed(model: nn.Module, fmt: QuantFormat, out: Path, save: Any) ->
     return {"export": FORMAT_NAME, "layout": layout, "packed_modules": sorted(qlinears)}
 
 
-def _ct_qparams(qlinear: QuantLinear, fmt: QuantFormat, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+def ct_qparams(w_hat: torch.Tensor, fmt: QuantFormat, name: str = "weight") -> tuple[torch.Tensor, torch.Tensor | None]:
     """Scale ``[out, n_groups]`` (float32) and signed int8 zero point in compressed-tensors' layout."""
-    qt = recover_codes(qlinear.weight.data, fmt.weight, name=name)
-    rows = qlinear.out_features
+    qt = recover_codes(w_hat, fmt.weight, name=name)
+    rows = w_hat.shape[0]
     scale = qt.scale.reshape(rows, -1).float().contiguous()
     if qt.zero is None:
         return scale, None
     offset = 2 ** (fmt.weight.bits - 1)
     zero = (qt.zero.reshape(rows, -1) - offset).to(torch.int8).contiguous()
     return scale, zero
+
+
+def pack_weight(w_hat: torch.Tensor, fmt: QuantFormat, layout: str = "pack-quantized") -> dict[str, torch.Tensor]:
+    """One weight through compressed-tensors' own compressor: the tensors a checkpoint stores."""
+    from compressed_tensors.compressors import BaseCompressor
+
+    scale, zero = ct_qparams(w_hat, fmt)
+    state = {"weight": w_hat, "weight_scale": scale}
+    if zero is not None:
+        state["weight_zero_point"] = zero
+    return dict(BaseCompressor.get_value_from_registry(layout).compress(state, ct_scheme(fmt)))
+
+
+def unpack_weight(state: dict[str, torch.Tensor], fmt: QuantFormat, layout: str = "pack-quantized") -> torch.Tensor:
+    """compressed-tensors' decompression of :func:`pack_weight`'s tensors (float32 weight)."""
+    from compressed_tensors.compressors import BaseCompressor
+
+    out = BaseCompressor.get_value_from_registry(layout).decompress(dict(state), ct_scheme(fmt))
+    return out["weight"]
 
 
 def _swap_to_linears(model: nn.Module, qlinears: dict[str, QuantLinear]) -> dict[str, QuantLinear]:
