@@ -71,7 +71,7 @@ def test_one_sided_group_raises_instead_of_changing_weights() -> None:
     spec = QuantSpec(4, False, Granularity.PER_GROUP, 8)
     w = torch.linspace(1.0, 2.0, 8).reshape(1, 8)
     w_hat = fake_quantize(w, spec)
-    with pytest.raises(ExportError, match="one side of zero.*fake-quant"):
+    with pytest.raises(ExportError, match=r"one side of zero.*fake-quant"):
         recover_codes(w_hat, spec, name="layer.q_proj")
 
 
