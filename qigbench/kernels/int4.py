@@ -42,7 +42,8 @@ class Int4WeightOnlyLinear(nn.Module):
         self.register_buffer("packed", packed)
         sz = torch.stack([scale.float(), offset.float()], dim=-1).transpose(0, 1).contiguous()
         self.register_buffer("scales_and_zeros", sz.to(device=device, dtype=self.compute_dtype))
-        self.register_buffer("bias", None if bias is None else bias.detach().to(device=device, dtype=self.compute_dtype))
+        b = None if bias is None else bias.detach().to(device=device, dtype=self.compute_dtype)
+        self.register_buffer("bias", b)
 
     @classmethod
     def from_quant_linear(cls, linear: QuantLinear, device: str | torch.device = "cpu") -> Int4WeightOnlyLinear:
