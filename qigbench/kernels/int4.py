@@ -19,6 +19,10 @@ _INNER_K_TILES = 2
 
 
 class Int4WeightOnlyLinear(nn.Module):
+    packed: torch.Tensor
+    scales_and_zeros: torch.Tensor
+    bias: torch.Tensor | None
+
     def __init__(
         self, codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None, bias: torch.Tensor | None,
         group_size: int, device: str | torch.device = "cpu",

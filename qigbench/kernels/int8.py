@@ -19,6 +19,10 @@ _CUDA_MIN_ROWS = 32
 
 
 class Int8DynamicLinear(nn.Module):
+    weight_t: torch.Tensor
+    scale: torch.Tensor
+    bias: torch.Tensor | None
+
     def __init__(self, codes: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None, act: QuantSpec) -> None:
         """``codes`` ``[N, K]`` int8-representable, ``scale`` ``[N]`` (one per output row)."""
         super().__init__()
