@@ -93,11 +93,16 @@ def save_compressed(model: nn.Module, fmt: QuantFormat, out: Path, save: Any) ->
                 module.weight_zero_point = nn.Parameter(zero, requires_grad=False)
             elif hasattr(module, "weight_zero_point"):
                 del module.weight_zero_point
-        compressor = ModelCompressor.from_pretrained_model(model)
+        # sub-8-bit codes are packed into int32 also when activations are quantized (W4A8): left to
+        # itself compressed-tensors would store them one per int8 ("int-quantized")
+        compressor = ModelCompressor.from_pretrained_model(
+            model, quantization_format="pack-quantized" if fmt.w_bits < 8 else None
+        )
         compressor.compress_model(model)
         save(model, out)
         compressor.update_config(str(out))
-        layout = str(compressor.quantization_config.format)  # type: ignore[union-attr]
+        written = getattr(compressor.quantization_config, "format", "?")
+        layout = str(getattr(written, "value", written))
     finally:
         if compressor is not None:
             compressor.remove_decompression_hook(model)
