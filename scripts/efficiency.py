@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from qigbench.errors import FormatError
 from qigbench.eval.fidelity import fidelity, text_batches
 from qigbench.export.compressed import checkpoint_files, weight_bytes
 from qigbench.kernels import kernel_for, use_kernels_
@@ -49,6 +50,7 @@ PROMPTS = [
     "She opened the letter and read the first line:",
 ]
 TIMING_PROMPT = " ".join(PROMPTS[:4])  # ~40 tokens, the same for every row
+SKIPPED: list[str] = []  # model x format combinations the format cannot apply to
 START, END = "<!-- efficiency:start -->", "<!-- efficiency:end -->"
 
 
@@ -75,7 +77,8 @@ class Row:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="tiny-llama,smollm2-135m")
-    parser.add_argument("--formats", default="W4A16g64,W4A16,W3A16,W8A8,W4A8")
+    parser.add_argument("--formats", default="W4A16g64,W4A16,W3A16,W3A16g64,W8A8,W4A8",
+                        help="formats whose group size does not divide a model's linears are listed as skipped")
     parser.add_argument("--method", default="rtn")
     parser.add_argument("--samples", type=int, default=16, help="calibration samples (methods that calibrate)")
     parser.add_argument("--device", default="cpu")
@@ -113,8 +116,13 @@ def measure_model(alias: str, formats: list[str], args: argparse.Namespace, devi
         print(_line(rows[-1]), flush=True)
         del dense
     for fmt in formats:
-        result = quantize(QuantizeRequest(model=alias, method=args.method, format=fmt, samples=args.samples,
-                                          progress=False))
+        try:
+            result = quantize(QuantizeRequest(model=alias, method=args.method, format=fmt, samples=args.samples,
+                                              progress=False))
+        except FormatError as err:
+            SKIPPED.append(f"{alias} {fmt}: {err}")
+            print(SKIPPED[-1], flush=True)
+            continue
         directory = save_quantized(result, out_root / fmt)
         record = json.loads((directory / RECORD_NAME).read_text())
         fake = result.loaded
@@ -253,7 +261,8 @@ def markdown(rows: list[Row], device: str, new_tokens: int, repeats: int) -> str
             kernel = "—" if "kernel" not in d else f"{d['kernel']:.3g}"
             checks.append(
                 f"| {r.model} | {r.format} | {d['load_quantized']:.3g} | {d['transformers']:.3g} | {kernel} |")
-    return head + "\n".join(lines + checks) + "\n"
+    skipped = ["", *(f"Not applicable: {s}" for s in SKIPPED)] if SKIPPED else []
+    return head + "\n".join(lines + skipped + checks) + "\n"
 
 
 def plot(rows: list[Row], out: Path) -> list[Path]:

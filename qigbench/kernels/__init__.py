@@ -1,7 +1,7 @@
 """Real low-bit execution of quantized linears, where torch has a kernel for the format.
 
 * weight-only int4, group 32/64/128/256: torch's int4 packed matmul
-  (``_weight_int4pack_mm_for_cpu`` on CPU, ``_weight_int4pack_mm`` on CUDA, bf16 there);
+  (``_weight_int4pack_mm_for_cpu`` on CPU, ``_weight_int4pack_mm`` on CUDA; bfloat16 activations);
 * int8 x int8 (W8A8, and W4A8 whose 4-bit codes fit int8): ``torch._int_mm`` with the activation
   quantized per token at run time, exactly as the fake-quant model does it.
 
@@ -13,6 +13,7 @@ packed checkpoint stores (:func:`qigbench.quant.codes.recover_codes`).
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from qigbench.kernels.int4 import INT4_GROUP_SIZES, Int4WeightOnlyLinear
@@ -39,7 +40,7 @@ def kernel_for(fmt: QuantFormat | str) -> tuple[str | None, str]:
     return "int8-int8", "torch._int_mm, per-token dynamic int8 activations"
 
 
-def use_kernels_(model: nn.Module, device: str = "cpu") -> dict[str, str]:
+def use_kernels_(model: nn.Module, device: str = "cpu", int4_dtype: torch.dtype = torch.bfloat16) -> dict[str, str]:
     """Swap every QuantLinear whose format has a kernel for the kernel module; returns
     ``{module name: kernel or 'no kernel: why'}``. The model should already be on ``device``."""
     done: dict[str, str] = {}
@@ -48,7 +49,7 @@ def use_kernels_(model: nn.Module, device: str = "cpu") -> dict[str, str]:
             continue
         kernel, why = kernel_for(module.format)
         if kernel == "int4-weight-only":
-            set_submodule(model, name, Int4WeightOnlyLinear.from_quant_linear(module, device=device))
+            set_submodule(model, name, Int4WeightOnlyLinear.from_quant_linear(module, device, int4_dtype))
         elif kernel == "int8-int8":
             set_submodule(model, name, Int8DynamicLinear.from_quant_linear(module))
         done[name] = kernel or f"no kernel: {why}"
