@@ -91,7 +91,16 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip the fresh-process load-memory probe")
     parser.add_argument("--leaderboard", type=Path, help="Markdown file whose efficiency block is replaced")
     parser.add_argument("--readme", type=Path, help="another Markdown file whose efficiency block is replaced")
+    parser.add_argument("--from-json", type=Path,
+                        help="re-render a previous run's efficiency.json (no measuring), e.g. after `qigbench "
+                        "report` rewrote the leaderboard")
     args = parser.parse_args()
+    if args.from_json is not None:
+        saved = json.loads(args.from_json.read_text())
+        SKIPPED.extend(saved["skipped"])
+        args.device, args.new_tokens, args.repeats = saved["device"], saved["new_tokens"], saved["repeats"]
+        write_outputs([Row(**r) for r in saved["rows"]], args)
+        return
     torch.manual_seed(0)
     device = torch.device(args.device)
     rows: list[Row] = []
@@ -328,7 +337,9 @@ def replace_block(path: Path, block: str) -> None:
 
 def write_outputs(rows: list[Row], args: argparse.Namespace) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "efficiency.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    (args.out / "efficiency.json").write_text(json.dumps(
+        {"rows": [asdict(r) for r in rows], "skipped": SKIPPED, "device": args.device,
+         "new_tokens": args.new_tokens, "repeats": args.repeats}, indent=1))
     with open(args.out / "efficiency.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["model", "format", "layout", "checkpoint_bytes", "compression_vs_fp16", "linear_bits",

@@ -19,7 +19,7 @@ _CUDA_MIN_ROWS = 32
 
 
 class Int8DynamicLinear(nn.Module):
-    weight_t: torch.Tensor
+    weight_int8: torch.Tensor
     scale: torch.Tensor
     bias: torch.Tensor | None
 
@@ -28,7 +28,8 @@ class Int8DynamicLinear(nn.Module):
         super().__init__()
         self.out_features, self.in_features = codes.shape
         self.act = act
-        self.register_buffer("weight_t", codes.to(torch.int8).t().contiguous())  # [K, N]
+        # [N, K] row-major, handed to _int_mm as its transpose (column-major), the layout cuBLASLt wants
+        self.register_buffer("weight_int8", codes.to(torch.int8).contiguous())
         self.register_buffer("scale", scale.float().reshape(1, -1))
         self.register_buffer("bias", None if bias is None else bias.detach().float())
 
@@ -50,7 +51,7 @@ class Int8DynamicLinear(nn.Module):
         rows = q.shape[0]
         if q.is_cuda and rows < _CUDA_MIN_ROWS:
             q = torch.nn.functional.pad(q, (0, 0, 0, _CUDA_MIN_ROWS - rows))
-        acc = torch._int_mm(q, self.weight_t)[:rows]
+        acc = torch._int_mm(q, self.weight_int8.t())[:rows]
         y = acc.float() * s_x * self.scale
         if self.bias is not None:
             y = y + self.bias

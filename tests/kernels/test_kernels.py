@@ -42,7 +42,7 @@ def test_int4_matches_fake_quant(fmt: str, bias: bool) -> None:
 def test_int8_matches_fake_quant(fmt: str, bias: bool) -> None:
     ref, x = _pair(fmt, bias)
     kernel = Int8DynamicLinear.from_quant_linear(ref)
-    assert kernel.weight_t.dtype == torch.int8
+    assert kernel.weight_int8.dtype == torch.int8
     assert _rel(kernel(x), ref(x)) < 1e-5
 
 
