@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from qigbench.quant import Granularity, QuantFormat, QuantLinear, QuantSpec
+from qigbench.quant import Granularity, QuantFormat, QuantLinear, QuantSpec, set_submodule
 from qigbench.quant.codes import recover_codes
 
 FORMAT_NAME = "compressed-tensors"
@@ -107,8 +107,6 @@ def save_compressed(model: nn.Module, fmt: QuantFormat, out: Path, save: Any) ->
         if compressor is not None:
             compressor.remove_decompression_hook(model)
         for name, qlinear in swapped.items():
-            from qigbench.quant import set_submodule
-
             set_submodule(model, name, qlinear)
     return {"export": FORMAT_NAME, "layout": layout, "packed_modules": sorted(qlinears)}
 
@@ -145,8 +143,6 @@ def unpack_weight(state: dict[str, torch.Tensor], fmt: QuantFormat, layout: str 
 
 
 def _swap_to_linears(model: nn.Module, qlinears: dict[str, QuantLinear]) -> dict[str, QuantLinear]:
-    from qigbench.quant import set_submodule
-
     for name, module in qlinears.items():
         plain = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None,
                           device=module.weight.device, dtype=module.weight.dtype)
