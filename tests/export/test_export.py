@@ -136,3 +136,13 @@ def test_cli_saves_packed_and_evaluates(cache_dir: Path, tmp_path: Path, capsys)
     assert main(["eval", "--model", str(out), "--tasks", "qig_text_mc", "--limit", "4", "--device", "cpu"]) == 0
     assert "qig_text_mc" in capsys.readouterr().out
     assert load_model("tiny-llama", cache_dir=cache_dir) is not None
+
+
+@pytest.mark.slow
+def test_smollm2_packed_round_trip(quantized, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The real 135M model: W4 g64 packs to ~4.6 of 16 bits per weight and loads back exactly."""
+    result = quantized("smollm2-135m", "W4A16g64")
+    out = save_quantized(result, tmp_path / "ct")
+    fp32_bytes = 4 * sum(p.numel() for p in result.loaded.model.parameters())
+    assert dict(checkpoint_files(out))["model.safetensors"] < 0.25 * fp32_bytes
+    assert torch.equal(_logits(load_quantized(out)), _logits(result.loaded))
