@@ -321,6 +321,7 @@ def plot(rows: list[Row], out: Path) -> list[Path]:
             ax.annotate(f"{r.format}: no kernel", (_bits(r), ax.get_ylim()[0]), fontsize=6, rotation=90)
     ax.set_xlabel("weight bits")
     ax.set_ylabel("decode tokens / s")
+    ax.set_yscale("log")
     ax.legend()
     ax.set_title("decode speed vs weight bits (measured kernels only)")
     fig.tight_layout()
