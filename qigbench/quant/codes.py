@@ -92,32 +92,45 @@ def _candidates(spec: QuantSpec) -> list[int]:
 def _try_candidate(
     g: torch.Tensor, denom: int, spec: QuantSpec, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For each row of ``g``: does a scale near ``extent / denom`` reproduce it exactly?"""
+    """For each row of ``g``: does a scale near ``extent / denom`` reproduce it exactly?
+
+    With the codes ``k`` fixed by the rough scale, every value pins the scale to an interval: the
+    reals that round to ``g_i`` in ``dtype``, divided by ``k_i``. Their intersection (computed in
+    float64) holds every exact scale; its midpoint, rounded to float32, is tried first, then a few
+    float32 ulps around it. Works for float32 and for bfloat16 / float16 weights (rounded after
+    ``s * k``), whose rounding intervals are much wider than a float32 ulp.
+    """
     if spec.symmetric:
         extent = g.abs().amax(dim=1, keepdim=True)
     else:
         extent = g.amax(dim=1, keepdim=True) - g.amin(dim=1, keepdim=True)
         # a constant non-zero group: one grid step of |value| represents it (k = +-1)
         extent = torch.where(extent == 0, g.abs().amax(dim=1, keepdim=True), extent)
-    rough = extent / denom
-    k0 = torch.round(g / rough)
-    # refine from the element with the largest code: W_hat_j / k_j is within ~1 ulp of s
-    j = k0.abs().argmax(dim=1, keepdim=True)
-    est = (g.gather(1, j) / k0.gather(1, j)).abs()
+    k = torch.round(g / (extent / denom))
+    g_typed = g.to(dtype)
+    up = torch.nextafter(g_typed, torch.full_like(g_typed, float("inf"))).double()
+    down = torch.nextafter(g_typed, torch.full_like(g_typed, float("-inf"))).double()
+    g64, k64 = g.double(), k.double()
+    lo_val, hi_val = (g64 + down) / 2, (g64 + up) / 2  # what rounds to g (ties aside)
+    nonzero = k64 != 0
+    safe_k = torch.where(nonzero, k64, torch.ones_like(k64))
+    a, b = lo_val / safe_k, hi_val / safe_k
+    s_lo = torch.where(nonzero, torch.minimum(a, b), torch.full_like(a, 0.0)).amax(dim=1, keepdim=True)
+    s_hi = torch.where(nonzero, torch.maximum(a, b), torch.full_like(a, float("inf"))).amin(dim=1, keepdim=True)
+    mid = ((s_lo + s_hi) / 2).float()
     found = torch.zeros(g.shape[0], dtype=torch.bool)
-    best_s = torch.zeros_like(est)
+    best_s = torch.zeros_like(mid)
     best_k = torch.zeros_like(g)
-    up, down = est.clone(), est.clone()
-    trials = [est]
+    trials = [mid]
+    up_s, down_s = mid.clone(), mid.clone()
     for _ in range(_ULP_SEARCH):
-        up = torch.nextafter(up, torch.full_like(up, float("inf")))
-        down = torch.nextafter(down, torch.zeros_like(down))
-        trials += [up, down]
+        up_s = torch.nextafter(up_s, torch.full_like(up_s, float("inf")))
+        down_s = torch.nextafter(down_s, torch.zeros_like(down_s))
+        trials += [up_s, down_s]
+    fits = _fits(k, spec) & (s_lo <= s_hi).squeeze(1)  # equal: a rounding tie, the verification decides
     for s in trials:
-        k = torch.round(g / s)
-        exact = ((k * s).to(dtype).float() == g).all(dim=1)
-        fits = _fits(k, spec)
-        ok = exact & fits & (s.squeeze(1) > 0) & ~found
+        exact = ((k * s).to(dtype).float() == g).all(dim=1)  # the quantizer's own arithmetic
+        ok = exact & fits & torch.isfinite(s).squeeze(1) & (s.squeeze(1) > 0) & ~found
         best_s[ok] = s[ok]
         best_k[ok] = k[ok]
         found |= ok

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from qigbench.quant import Granularity, QuantSpec, compute_qparams, dequantize, fake_quantize, fake_quantize_with
@@ -30,6 +30,12 @@ def weights_and_specs(draw: st.DrawFn) -> tuple[torch.Tensor, QuantSpec]:
     return w, QuantSpec(bits, symmetric, gran, group)
 
 
+def _straddles_zero(w: torch.Tensor, spec: QuantSpec) -> bool:
+    """Every group has values on both sides of zero (or at it): then a b-bit zero point exists."""
+    g = group_view(w.float(), spec)
+    return spec.symmetric or bool(((g.amin(-1) <= 0) & (g.amax(-1) >= 0)).all())
+
+
 def _check(w_hat: torch.Tensor, spec: QuantSpec) -> None:
     qt = recover_codes(w_hat, spec)
     assert torch.equal(dequantize(qt), w_hat)  # bit for bit, not allclose
@@ -44,6 +50,7 @@ def _check(w_hat: torch.Tensor, spec: QuantSpec) -> None:
 @given(weights_and_specs(), st.sampled_from([1.0, 0.95, 0.8, 0.5]))
 def test_rtn_and_clipped_weights_round_trip_exactly(case: tuple[torch.Tensor, QuantSpec], clip: float) -> None:
     w, spec = case
+    assume(_straddles_zero(w, spec))  # one-sided groups: see test_one_sided_group_raises...
     _check(fake_quantize(w, spec, clip_ratio=clip), spec)
 
 
@@ -52,6 +59,7 @@ def test_rtn_and_clipped_weights_round_trip_exactly(case: tuple[torch.Tensor, Qu
 def test_solver_chosen_scales_round_trip_exactly(case: tuple[torch.Tensor, QuantSpec], seed: int) -> None:
     """GPTQ quantizes updated weights with parameters it chose: codes need not use the full range."""
     w, spec = case
+    assume(_straddles_zero(w, spec))
     scale, zero = compute_qparams(w, spec)
     gen = torch.Generator().manual_seed(seed)
     scale = scale * (1 + torch.rand(scale.shape, generator=gen))  # a coarser grid than the range needs
@@ -79,3 +87,12 @@ def test_off_grid_weight_is_refused() -> None:
     spec = QuantSpec(3, True, Granularity.PER_CHANNEL)
     with pytest.raises(ExportError, match="not on a 3-bit grid"):
         recover_codes(torch.randn(4, 64), spec)
+
+
+@settings(max_examples=40, deadline=None)
+@given(weights_and_specs())
+def test_bfloat16_weights_round_trip_exactly(case: tuple[torch.Tensor, QuantSpec]) -> None:
+    """CUDA runs calibrate in bfloat16: the grid value is rounded to bf16 after s * k; still recoverable."""
+    w, spec = case
+    assume(_straddles_zero(w, spec))
+    _check(fake_quantize(w.bfloat16(), spec), spec)
