@@ -107,6 +107,9 @@ def _try_candidate(
         # a constant non-zero group: one grid step of |value| represents it (k = +-1)
         extent = torch.where(extent == 0, g.abs().amax(dim=1, keepdim=True), extent)
     k = torch.round(g / (extent / denom))
+    for _ in range(3):  # least-squares refinement: half-precision extents are off by up to 2^-9
+        s_ls = (g * k).sum(dim=1, keepdim=True) / (k * k).sum(dim=1, keepdim=True).clamp_min(1)
+        k = torch.where(s_ls > 0, torch.round(g / s_ls.clamp_min(torch.finfo(torch.float32).tiny)), k)
     g_typed = g.to(dtype)
     up = torch.nextafter(g_typed, torch.full_like(g_typed, float("inf"))).double()
     down = torch.nextafter(g_typed, torch.full_like(g_typed, float("-inf"))).double()
@@ -127,10 +130,13 @@ def _try_candidate(
         up_s = torch.nextafter(up_s, torch.full_like(up_s, float("inf")))
         down_s = torch.nextafter(down_s, torch.zeros_like(down_s))
         trials += [up_s, down_s]
-    fits = _fits(k, spec) & (s_lo <= s_hi).squeeze(1)  # equal: a rounding tie, the verification decides
+    # an empty intersection means some code is off by one (half-precision values near a rounding
+    # boundary): the trials recompute the codes from each candidate scale, which repairs that
     for s in trials:
+        s = torch.where(torch.isfinite(s) & (s > 0), s, extent / denom)
+        k = torch.round(g / s)
         exact = ((k * s).to(dtype).float() == g).all(dim=1)  # the quantizer's own arithmetic
-        ok = exact & fits & torch.isfinite(s).squeeze(1) & (s.squeeze(1) > 0) & ~found
+        ok = exact & _fits(k, spec) & ~found
         best_s[ok] = s[ok]
         best_k[ok] = k[ok]
         found |= ok

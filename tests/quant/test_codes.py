@@ -95,4 +95,7 @@ def test_bfloat16_weights_round_trip_exactly(case: tuple[torch.Tensor, QuantSpec
     """CUDA runs calibrate in bfloat16: the grid value is rounded to bf16 after s * k; still recoverable."""
     w, spec = case
     assume(_straddles_zero(w, spec))
+    # bfloat16 keeps 8 significant bits: with 7-8-bit codes, k * s rounds so coarsely that distinct
+    # grids explain the same values and the search may not find one; export then refuses (ExportError)
+    assume(spec.bits <= 6)
     _check(fake_quantize(w.bfloat16(), spec), spec)
