@@ -140,9 +140,15 @@ def test_cli_saves_packed_and_evaluates(cache_dir: Path, tmp_path: Path, capsys)
 
 @pytest.mark.slow
 def test_smollm2_packed_round_trip(quantized, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """The real 135M model: W4 g64 packs to ~4.6 of 16 bits per weight and loads back exactly."""
+    """The real 135M model: W4 g64 linears pack to 4.56 bits per weight and load back exactly (its tied
+    49152 x 576 embedding is not quantized and stays float32: a third of the fp32 checkpoint remains)."""
     result = quantized("smollm2-135m", "W4A16g64")
     out = save_quantized(result, tmp_path / "ct")
+    state = load_file(str(out / "model.safetensors"))
+    elems = sum(int(torch.prod(v)) for k, v in state.items() if k.endswith("weight_shape"))
+    packed = sum(v.numel() * v.element_size() for k, v in state.items()
+                 if k.endswith(("weight_packed", "weight_scale", "weight_zero_point")))
+    assert 8 * packed / elems == pytest.approx(4 + 32 / 64 + 4 / 64, rel=0.01)
     fp32_bytes = 4 * sum(p.numel() for p in result.loaded.model.parameters())
-    assert dict(checkpoint_files(out))["model.safetensors"] < 0.25 * fp32_bytes
+    assert dict(checkpoint_files(out))["model.safetensors"] < 0.35 * fp32_bytes
     assert torch.equal(_logits(load_quantized(out)), _logits(result.loaded))
