@@ -8,6 +8,7 @@ fingerprint keys resume directories and the results store).
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,47 +170,40 @@ def write_heatmap(
     return recorder.save(path, title=title)
 
 
-def save_quantized(result: QuantizeResult, out_dir: str | Path) -> Path:
-    """Write a model loadable with ``from_pretrained`` (weights on the quantization grid) plus
-    the record of what was done; :func:`load_quantized` re-installs activation quantizers."""
+def save_quantized(result: QuantizeResult, out_dir: str | Path, export: str = "compressed-tensors") -> Path:
+    """Write a model loadable with ``from_pretrained`` plus the record of what was done.
+
+    ``export`` picks the weight layout (see :mod:`qigbench.export`): ``compressed-tensors`` packs
+    the integer codes (what vLLM and transformers' compressed-tensors integration read),
+    ``fake-quant`` keeps float weights on the grid. :func:`load_quantized` reads both and
+    re-installs the activation quantizers."""
+    from qigbench.export import write_weights
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model = result.loaded.model
-    swapped = _to_plain_linears(model)
-    try:
-        model.save_pretrained(out)  # type: ignore[operator]
-    finally:
-        for name, qlinear in swapped.items():
-            set_submodule(model, name, qlinear)
+    export_info = write_weights(result.loaded.model, parse_format(result.request.format), out, export)
     for part in (result.loaded.processor, result.loaded.tokenizer):
         if part is not None:
             part.save_pretrained(out)
-    (out / RECORD_NAME).write_text(json.dumps(result.record(), indent=1, default=str))
+    (out / RECORD_NAME).write_text(json.dumps({**result.record(), "export": export_info}, indent=1, default=str))
     write_heatmap(result, out / "sensitivity_heatmap.png")
     return out
 
 
-def _to_plain_linears(model: nn.Module) -> dict[str, QuantLinear]:
-    swapped: dict[str, QuantLinear] = {}
-    for name, module in list(model.named_modules()):
-        if isinstance(module, QuantLinear):
-            plain = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
-            plain.weight = module.weight
-            plain.bias = module.bias  # type: ignore[assignment]
-            set_submodule(model, name, plain)
-            swapped[name] = module
-    return swapped
-
-
 def load_quantized(directory: str | Path, *, device: str = "cpu", dtype: torch.dtype | None = None) -> LoadedModel:
-    """Load a model written by :func:`save_quantized` with its QuantLinears back in place."""
+    """Load a model written by :func:`save_quantized` (packed or fake-quant) with its QuantLinears
+    back in place; packed weights are dequantized on load, bit for bit."""
     directory = Path(directory)
     record_path = directory / RECORD_NAME
     if not record_path.exists():
         raise QigbenchError(f"{directory} has no {RECORD_NAME}; is it a model saved by `qigbench quantize --save`?")
     record = json.loads(record_path.read_text())
     fmt = parse_format(record["format"])
-    loaded = load_model(directory, dtype=dtype or torch.float32, device=device)
+    from qigbench.export import load_options
+
+    with warnings.catch_warnings():  # "quantization_config passed, the model's is used": we only set dequantize
+        warnings.filterwarnings("ignore", message=".*already has a `quantization_config`", category=UserWarning)
+        loaded = load_model(directory, dtype=dtype or torch.float32, device=device, **load_options(directory))
     for name in record["quantized_modules"]:
         linear = loaded.model.get_submodule(name)
         if not isinstance(linear, nn.Linear):

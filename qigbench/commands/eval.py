@@ -40,7 +40,12 @@ def run(args: argparse.Namespace) -> int:
     for task in resolved:
         if task.alias is not None:
             check_offline_data(task.alias)
-    loaded = load_model(args.model, dtype=getattr(torch, args.dtype), device=args.device)
+    from qigbench.pipeline import RECORD_NAME, load_quantized
+
+    if (Path(args.model) / RECORD_NAME).exists():  # saved by `qigbench quantize --save`: packed or fake-quant
+        loaded = load_quantized(args.model, dtype=getattr(torch, args.dtype), device=args.device)
+    else:
+        loaded = load_model(args.model, dtype=getattr(torch, args.dtype), device=args.device)
     with tempfile.TemporaryDirectory(prefix="qigbench-pack-") as tmp:
         root = write_task_pack(tmp, seed=args.pack_seed, n=args.pack_size) if any(t.pack for t in resolved) else None
         results = []

@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", help="where tiny models and synthetic data are built (env QIGBENCH_CACHE)")
     parser.add_argument("--resume-dir", help="save each finished block here and resume from it after an interruption")
     parser.add_argument("--save", help="directory for the quantized model and its record")
+    parser.add_argument("--export", default="compressed-tensors", choices=["compressed-tensors", "fake-quant"],
+                        help="layout of the saved weights: packed integer codes + quantization_config (vLLM, "
+                        "transformers), or float weights on the grid")
     parser.add_argument("--heatmap", help="write the token-sensitivity heatmap (token-weighting methods) to this PNG")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -62,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
                                       "peak_memory_bytes", "mean_block_error")}
     summary["block_errors"] = [round(b["rel_error"], 6) for b in record["blocks"]]
     if args.save:
-        summary["saved_to"] = str(save_quantized(result, args.save))
+        summary["saved_to"] = str(save_quantized(result, args.save, export=args.export))
     if args.heatmap:
         written = write_heatmap(result, args.heatmap)
         summary["heatmap"] = str(written) if written else f"none: {args.method} computes no token weights"

@@ -36,6 +36,7 @@ def load_model(
     device_map: str | dict[str, Any] | None = None,
     trust_remote_code: bool = False,
     cache_dir: Path | str | None = None,
+    quantization_config: Any | None = None,
 ) -> LoadedModel:
     """Load model, processor and tokenizer by alias, local folder or hub id.
 
@@ -57,6 +58,8 @@ def load_model(
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code}
     if device_map is not None:
         kwargs["device_map"] = device_map
+    if quantization_config is not None:  # e.g. how to read a packed checkpoint (qigbench.export)
+        kwargs["quantization_config"] = quantization_config
     model = auto.from_pretrained(resolved.location, **kwargs)
     if device_map is None:
         model = model.to(device)
