@@ -17,10 +17,11 @@ from torch import nn
 
 from qigbench.data.defaults import default_calibration
 from qigbench.data.loader import load_calibration
+from qigbench.device import check_device
 from qigbench.engine.method import config_hash, get_method
 from qigbench.engine.restore import quantized_linear_names
 from qigbench.engine.run import CalibrationReport, EngineConfig, calibrate
-from qigbench.errors import QigbenchError
+from qigbench.errors import QigbenchError, check_positive
 from qigbench.models.loading import LoadedModel, load_model
 from qigbench.models.registry import get_blocks
 from qigbench.quant import QuantLinear, parse_format, set_submodule
@@ -47,6 +48,15 @@ class QuantizeRequest:
     resume_dir: str | None = None
     propagation: str = "auto"
     progress: bool = True
+
+    def validate(self) -> None:
+        """Fail on bad input before anything loads (format, sizes, device)."""
+        parse_format(self.format)
+        for name, value in (("--samples", self.samples), ("--batch-size", self.batch_size),
+                            ("--max-length", self.max_length)):
+            check_positive(name, value)
+        check_device(self.device)
+        self.torch_dtype()
 
     def torch_dtype(self) -> torch.dtype:
         if self.dtype == "auto":
@@ -98,7 +108,7 @@ def quantized_modules(loaded: LoadedModel) -> list[str]:
 
 
 def quantize(request: QuantizeRequest, loaded: LoadedModel | None = None) -> QuantizeResult:
-    parse_format(request.format)  # fail on a bad format before loading anything
+    request.validate()  # fail on bad input before loading anything
     method = get_method(request.method, dict(request.options))
     if loaded is None:
         loaded = load_model(

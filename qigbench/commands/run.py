@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from qigbench.report.build import ReportOptions, build_report
     from qigbench.suite.matrix import TABLES, items
     from qigbench.suite.options import build_options, pin_threads
+    from qigbench.suite.preflight import preflight
     from qigbench.suite.session import SuiteSession
 
     tables = [t for spec in (args.table or ["table2"]) for t in spec.split(",") if t]
@@ -78,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
         for case, tasks in matrix:
             session.expect(case, tasks)
     todo = [pair for matrix in matrices for pair in items(matrix)]
+    found = preflight(todo, options)  # every model and dataset, before the first calibration
+    if not found.ok:
+        raise QigbenchError("nothing was run:\n  - " + "\n  - ".join(found.lines()))
     start = time.perf_counter()
     try:
         for n, (case, task) in enumerate(todo, 1):
