@@ -8,6 +8,9 @@ fingerprint keys resume directories and the results store).
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,11 +179,78 @@ def write_heatmap(
     return recorder.save(path, title=title)
 
 
+class OutputPathError(QigbenchError, ValueError):
+    """An output path (``--save``, ``--heatmap``) that cannot be written."""
+
+
+def _writable_ancestor(path: Path, flag: str) -> None:
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent  # missing folders are created: the first existing one must be writable
+    if not parent.is_dir():
+        raise OutputPathError(f"{flag} {path}: {parent} is a file, not a folder; choose another path")
+    try:  # a real probe: os.access says yes to root on read-only mounts and pseudo file systems
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as err:
+        raise OutputPathError(
+            f"{flag} {path}: cannot write into {parent} ({err.strerror or err}); choose another path"
+        ) from None
+
+
+def check_save_target(out_dir: str | Path, flag: str = "--save") -> Path:
+    """Validate a model output folder *before* calibrating (a late failure loses the calibration).
+
+    A new folder, an empty one, or an earlier qigbench save (replaced atomically) are accepted; an
+    existing file, a folder of other files or an unwritable parent are not."""
+    out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise OutputPathError(f"{flag} {out} is an existing file, not a folder; pass a new folder or remove the file")
+    if out.is_dir() and any(out.iterdir()) and not (out / RECORD_NAME).is_file():
+        raise OutputPathError(
+            f"{flag} {out} is a folder with other files (no {RECORD_NAME}); pass a new or empty folder, so nothing "
+            "else is overwritten"
+        )
+    _writable_ancestor(out, flag)
+    return out
+
+
+def check_file_target(path: str | Path, flag: str) -> Path:
+    """Validate an output file path (e.g. ``--heatmap``) before any work is done."""
+    out = Path(path).expanduser()
+    if out.is_dir():
+        raise OutputPathError(f"{flag} {out} is a folder; pass a file name such as {out / 'heatmap.png'}")
+    _writable_ancestor(out, flag)
+    return out
+
+
 def save_quantized(result: QuantizeResult, out_dir: str | Path) -> Path:
     """Write a model loadable with ``from_pretrained`` (weights on the quantization grid) plus
-    the record of what was done; :func:`load_quantized` re-installs activation quantizers."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    the record of what was done; :func:`load_quantized` re-installs activation quantizers.
+
+    Everything is written into a hidden sibling folder first and renamed into place, so a save
+    killed half-way (SIGKILL, full disk) leaves no half-written model at ``out_dir`` — an earlier
+    save there stays intact until the new one is complete."""
+    out = check_save_target(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
+    try:
+        _write_model(result, tmp)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _write_model(result: QuantizeResult, out: Path) -> None:
     model = result.loaded.model
     swapped = _to_plain_linears(model)
     try:
@@ -191,9 +261,26 @@ def save_quantized(result: QuantizeResult, out_dir: str | Path) -> Path:
     for part in (result.loaded.processor, result.loaded.tokenizer):
         if part is not None:
             part.save_pretrained(out)
-    (out / RECORD_NAME).write_text(json.dumps(result.record(), indent=1, default=str))
     write_heatmap(result, out / "sensitivity_heatmap.png")
-    return out
+    (out / RECORD_NAME).write_text(json.dumps(result.record(), indent=1, default=str))  # last: marks it complete
+
+
+def _remove_stale_partials(out: Path) -> None:
+    """Hidden leftovers of saves that were killed (their process no longer runs)."""
+    for leftover in out.parent.glob(f".{out.name}.partial-*"):
+        pid = leftover.name.removeprefix(f".{out.name}.partial-").split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _to_plain_linears(model: nn.Module) -> dict[str, QuantLinear]:
