@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         on_conflict=args.on_conflict,
         cache_dir=args.cache_dir,
         device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+        heatmap_dir=args.out / "heatmaps",  # with the report they belong to, not next to --db
     )
     pin_threads(options)
     if options.limit is None and options.tiny:

@@ -181,7 +181,8 @@ def leaderboard(aggs: Sequence[Agg]) -> Table:
         "leaderboard",
         "Leaderboard (Table 2 layout)",
         f"Rows: model x method; column groups: formats; {unit}; Avg over the group's tasks (— if one is missing); "
-        "bold = best, underlined = second best quantized method per model. Paper avg: the paper's Table 2.",
+        "bold = best, underlined = second best quantized method per model."
+        + (" Paper avg: the paper's Table 2." if with_paper else ""),
         ("Model", "Method"),
         groups,
     )

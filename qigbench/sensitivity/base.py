@@ -53,6 +53,11 @@ class AttributionTarget:
     #: [B, heads, T, T] attention probabilities of the block, for the ``attention`` provider
     attention_probs: Tensor | None = None
 
+    @property
+    def where(self) -> str:
+        """``block 3, group attn``: how logs and errors name this target."""
+        return f"block {self.block_index}, group {self.group}" if self.group else f"block {self.block_index}"
+
     def __post_init__(self) -> None:
         if self.x.dim() != 3:
             raise SensitivityError(
@@ -94,6 +99,7 @@ def finalize_weights(
     apply_clip: bool = True,
     mask_padding: bool = True,
     diagnostics: dict[str, Any] | None = None,
+    where: str = "",
 ) -> TokenWeights:
     """Raw per-token scores -> lambda: normalise, clip, renormalise, mask padding, fall back.
 
@@ -106,7 +112,8 @@ def finalize_weights(
     weights — the released code's bug, available only for paper-vs-code comparisons.
 
     A row whose scores are all zero (``x == x_q``: nothing to attribute) or not finite gets
-    uniform weights; the rows are listed in ``diagnostics["fallback_rows"]`` and logged.
+    uniform weights; the rows are listed in ``diagnostics["fallback_rows"]`` and logged, naming
+    ``where`` (the target's block and group, :attr:`AttributionTarget.where`).
     """
     diag: dict[str, Any] = {} if diagnostics is None else diagnostics
     raw = raw.detach()
@@ -122,10 +129,30 @@ def finalize_weights(
     weights, bad = _uniform_fallback(normed, mask)
     if bad.any():
         rows = bad.nonzero().flatten().tolist()
-        log.warning("token weights: rows %s have no usable scores (x == x_q or all-zero); using uniform", rows)
+        log.warning(
+            "token weights%s: %s of %d rows have no usable scores (x == x_q or all-zero), using uniform: rows %s",
+            f" ({where})" if where else "",
+            len(rows),
+            bad.numel(),
+            row_ranges(rows),
+        )
         diag["fallback_rows"] = rows
     diag["degenerate_fallback"] = bool(bad.any())
     return TokenWeights(weights=weights, raw=raw, diagnostics=diag)
+
+
+def row_ranges(rows: list[int]) -> str:
+    """``[0, 1, 2, 3, 7, 9, 10]`` -> ``"0-3, 7, 9-10"`` (a log line, not a list of 128 numbers)."""
+    parts: list[str] = []
+    start = prev = None
+    for r in [*sorted(rows), None]:
+        if r is not None and prev is not None and r == prev + 1:
+            prev = r
+            continue
+        if start is not None:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = r
+    return ", ".join(parts)
 
 
 def _normalise_rows(scores: Tensor) -> Tensor:

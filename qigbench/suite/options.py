@@ -87,6 +87,7 @@ class SuiteOptions:
     eval_batch_size: int = 1
     keep_models: int = 2  # quantized models kept in memory (tasks of one configuration run together)
     heatmaps: bool = True
+    heatmap_dir: Path | None = None  # where token-sensitivity heatmaps go; None = heatmaps/ next to --db
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
