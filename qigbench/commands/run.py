@@ -80,9 +80,9 @@ def run(args: argparse.Namespace) -> int:
         for case, tasks in matrix:
             session.expect(case, tasks)
     todo = [pair for matrix in matrices for pair in items(matrix)]
-    found = preflight(todo, options)  # every model and dataset, before the first calibration
-    if not found.ok:
-        raise QigbenchError("nothing was run:\n  - " + "\n  - ".join(found.lines()))
+    checked = preflight(todo, options)  # every model and dataset, before the first calibration
+    if not checked.ok:
+        raise QigbenchError("nothing was run:\n  - " + "\n  - ".join(checked.lines()))
     start = time.perf_counter()
     try:
         for n, (case, task) in enumerate(todo, 1):
