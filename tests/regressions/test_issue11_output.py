@@ -13,7 +13,6 @@ import torch
 from conftest import ROOT, offline_env, run
 
 from qigbench.models.tiny import TINY_BUILDERS, ensure_tiny
-from qigbench.report.plots import dodge
 from qigbench.report.tables import aggregate, leaderboard
 from qigbench.results.store import ResultsStore
 from qigbench.sensitivity import get_provider
@@ -130,6 +129,8 @@ def test_uniform_fallback_log_names_block_group_and_row_ranges(caplog: pytest.Lo
 
 def test_overlapping_accuracy_lines_are_drawn_apart() -> None:
     """Five methods at chance accuracy drew five identical lines: one was visible."""
+    from qigbench.report.plots import dodge
+
     same = [(3, 16, "W3A16", 3.3), (4, 8, "W4A8", 3.3)]
     lines = {m: list(same) for m in ("rtn", "awq", "mbq", "qig", "gptq")} | {"loner": [(8, 8, "W8A8", 50.0)]}
     offsets = dodge(lines)

@@ -5,20 +5,19 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import offline_env, run
 
 from qigbench.cli import main
-from qigbench.models import availability as av
-from qigbench.models.errors import ModelUnavailableError
 
 FIXES = ("hf download Qwen/Qwen2-VL-7B-Instruct", "--model /path/to/Qwen2-VL-7B-Instruct", "--model tiny-qwen2vl")
 
 
 @pytest.fixture
-def empty_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+def empty_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     """Offline, with an HF cache that holds nothing."""
     import huggingface_hub.constants as hf
 
@@ -26,8 +25,10 @@ def empty_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     cache.mkdir()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(hf, "HF_HUB_CACHE", str(cache))
-    av.forget_failures()
-    return cache
+    yield cache
+    from qigbench.models import availability
+
+    availability.forget_failures()
 
 
 def test_offline_real_model_suite_skips_every_item_in_seconds_naming_the_fixes(tmp_path: Path) -> None:
@@ -73,6 +74,8 @@ def test_commands_name_the_fixes_for_an_uncached_hub_model(
 
 def test_a_cached_checkpoint_counts_as_available_without_the_network(empty_hub: Path) -> None:
     """The HF cache layout try_to_load_from_cache reads: refs/main -> snapshots/<rev>/files."""
+    from qigbench.models import availability as av
+
     repo = empty_hub / "models--Qwen--Qwen2-VL-7B-Instruct"
     snap = repo / "snapshots" / "abc123"
     snap.mkdir(parents=True)
@@ -88,7 +91,9 @@ def test_a_cached_checkpoint_counts_as_available_without_the_network(empty_hub: 
 
 def test_an_online_hub_failure_is_remembered_not_retried(monkeypatch: pytest.MonkeyPatch, empty_hub: Path) -> None:
     """Online but unreachable: the first load pays for the hub client's retries, later ones do not."""
+    from qigbench.models import availability as av
     from qigbench.models import loading
+    from qigbench.models.errors import ModelUnavailableError
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
