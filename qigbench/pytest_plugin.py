@@ -5,7 +5,9 @@ paper's tables; each suite test is marked ``@pytest.mark.matrix(TABLE)``, and th
 ``qigbench.suite.matrix.TABLES[TABLE]`` turns the options into ``[(case, tasks)]``; this plugin
 parametrizes the test over ``(case, task)`` pairs. Tests without that marker (everything in
 ``tests/``) are untouched: the options exist everywhere, but nothing loads until a suite asks for
-the ``qig_suite`` fixture.
+the ``qig_suite`` fixture. After collection, every model and every task's data is looked up once
+(:mod:`qigbench.suite.preflight`, no network): items that cannot run here are skipped with a
+one-line reason, and the fixes are printed once in the header and the summary.
 
 Options (lists may be repeated or comma-separated): ``--model``, ``--methods``, ``--formats``,
 ``--tasks``, ``--lm-model``, ``--lm-tasks``, ``--limit``, ``--samples``, ``--seeds``, ``--db``,
