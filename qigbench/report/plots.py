@@ -105,11 +105,15 @@ def metric_vs_bits(aggs: Sequence[Agg], metric: str | None = None) -> Figure | N
             for p in pts:
                 lines.setdefault(f"{method} (A{p[1]})" if split else method, []).append(p)
         offsets = dodge(lines)
+        labelled: set[tuple[str, float]] = set()  # one format label per point, not one per overlapping line
         for n, (label, line) in enumerate(lines.items()):
             xs = [p[0] + offsets[label] for p in line]
             ax.plot(xs, [p[3] for p in line], marker=MARKERS[n % len(MARKERS)], label=_text(label), alpha=0.85)
             for x, (_, _, fmt, v) in zip(xs, line, strict=True):
-                ax.annotate(_text(fmt), (x, v), textcoords="offset points", xytext=(4, 2), fontsize=6, color="grey")
+                if (fmt, round(v, 9)) in labelled:
+                    continue
+                labelled.add((fmt, round(v, 9)))
+                ax.annotate(_text(fmt), (x, v), textcoords="offset points", xytext=(4, 6), fontsize=6, color="grey")
         if any(offsets.values()):
             ax.text(0.01, 0.01, "methods with equal values are offset sideways", transform=ax.transAxes,
                     fontsize=6, color="grey")
