@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,8 +35,3 @@ def run(
     args: list[str], env: dict[str, str], timeout: float = 600, cwd: Path = ROOT
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
-
-
-@pytest.fixture
-def python() -> str:
-    return sys.executable
