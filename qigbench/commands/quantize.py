@@ -50,7 +50,14 @@ def parse_options(pairs: list[str]) -> tuple[tuple[str, str], ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qigbench.pipeline import QuantizeRequest, quantize, save_quantized, write_heatmap
+    from qigbench.pipeline import (
+        QuantizeRequest,
+        check_file_target,
+        check_save_target,
+        quantize,
+        save_quantized,
+        write_heatmap,
+    )
 
     request = QuantizeRequest(
         model=args.model, method=args.method, format=args.format, options=parse_options(args.option),
@@ -59,6 +66,11 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir, resume_dir=args.resume_dir, propagation=args.propagation,
         progress=not args.no_progress,
     )
+    request.validate()
+    if args.save:  # outputs are checked before calibrating: a late failure would lose the calibration
+        check_save_target(args.save)
+    if args.heatmap:
+        check_file_target(args.heatmap, "--heatmap")
     result = quantize(request)
     record = result.record()
     summary = {k: record[k] for k in ("model_source", "method", "format", "propagation", "seconds",
