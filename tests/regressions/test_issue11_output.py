@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, offline_env, run
+from regression_env import ROOT, offline_env, run
 
 from qigbench.models.tiny import TINY_BUILDERS, ensure_tiny
 from qigbench.report.tables import aggregate, leaderboard

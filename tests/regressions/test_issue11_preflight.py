@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import offline_env, run
+from regression_env import offline_env, run
 
 from qigbench.cli import main
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from regression_env import ROOT
 
 import qigbench.pipeline
 from qigbench.cli import main
