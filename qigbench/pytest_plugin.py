@@ -159,6 +159,10 @@ def qig_measure(qig_suite: Any, case: Case, task: str) -> Any:
     if not qig_suite.is_cached(case) and qig_suite.is_done(case, task):
         qig_suite.counters.skipped += 1
         pytest.skip(f"already in {qig_suite.options.db} (pass --on-conflict replace to re-run)")
+    held = None if qig_suite.is_cached(case) else qig_suite.claimed_elsewhere(case)
+    if held is not None:
+        qig_suite.counters.skipped += 1
+        pytest.skip(f"claimed in {qig_suite.options.db} by {held}: another process measures this configuration")
     return lambda timer=None: qig_suite.measure(case, task, timer)
 
 

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from qigbench.report.build import ReportOptions, build_report
     from qigbench.suite.matrix import TABLES, items
     from qigbench.suite.options import build_options, pin_threads
-    from qigbench.suite.session import SuiteSession
+    from qigbench.suite.session import ConfigClaimed, SuiteSession
 
     tables = [t for spec in (args.table or ["table2"]) for t in spec.split(",") if t]
     unknown = [t for t in tables if t not in TABLES]
@@ -87,7 +87,12 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{where}: already in {options.db}, skipped", flush=True)
                 continue
             t0 = time.perf_counter()
-            found = session.measure(case, task)
+            try:
+                found = session.measure(case, task)
+            except ConfigClaimed as held:
+                session.counters.skipped += 1
+                print(f"{where}: skipped, {held}", flush=True)
+                continue
             values = ", ".join(f"{k}={v:.4g}" for k, v in found.values.items())
             print(f"{where}: {values} ({time.perf_counter() - t0:.1f}s)", flush=True)
     finally:
