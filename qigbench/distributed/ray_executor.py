@@ -88,7 +88,7 @@ class RayExecutor:
         pinned = [dataclasses.replace(j, options=j.options.with_(device="cuda")) if self.on_gpu else j for j in jobs]
         refs = {task.options(**self.task_options(j)).remote(j): j for j in pinned}
         for job in pinned:
-            yield JobEvent("started", job, detail="submitted to Ray")
+            yield JobEvent("started", job, detail="Ray (queued until a worker is free)")
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1, timeout=10.0)
             for ref in ready:
