@@ -25,7 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="local",
         help="local: this process (default), or --workers N processes; ray: Ray tasks; slurm: submitit job arrays",
     )
-    group.add_argument("--workers", type=int, default=1, help="local worker processes, each pinned to one GPU (1)")
+    group.add_argument(
+        "--workers", type=int, help="N worker processes on this machine, each pinned to one GPU (or CPU share)"
+    )
     group.add_argument("--ray-address", help="Ray cluster address (default $RAY_ADDRESS, else a local Ray)")
     group.add_argument("--ray-cpus", type=int, help="CPUs of a local Ray started here (default: all)")
     group.add_argument("--partition", help="SLURM partition")
@@ -44,11 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def wants_jobs(args: argparse.Namespace) -> bool:
     """Whether ``qigbench run`` goes through the job driver rather than today's in-process loop."""
-    return bool(args.executor != "local" or args.workers > 1 or args.dry_run)
+    return bool(args.executor != "local" or args.workers is not None or args.dry_run)
 
 
 def make_executor(args: argparse.Namespace, options: SuiteOptions, run_dir: Path) -> Executor:
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         raise QigbenchError(f"--workers must be >= 1, got {args.workers}")
     if args.executor == "ray":
         from qigbench.distributed.ray_executor import RayExecutor
@@ -78,7 +80,7 @@ def make_executor(args: argparse.Namespace, options: SuiteOptions, run_dir: Path
         )
     from qigbench.distributed.pool import PoolExecutor
 
-    return PoolExecutor(args.workers, options.device, max_retries=args.max_retries)
+    return PoolExecutor(args.workers or 1, options.device, max_retries=args.max_retries)
 
 
 def run_jobs(args: argparse.Namespace, options: SuiteOptions, matrices: Sequence[Matrix], note: str) -> int:

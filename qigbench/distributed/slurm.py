@@ -10,6 +10,7 @@ The driver polls; it never shares the results db with the nodes (they return the
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -147,5 +148,7 @@ class SlurmExecutor:
 
 
 def _first_line(err: BaseException) -> str:
-    lines = [line for line in str(err).splitlines() if line.strip()]
-    return lines[-1][:300] if lines else type(err).__name__
+    """The exception line of submitit's message (it wraps the job's traceback and log paths)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    raised = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt)\b", line)]
+    return (raised or lines or [type(err).__name__])[-1][:300]

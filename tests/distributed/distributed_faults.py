@@ -25,6 +25,7 @@ def raising(spec: JobSpec) -> JobRecord:
 def killed_once(spec: JobSpec) -> JobRecord:
     marker = Path(spec.run_dir) / f"killed-{spec.job_id}"
     if spec.case.format == FAULTY_FORMAT and not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
         marker.touch()
         with job_log(spec.log_path):
             print(f"attempt {spec.attempt}: loading the model, then this worker is SIGKILLed", flush=True)
