@@ -11,6 +11,8 @@ The driver polls; it never shares the results db with the nodes (they return the
 from __future__ import annotations
 
 import re
+import shlex
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -83,10 +85,9 @@ class SlurmExecutor:
 
     def describe(self, jobs: Sequence[JobSpec]) -> str:
         """The sbatch script submitit writes for this array (rendered by submitit itself)."""
-        submitit = require("submitit")
+        require("submitit")
         from submitit.slurm.slurm import _make_sbatch_string
 
-        ex = submitit.SlurmExecutor(folder=self.folder)
         r = self.resources
         slurm: dict[str, Any] = {
             "job_name": r.job_name,
@@ -101,10 +102,9 @@ class SlurmExecutor:
             slurm["partition"] = r.partition
         if r.mem_gb:
             slurm["mem"] = f"{int(r.mem_gb)}GB"
-        ex.update_parameters(**slurm)
-        text = _make_sbatch_string(
-            command=ex._submitit_command_str, folder=ex.folder, map_count=len(jobs), **ex.parameters
-        )
+        # what submitit.SlurmExecutor runs (it needs srun to be built, so a laptop renders it directly)
+        command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(self.folder))])
+        text = _make_sbatch_string(command=command, folder=self.folder, map_count=len(jobs), **slurm)
         header = f"{len(jobs)} jobs as one SLURM job array ({len(jobs)} tasks, {r.array_parallelism} at once); sbatch:"
         return header + "\n" + text
 
