@@ -15,7 +15,7 @@ from pathlib import Path
 
 import distributed_faults
 import pytest
-from conftest import child_env, digest, small_matrix
+from distributed_helpers import child_env, digest, small_matrix
 
 from qigbench.distributed.driver import default_run_dir, run_matrix
 from qigbench.distributed.jobs import build_jobs, read_records, write_record

@@ -9,10 +9,22 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import MATRIX_ARGS, child_env, digest
+from distributed_helpers import MATRIX_ARGS, child_env, digest
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # each way starts fresh worker processes (~1 min on 2 busy cores)
+
+
+@pytest.fixture(scope="module")
+def serial_rows(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[object, ...], float]:
+    """The tiny matrix run the default way (``qigbench run``, in this process)."""
+    from qigbench.cli import main
+
+    db = tmp_path_factory.mktemp("serial") / "serial.db"
+    assert main(["run", *MATRIX_ARGS, "--db", str(db), "--no-report"]) == 0
+    rows = digest(db)
+    assert len(rows) == 17
+    return rows
 
 
 def _qigbench_run(tmp_path: Path, *extra: str) -> Path:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
 from qigbench.results import ResultsStore
 from qigbench.suite.matrix import table2
 from qigbench.suite.options import SuiteOptions
@@ -34,18 +32,6 @@ def digest(db: Path) -> dict[tuple[object, ...], float]:
 def small_matrix(db: Path) -> tuple[SuiteOptions, list]:  # type: ignore[type-arg]
     options = SMALL.with_(db=db)
     return options, table2(options)
-
-
-@pytest.fixture(scope="session")
-def serial_rows(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[object, ...], float]:
-    """The tiny matrix run the default way (``qigbench run``, in this process)."""
-    from qigbench.cli import main
-
-    db = tmp_path_factory.mktemp("serial") / "serial.db"
-    assert main(["run", *MATRIX_ARGS, "--db", str(db), "--no-report"]) == 0
-    rows = digest(db)
-    assert len(rows) == 17
-    return rows
 
 
 def child_env() -> dict[str, str]:
