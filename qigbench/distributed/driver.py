@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qigbench.distributed.executor import Executor
-from qigbench.distributed.jobs import JobSpec, build_jobs, read_records
+from qigbench.distributed.jobs import JobSpec, build_jobs, read_records, write_record
 from qigbench.distributed.progress import Progress
 from qigbench.results import ResultsStore
 from qigbench.results.store import claim_owner
@@ -102,6 +102,8 @@ def run_matrix(
                     summary.failed[event.job.job_id] = event.detail
                     progress.failed_job(event.job, event.detail, event.log)
                 elif event.record is not None:
+                    if not event.job.record_path.exists():  # a worker whose run dir is not shared with us
+                        write_record(event.record, event.job.record_path)
                     summary.rows += store.record(event.record.rows, on_conflict=options.on_conflict, done=event.job.key)
                     summary.ran += 1
                     progress.finished(event.job, event.record)
