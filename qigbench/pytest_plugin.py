@@ -13,10 +13,16 @@ Options (lists may be repeated or comma-separated): ``--model``, ``--methods``, 
 ``--tasks``, ``--lm-model``, ``--lm-tasks``, ``--limit``, ``--samples``, ``--seeds``, ``--db``,
 ``--device``, ``--on-conflict replace|skip`` (default skip: a re-run skips what is in the db),
 ``--cache-dir``.
+
+``pytest suites/ -n N`` (pytest-xdist) runs the matrix on N workers, each pinned to its own GPU
+(``CUDA_VISIBLE_DEVICES``) or to its share of the CPU threads; all items of one configuration go
+to one worker (our scheduler, ``pytest_xdist_make_scheduler``), and configurations claimed in the store are never
+calibrated twice.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -77,9 +83,75 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    _pin_xdist_worker(config)
     config.addinivalue_line("markers", "matrix(table): parametrize a suite test over (case, task) from the options")
     config.addinivalue_line("markers", "table(name): the paper table a suite reproduces")
     config.addinivalue_line("markers", "slow: takes a minute or more on 2 CPU cores")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller: tell each worker which GPUs there are, so it can take its own."""
+    node.workerinput["qig_gpus"] = ",".join(_visible_gpus())
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``-n N`` (default ``--dist load``): keep every item of one configuration on one worker.
+
+    Suite items are grouped by model when the run has at least as many models as workers (a worker
+    then loads each model once), else by configuration (the tasks of a configuration share one
+    calibration); other tests are spread one by one. (xdist's own ``loadgroup`` marks do not reach
+    the node ids under pytest 9, so the scheduler is given the groups directly.)"""
+    if config.getoption("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    groups = _xdist_groups(config)
+
+    class ConfigurationScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            param = nodeid.rpartition("[")[2].rstrip("]")
+            return groups.get(param, nodeid)
+
+    return ConfigurationScheduling(config, log)
+
+
+def _xdist_groups(config: pytest.Config) -> dict[str, str]:
+    """Parameter id of each suite item -> its group (see :func:`pytest_xdist_make_scheduler`)."""
+    options = suite_options(config)
+    pairs = [pair for build in TABLES.values() for pair in items(build(options))]
+    workers = int(getattr(config.option, "numprocesses", 0) or 0)
+    by_model = len({case.model for case, _ in pairs}) >= max(1, workers)
+    return {item_id(c, t): f"qig:{c.model if by_model else c.config_hash()}" for c, t in pairs}
+
+
+def _visible_gpus() -> list[str]:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g.strip() for g in visible.split(",") if g.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+
+
+def _pin_xdist_worker(config: pytest.Config) -> None:
+    """An xdist worker takes GPU ``n mod #GPUs`` (before torch initialises CUDA) or, without GPUs,
+    its share of the CPU threads (tiny CPU runs are pinned to one thread anyway, see pin_threads)."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:
+        return
+    n = int(str(workerinput.get("workerid", "gw0")).lstrip("gw") or 0)
+    gpus = [g for g in str(workerinput.get("qig_gpus", "")).split(",") if g]
+    if gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[n % len(gpus)]
+    else:
+        count = int(workerinput.get("workercount", 1))
+        threads = max(1, (os.cpu_count() or 1) // max(1, count))
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def suite_options(config: pytest.Config) -> SuiteOptions:
@@ -189,6 +261,10 @@ def qig_measure(qig_suite: Any, case: Case, task: str) -> Any:
     if not qig_suite.is_cached(case) and qig_suite.is_done(case, task):
         qig_suite.counters.skipped += 1
         pytest.skip(f"already in {qig_suite.options.db} (pass --on-conflict replace to re-run)")
+    held = None if qig_suite.is_cached(case) else qig_suite.claimed_elsewhere(case)
+    if held is not None:
+        qig_suite.counters.skipped += 1
+        pytest.skip(f"claimed in {qig_suite.options.db} by {held}: another process measures this configuration")
     return lambda timer=None: qig_suite.measure(case, task, timer)
 
 

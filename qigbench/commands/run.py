@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 NAME = "run"
 HELP = "run a benchmark matrix end to end (quantize, evaluate, store, report)"
@@ -41,17 +42,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--cache-dir", help="qigbench cache (models, calibration sets, task pack)")
     parser.add_argument("--no-report", action="store_true", help="only fill the database")
+    from qigbench.distributed.cli import add_arguments as add_distributed_arguments
+
+    add_distributed_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from qigbench.distributed.cli import run_jobs, wants_jobs
     from qigbench.errors import QigbenchError
     from qigbench.report.build import ReportOptions, build_report
     from qigbench.suite.matrix import TABLES, items
     from qigbench.suite.options import build_options, pin_threads
     from qigbench.suite.preflight import preflight
-    from qigbench.suite.session import SuiteSession
+    from qigbench.suite.session import ConfigClaimed, SuiteSession
 
     tables = [t for spec in (args.table or ["table2"]) for t in spec.split(",") if t]
     unknown = [t for t in tables if t not in TABLES]
@@ -75,6 +80,13 @@ def run(args: argparse.Namespace) -> int:
     if options.limit is None and options.tiny:
         options = options.with_(limit=TINY_LIMIT)
     matrices = [TABLES[t](options) for t in tables]
+    if wants_jobs(args):
+        start = time.perf_counter()
+        code = run_jobs(args, options, matrices, note="qigbench run " + ",".join(tables))
+        if args.dry_run:
+            return code
+        print(f"matrix done in {time.perf_counter() - start:.0f}s; results in {options.db}")
+        return _report(args, options, tables, build_report, ReportOptions) or code
     session = SuiteSession(options, note="qigbench run " + ",".join(tables))
     for matrix in matrices:
         for case, tasks in matrix:
@@ -92,15 +104,24 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{where}: already in {options.db}, skipped", flush=True)
                 continue
             t0 = time.perf_counter()
-            found = session.measure(case, task)
+            try:
+                found = session.measure(case, task)
+            except ConfigClaimed as held:
+                session.counters.skipped += 1
+                print(f"{where}: skipped, {held}", flush=True)
+                continue
             values = ", ".join(f"{k}={v:.4g}" for k, v in found.values.items())
             print(f"{where}: {values} ({time.perf_counter() - t0:.1f}s)", flush=True)
     finally:
         print(session.summary())
         session.close()
     print(f"matrix done in {time.perf_counter() - start:.0f}s; results in {options.db}")
+    return _report(args, options, tables, build_report, ReportOptions)
+
+
+def _report(args: argparse.Namespace, options: Any, tables: list[str], build_report: Any, report_options: Any) -> int:
     if not args.no_report:
-        written = build_report(options.db, args.out, ReportOptions(title=f"qigbench run: {', '.join(tables)}"))
+        written = build_report(options.db, args.out, report_options(title=f"qigbench run: {', '.join(tables)}"))
         html = next((p for p in written if p.suffix == ".html"), written[0] if written else args.out)
         print(f"report: {html}")
     return 0

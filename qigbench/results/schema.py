@@ -55,6 +55,18 @@ DDL: tuple[str, ...] = (
         finished_at TEXT NOT NULL,
         PRIMARY KEY (model, method, format, config_hash, seed)
     )""",
+    # added after v1 without a version bump: CREATE ... IF NOT EXISTS adds it to older v1 files
+    """CREATE TABLE IF NOT EXISTS claims (
+        model       TEXT NOT NULL,
+        method      TEXT NOT NULL,
+        format      TEXT NOT NULL,
+        config_hash TEXT NOT NULL,
+        seed        INTEGER NOT NULL,
+        run_id      TEXT NOT NULL,
+        owner       TEXT NOT NULL,
+        claimed_at  REAL NOT NULL,
+        PRIMARY KEY (model, method, format, config_hash, seed)
+    )""",
 )
 
 #: Columns written for a row, in order (``id`` is assigned by SQLite).

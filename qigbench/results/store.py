@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
 import sqlite3
 import time
 import uuid
@@ -36,6 +37,29 @@ from qigbench.stats.paired import ExampleScores
 OnConflict = Literal["replace", "skip"]
 _FILTERABLE = (*ROW_KEY, "run_id", "device", "git_commit")
 _BUSY_TIMEOUT_MS = 5_000
+#: A claim this old is taken over even when its owner cannot be checked (another host).
+CLAIM_STALE_SECONDS = 48 * 3600.0
+
+
+def claim_owner() -> str:
+    """``host:pid:token``: who holds a claim (the token tells two sessions of one process apart)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _stale(owner: str, claimed_at: float, stale_seconds: float) -> bool:
+    if time.time() - float(claimed_at) > stale_seconds:
+        return True
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True  # its process is gone: the claim was left by a crash
+    except PermissionError:
+        return False
+    return False
 
 
 @dataclass(frozen=True)
@@ -250,6 +274,58 @@ class ResultsStore:
             f"({', '.join(CONFIG_KEY)}) DO UPDATE SET run_id = excluded.run_id, finished_at = excluded.finished_at",
             (*_config_values(key), run_id, utc_now()),
         )
+        cond = " AND ".join(f"{c} = ?" for c in CONFIG_KEY)
+        conn.execute(f"DELETE FROM claims WHERE {cond}", _config_values(key))
+
+    # -- claims (a configuration being calibrated by one process) ----------------------------
+    def claim_config(
+        self,
+        key: ConfigKey,
+        run_id: str,
+        owner: str,
+        *,
+        ignore_done: bool = False,
+        stale_seconds: float = CLAIM_STALE_SECONDS,
+    ) -> str | None:
+        """Claim ``key`` for ``owner`` before calibrating it; ``None`` when the claim is ours.
+
+        Otherwise returns why not: ``"done"`` (already finished, unless ``ignore_done``) or the
+        owner that holds it. Claim and check are one ``BEGIN IMMEDIATE`` transaction, so of two
+        processes asking at once exactly one gets it. A claim whose owner is a dead process on
+        this host, or older than ``stale_seconds``, is taken over.
+        """
+        cond = " AND ".join(f"{c} = ?" for c in CONFIG_KEY)
+        values = _config_values(key)
+
+        def attempt(conn: sqlite3.Connection) -> str | None:
+            with self._immediate(conn):
+                if not ignore_done and conn.execute(f"SELECT 1 FROM configs_done WHERE {cond}", values).fetchone():
+                    return "done"
+                held = conn.execute(f"SELECT owner, claimed_at FROM claims WHERE {cond}", values).fetchone()
+                if held is not None and held[0] != owner and not _stale(held[0], held[1], stale_seconds):
+                    return str(held[0])
+                conn.execute(
+                    f"INSERT INTO claims VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT ({', '.join(CONFIG_KEY)}) "
+                    "DO UPDATE SET run_id = excluded.run_id, owner = excluded.owner, claimed_at = excluded.claimed_at",
+                    (*values, run_id, owner, time.time()),
+                )
+                return None
+
+        return self._retrying(attempt)  # type: ignore[no-any-return]
+
+    def release_claims(self, owner: str) -> int:
+        """Drop every claim ``owner`` still holds (a process closing, or giving a configuration up)."""
+
+        def attempt(conn: sqlite3.Connection) -> int:
+            with self._immediate(conn):
+                return int(conn.execute("DELETE FROM claims WHERE owner = ?", (owner,)).rowcount)
+
+        return int(self._retrying(attempt))
+
+    def claims(self) -> dict[ConfigKey, str]:
+        """Configurations claimed right now, with their owners."""
+        sql = f"SELECT {', '.join(CONFIG_KEY)}, owner FROM claims"
+        return {ConfigKey(*r[:-1]): str(r[-1]) for r in self._retrying(lambda conn: conn.execute(sql).fetchall())}
 
     def mark_config_done(self, key: ConfigKey, run_id: str = "") -> None:
         """Remember that ``key`` finished, so an interrupted suite re-run skips it."""
@@ -292,7 +368,7 @@ def _row_values(row: ResultRow) -> tuple[Any, ...]:
         "versions_json": json.dumps(dict(row.versions), sort_keys=True),
         "config_json": json.dumps(dict(row.config), sort_keys=True, default=str),
         "value": float(row.value),
-        "examples_json": _examples_json(row.examples),
+        "examples_json": examples_to_json(row.examples),
     }
     return tuple(extra[c] if c in extra else getattr(row, c) for c in ROW_COLUMNS)
 
@@ -301,11 +377,11 @@ def _row_from(values: tuple[Any, ...]) -> ResultRow:
     data = dict(zip(ROW_COLUMNS, values, strict=True))
     data["versions"] = json.loads(data.pop("versions_json"))
     data["config"] = json.loads(data.pop("config_json"))
-    data["examples"] = _examples_from(data.pop("examples_json"))
+    data["examples"] = examples_from_json(data.pop("examples_json"))
     return ResultRow(**data)
 
 
-def _examples_json(ex: ExampleScores | None) -> str:
+def examples_to_json(ex: ExampleScores | None) -> str:
     if ex is None:
         return ""
     data: dict[str, Any] = {"ids": list(ex.ids), "values": list(ex.values)}
@@ -314,7 +390,7 @@ def _examples_json(ex: ExampleScores | None) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
-def _examples_from(text: str) -> ExampleScores | None:
+def examples_from_json(text: str) -> ExampleScores | None:
     if not text:
         return None
     data = json.loads(text)
@@ -342,4 +418,4 @@ def _where(filters: Mapping[str, Any]) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
-__all__ = ["OnConflict", "ResultsStore", "Run"]
+__all__ = ["CLAIM_STALE_SECONDS", "OnConflict", "ResultsStore", "Run", "claim_owner"]

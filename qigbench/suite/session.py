@@ -23,9 +23,11 @@ from typing import Any
 import torch
 
 from qigbench.data.cache import build_atomically, default_cache_dir
+from qigbench.errors import QigbenchError
 from qigbench.models.loading import LoadedModel, load_model
 from qigbench.pipeline import QuantizeRequest, QuantizeResult, quantize
 from qigbench.results import ResultRow, ResultsStore, Run
+from qigbench.results.store import claim_owner
 from qigbench.suite.evaluate import TaskMetrics, evaluate_task
 from qigbench.suite.matrix import Case
 from qigbench.suite.options import FIDELITY_TASK, SuiteOptions
@@ -41,15 +43,26 @@ class Counters:
     configs_done: int = 0
 
 
+class ConfigClaimed(QigbenchError, RuntimeError):
+    """Another process on the same db is calibrating (or has finished) this configuration."""
+
+    def __init__(self, case: Case, owner: str) -> None:
+        self.case, self.owner = case, owner
+        what = "finished by another process" if owner == "done" else f"being calibrated by {owner}"
+        super().__init__(f"{case.ident()} is {what}; its rows go to that run (nothing to do here)")
+
+
 class SuiteSession:
     """Shared state of one suite run (see the module docstring)."""
 
     def __init__(self, options: SuiteOptions, note: str = "") -> None:
         self.options = options
         self.note = note
-        self.store = ResultsStore(options.db)
+        self._store: ResultsStore | None = None
         self.counters = Counters()
         self._run: Run | None = None
+        self.owner = claim_owner()
+        self._claimed: set[str] = set()
         self._fp: dict[str, LoadedModel] = {}
         self._quantized: OrderedDict[str, QuantizeResult] = OrderedDict()
         self._expected: dict[tuple[Any, ...], set[str]] = {}
@@ -58,6 +71,13 @@ class SuiteSession:
         self.heatmaps: list[Path] = []
 
     # -- bookkeeping --------------------------------------------------------------------------
+    @property
+    def store(self) -> ResultsStore:
+        """Opened on first use: a job worker (:mod:`qigbench.distributed`) measures without a db."""
+        if self._store is None:
+            self._store = ResultsStore(self.options.db)
+        return self._store
+
     @property
     def run(self) -> Run:
         if self._run is None:  # registered on first use: a fully skipped re-run adds no empty run
@@ -79,8 +99,28 @@ class SuiteSession:
     def is_cached(self, case: Case) -> bool:
         return _cache_key(case) in self._quantized
 
+    def claimed_elsewhere(self, case: Case) -> str | None:
+        """Claim ``case`` in the store before calibrating it; the other owner when one holds it.
+
+        Two suite processes on one db (two terminals, or pytest-xdist workers that were handed the
+        same configuration) would otherwise both calibrate it and credit its rows to two run ids.
+        ``"done"`` means another process finished it meanwhile."""
+        key = _cache_key(case)
+        if key in self._claimed:
+            return None
+        held = self.store.claim_config(
+            case.key(), self.run.run_id, self.owner, ignore_done=self.options.on_conflict == "replace"
+        )
+        if held is None:
+            self._claimed.add(key)
+        return held
+
     def close(self) -> None:
-        self.store.close()
+        if self._store is not None:
+            if self._claimed:
+                self._store.release_claims(self.owner)
+            self._store.close()
+        self._claimed.clear()
         self._quantized.clear()
         self._fp.clear()
         if self._pack_dir is not None:
@@ -172,7 +212,19 @@ class SuiteSession:
         return self._pack
 
     def measure(self, case: Case, task: str, timer: Any = None) -> TaskMetrics:
-        """Quantize (or reuse) ``case``, evaluate ``task`` on it and record the numbers."""
+        """Quantize (or reuse) ``case``, evaluate ``task`` on it and record the numbers.
+
+        Raises :class:`ConfigClaimed` when another process holds the configuration's claim."""
+        if not self.is_cached(case):
+            held = self.claimed_elsewhere(case)
+            if held is not None:
+                raise ConfigClaimed(case, held)
+        metrics, result = self.evaluate(case, task, timer)
+        self.record(case, task, metrics, result)
+        return metrics
+
+    def evaluate(self, case: Case, task: str, timer: Any = None) -> tuple[TaskMetrics, QuantizeResult | None]:
+        """Quantize (or reuse) ``case`` and evaluate ``task`` on it, writing nothing."""
         fp = self.fp_model(case.model)
         result = None if case.is_fp else self.quantized(case, timer)
         model = fp if result is None else result.loaded
@@ -180,22 +232,29 @@ class SuiteSession:
             task, model, fp, result, self.options, self.task_pack, rng=random.Random(f"held-out:{case.seed}")
         )
         self.counters.evaluations += 1
-        self.record(case, task, metrics, result)
-        return metrics
+        return metrics, result
 
-    def record(self, case: Case, task: str, metrics: TaskMetrics, result: QuantizeResult | None) -> int:
-        key = case.key()
+    def rows(
+        self, case: Case, task: str, metrics: TaskMetrics, result: QuantizeResult | None, run: Run | None = None
+    ) -> list[ResultRow]:
+        """The store rows of one measured task, stamped with ``run`` (default: this session's)."""
         stamp: dict[str, Any] = {
             "calib_seconds": None if result is None else result.report.seconds,
             "peak_memory_bytes": None if result is None else result.report.peak_memory_bytes,
             "config": {**case.fingerprint(), "seed": case.seed, "table": case.table, "calib": case.calib},
         }
-        rows: list[ResultRow] = [
-            self.run.row(
-                **vars(key), task=task, metric=metric, value=value, examples=metrics.examples.get(metric), **stamp
+        run = run or self.run
+        return [
+            run.row(
+                **vars(case.key()), task=task, metric=metric, value=value, examples=metrics.examples.get(metric),
+                **stamp,
             )
             for metric, value in metrics.values.items()
         ]
+
+    def record(self, case: Case, task: str, metrics: TaskMetrics, result: QuantizeResult | None) -> int:
+        key = case.key()
+        rows = self.rows(case, task, metrics, result)
         written = self.store.record(rows, on_conflict=self.options.on_conflict)
         expected = self._expected.get(tuple(vars(key).values()), {task})
         have = {r.task for r in self.store.rows(**vars(key))}
@@ -218,4 +277,4 @@ def _cache_key(case: Case) -> str:
     return f"{case.config_hash()}:s{case.seed}"
 
 
-__all__ = ["FIDELITY_TASK", "Counters", "SuiteSession"]
+__all__ = ["FIDELITY_TASK", "ConfigClaimed", "Counters", "SuiteSession"]
