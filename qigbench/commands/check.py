@@ -14,7 +14,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from qigbench.report.regression import DEFAULT_TOLERANCE
 
 NAME = "check"
 HELP = "fail (exit 1) when results regress against a baseline JSON, or write that baseline"
@@ -28,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tolerance",
         type=float,
-        help=f"allowed relative worsening (default: the baseline's, else {DEFAULT_TOLERANCE})",
+        help="allowed relative worsening (default: the baseline's, else report.regression.DEFAULT_TOLERANCE)",
     )
     parser.add_argument(
         "--abs-tolerance", type=float, help="allowed absolute worsening on top (default: baseline's, else 0)"
@@ -61,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     if args.ordering:
         raise ResultsError("--ordering only applies with --write-baseline; add orderings to the baseline JSON")
     baseline = Baseline.load(args.baseline)
+    from qigbench.report.regression import DEFAULT_TOLERANCE  # imported on use: `--help` stays light
+
     tol = args.tolerance if args.tolerance is not None else baseline.tolerance
     tol = DEFAULT_TOLERANCE if tol is None else tol
     abs_tol = args.abs_tolerance if args.abs_tolerance is not None else (baseline.abs_tolerance or 0.0)
@@ -92,6 +93,8 @@ def _write(args: argparse.Namespace, rows: list) -> int:  # type: ignore[type-ar
     from qigbench.results.environment import git_commit
 
     previous = Baseline.load(args.baseline).orderings if args.baseline.is_file() else []
+    from qigbench.report.regression import DEFAULT_TOLERANCE
+
     tol = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
     abs_tol = 0.0 if args.abs_tolerance is None else args.abs_tolerance
     meta = {"source_db": str(args.db), "git_commit": git_commit()}

@@ -75,12 +75,17 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
         heatmap_dir=args.out / "heatmaps",  # with the report they belong to, not next to --db
+        verify_device=not args.dry_run and args.executor == "local",
     )
     pin_threads(options)
     if options.limit is None and options.tiny:
         options = options.with_(limit=TINY_LIMIT)
     matrices = [TABLES[t](options) for t in tables]
     if wants_jobs(args):
+        if not args.dry_run and args.executor == "local":  # --workers N: this machine runs the jobs
+            checked = preflight([pair for matrix in matrices for pair in items(matrix)], options)
+            if not checked.ok:
+                raise QigbenchError("nothing was run:\n  - " + "\n  - ".join(checked.lines()))
         start = time.perf_counter()
         code = run_jobs(args, options, matrices, note="qigbench run " + ",".join(tables))
         if args.dry_run:

@@ -89,6 +89,9 @@ class SuiteOptions:
     heatmaps: bool = True
     heatmap_dir: Path | None = None  # where token-sensitivity heatmaps go; None = heatmaps/ next to --db
     extra: dict[str, str] = field(default_factory=dict)
+    #: check here that ``device`` exists; off when this process only plans (``--dry-run``) or hands
+    #: the jobs to other machines (Ray, SLURM), whose devices it cannot see
+    verify_device: bool = True
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -106,7 +109,8 @@ class SuiteOptions:
         for name, value in (("batch size", self.batch_size), ("eval batch size", self.eval_batch_size),
                             ("keep_models", self.keep_models)):
             check_positive(name, value)
-        check_device(self.device)
+        if self.verify_device:
+            check_device(self.device)
 
     @property
     def tiny(self) -> bool:
