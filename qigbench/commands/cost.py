@@ -68,12 +68,16 @@ def _method(entry: str, common: tuple[tuple[str, str], ...]) -> tuple[str, tuple
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from qigbench.commands.quantize import parse_options
     from qigbench.cost.measure import CostRequest, measure
     from qigbench.cost.predict import predict
-    from qigbench.cost.table import CostRow, format_table
+    from qigbench.cost.table import CostRow, Setting, format_table
+    from qigbench.models.shapes.data import SHAPES
 
     shape = _shape(args)
+    spec = SHAPES[shape.name]
     common = parse_options(args.option)
     rows = []
     for entry in args.method:
@@ -83,18 +87,27 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, image_size=args.image_size, device=args.device, dtype=args.dtype,
             seed=args.seed, cache_dir=args.cache_dir, progress=not args.no_progress,
         )
-        measured = measure(request)
-        spec = request.spec
-        prediction = predict(measured.measurement, spec.layers, spec.vision_layers)
-        rows.append(CostRow(label=entry, run=measured, prediction=prediction))
-    print(format_table(rows))
+        try:
+            measured = measure(request)
+        except torch.OutOfMemoryError as err:  # one method running out of memory must not lose the others
+            rows.append(CostRow(entry, None, None, error=f"out of memory ({str(err).splitlines()[0][:120]})"))
+            torch.cuda.empty_cache()
+            continue
+        rows.append(CostRow(entry, measured, predict(measured.measurement, spec.layers, spec.vision_layers)))
+    from qigbench.pipeline import QuantizeRequest
+
+    dtype = str(QuantizeRequest("", "", "", device=args.device, dtype=args.dtype).torch_dtype()).removeprefix("torch.")
+    setting = Setting(spec, shape, args.device, dtype, args.samples, args.image_size, args.format)
+    print(format_table(setting, rows))
     if args.json:
         payload = [
-            {"method": r.label, "measurement": asdict(r.run.measurement), "prediction": asdict(r.prediction),
-             "mean_block_error": r.run.report.mean_block_error}
+            {"method": r.label, "error": r.error,
+             "measurement": asdict(r.run.measurement) if r.run else None,
+             "prediction": asdict(r.prediction) if r.prediction else None,
+             "mean_block_error": r.run.report.mean_block_error if r.run else None}
             for r in rows
         ]
         with open(args.json, "w") as f:
             json.dump({"model": shape.spelling, "format": args.format, "samples": args.samples,
                        "device": args.device, "rows": payload}, f, indent=1)
-    return 0
+    return 0 if all(r.prediction is not None for r in rows) else 1

@@ -11,6 +11,8 @@ import torch
 
 from qigbench.cost.measure import MeasuredRun
 from qigbench.cost.predict import Prediction
+from qigbench.models.shapes.alias import ShapeRequest
+from qigbench.models.shapes.data import ShapeSpec
 
 #: Table 6 of the paper: total calibration GPU-hours on one A800 80 GB (128 samples).
 PAPER_TABLE6: dict[str, dict[str, float]] = {
@@ -24,8 +26,22 @@ GIB = 1024**3
 @dataclass(frozen=True)
 class CostRow:
     label: str  # the method as asked for, e.g. "qig" or "qig:sensitivity=leave_one_out"
-    run: MeasuredRun
-    prediction: Prediction
+    run: MeasuredRun | None
+    prediction: Prediction | None
+    error: str = ""  # why the measured run failed (e.g. device out of memory); then run is None
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What every row was measured with (the request minus the method)."""
+
+    spec: ShapeSpec
+    shape: ShapeRequest
+    device: str
+    dtype: str
+    samples: int
+    image_size: int
+    format: str
 
 
 def paper_key(method: str, options: Sequence[tuple[str, str]]) -> str | None:
@@ -48,40 +64,44 @@ def machine_label(device: str) -> str:
     return f"{os.cpu_count()}-core CPU ({platform.machine()}), {ram:.0f} GiB RAM, {gpu}"
 
 
-def format_table(rows: Sequence[CostRow]) -> str:
-    """Table 6 layout for one model, then the breakdown the prediction came from."""
-    first = rows[0].run.request
-    spec = first.spec
-    shape = first.shape
-    m0 = rows[0].run.measurement
+def format_table(setting: Setting, rows: Sequence[CostRow]) -> str:
+    """Table 6 layout for one model, then the breakdown each prediction came from."""
+    spec, shape = setting.spec, setting.shape
+    built_vision = shape.resolved_vision_layers()
+    vision = f", vision tower {built_vision} of {spec.vision_layers} layers" if spec.multimodal else ""
+    width = f", language-model width 1/{shape.width_divisor}" if shape.width_divisor != 1 else ", real widths"
+    images = f" with {setting.image_size}x{setting.image_size} images" if spec.multimodal else ""
     lines = [
         f"Predicted whole-model calibration cost of {spec.name} ({spec.checkpoint}), Table 6 layout",
-        f"machine: {machine_label(first.device)}; device {first.device}, {first.dtype}",
-        f"measured on: {shape.layers} of {spec.layers} decoder blocks"
-        + (f", vision tower {m0.vision_layers_built} of {spec.vision_layers} layers" if spec.multimodal else "")
-        + (f", language-model width 1/{shape.width_divisor}" if shape.width_divisor != 1 else ", real widths")
-        + f"; {first.samples} samples"
-        + (f" with {first.image_size}x{first.image_size} images" if spec.multimodal else "")
-        + f"; format {first.format}",
+        f"machine: {machine_label(setting.device)}; device {setting.device}, {setting.dtype}",
+        f"measured on: {shape.layers} of {spec.layers} decoder blocks{vision}{width}; "
+        f"{setting.samples} samples{images}; format {setting.format}",
         "",
     ]
-    base = rows[0].prediction.seconds
+    done = [r for r in rows if r.prediction is not None]
+    base = done[0].prediction.seconds if done and done[0].prediction else 0.0
     header = ["Model", *[r.label for r in rows]]
     cells = [spec.name]
-    for i, r in enumerate(rows):
-        delta = "" if i == 0 else f" ({(r.prediction.seconds - base) / 60:+.1f} min)"
+    for r in rows:
+        if r.prediction is None:
+            cells.append(f"failed: {r.error}")
+            continue
+        delta = "" if r is done[0] else f" ({(r.prediction.seconds - base) / 60:+.1f} min)"
         cells.append(f"{r.prediction.hours:.2f} h{delta}, {r.prediction.peak_bytes / GIB:.1f} GiB")
     paper = PAPER_TABLE6.get(spec.name)
     header.append("paper, A800 80GB GPU-h (" + " / ".join(name for _, name in PAPER_COLUMNS) + ")")
     cells.append(" / ".join(f"{paper[k]:.2f}" for k, _ in PAPER_COLUMNS) if paper else "not in the paper's Table 6")
     lines += _markdown([header, cells])
-    lines += ["", "How each prediction was made (seconds; the whole model = real depth and vision depth):", ""]
+    lines += ["", f"How each prediction was made (seconds; whole model = {spec.layers} blocks"
+              + (f", {spec.vision_layers} vision layers" if spec.multimodal else "") + "):", ""]
     detail = [[
         "method", "s/block (measured)", f"blocks x{spec.layers}", "prepare fixed + per-block", "capture",
         "vision layers", "other", "total h", "peak GiB (phase)", "mean block error",
     ]]
-    for r in rows:
-        p, m = r.prediction, r.run.measurement
+    for r in done:
+        p, run = r.prediction, r.run
+        assert p is not None and run is not None
+        m = run.measurement
         phase = max(p.peaks, key=lambda k: p.peaks[k])
         detail.append([
             r.label,
@@ -93,7 +113,7 @@ def format_table(rows: Sequence[CostRow]) -> str:
             f"{p.parts['other']:.0f}",
             f"{p.hours:.3f}",
             f"{p.peak_bytes / GIB:.1f} ({phase})",
-            f"{r.run.report.mean_block_error:.4g}",
+            f"{run.report.mean_block_error:.4g}",
         ])
     lines += _markdown(detail)
     if spec.substitution:
