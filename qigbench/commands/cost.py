@@ -17,7 +17,7 @@ HELP = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="a real shape: shape:qwen2vl-7b, shape:internvl2-26b ... "
-                        "(see `qigbench models`); @LAYERS,vision=N,width=D also works")
+                        "(see `qigbench models`); @LAYERS+vision=N+width=D also works")
     parser.add_argument("--method", action="append", required=True, metavar="NAME[:KEY=VALUE,...]",
                         help="method, repeatable; options after a colon, e.g. qig:sensitivity=leave_one_out")
     parser.add_argument("--format", default="W3A16")

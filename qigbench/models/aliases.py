@@ -70,13 +70,13 @@ def _shape_aliases() -> tuple[ModelAlias, ...]:
 
 
 SHAPE_PREFIX = "shape:"
-SHAPE_SPELLING = "@LAYERS[,vision=N][,width=D] (default @2,vision=2,width=1)"
+SHAPE_SPELLING = "@LAYERS[+vision=N][+width=D] (default @2+vision=2+width=1)"
 ALIASES = ALIASES + _shape_aliases()
 ALIAS_BY_NAME: dict[str, ModelAlias] = {a.name: a for a in ALIASES}
 
 
 def alias_for(name: str) -> ModelAlias | None:
-    """The alias ``name`` spells, including ``shape:NAME@LAYERS,...`` (options stripped), or None."""
+    """The alias ``name`` spells, including ``shape:NAME@LAYERS+...`` (options stripped), or None."""
     return ALIAS_BY_NAME.get(name.partition("@")[0] if name.startswith(SHAPE_PREFIX) else name)
 
 

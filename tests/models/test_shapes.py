@@ -106,7 +106,7 @@ def test_impossible_shapes_are_refused_with_the_fix(kwargs: dict[str, int], matc
 
 
 def test_alias_spelling() -> None:
-    spelling = "shape:internvl2-26b@4,vision=1,width=8"
+    spelling = "shape:internvl2-26b@4+vision=1+width=8"
     assert parse_shape_alias(spelling).spelling == spelling
     request = parse_shape_alias("shape:qwen2vl-7b")
     assert (request.layers, request.resolved_vision_layers(), request.width_divisor) == (2, 2, 1)
@@ -129,8 +129,8 @@ _SLOW = {"llava-ov-7b", "internvl2-26b"}
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW else n for n in sorted(REAL)])
 def test_narrowed_one_block_build_runs_the_calibration_path(name: str, shape_cache: Path) -> None:
     spec = SHAPES[name]
-    vision = ",vision=1" if spec.multimodal else ""
-    loaded = load_model(f"shape:{name}@1{vision},width={NARROW[name]}", cache_dir=shape_cache)
+    vision = "+vision=1" if spec.multimodal else ""
+    loaded = load_model(f"shape:{name}@1{vision}+width={NARROW[name]}", cache_dir=shape_cache)
     assert loaded.family.name == spec.family == family_for(loaded.model).name
     assert len(get_blocks(loaded.model, loaded.family)) == 1
     source = default_calibration(loaded, shape_cache, n=2)

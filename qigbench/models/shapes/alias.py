@@ -1,9 +1,10 @@
-"""The ``shape:NAME@LAYERS[,vision=N][,width=D]`` model spelling.
+"""The ``shape:NAME@LAYERS[+vision=N][+width=D]`` model spelling.
 
 One string names a real-shape model everywhere a model alias goes (``--model`` of every command,
 ``pytest suites/ --model ...``): ``shape:qwen2vl-7b@2`` is Qwen2-VL-7B's shape with 2 decoder
-blocks and a 2-layer vision tower; ``shape:internvl2-26b@4,vision=1,width=4`` narrows the language
-model four-fold. Without ``@``: 2 blocks, vision depth 2 (or the real one if smaller), full width.
+blocks and a 2-layer vision tower; ``shape:internvl2-26b@4+vision=1+width=8`` narrows the language
+model eight-fold (``+``, not ``,``: the suites split ``--model`` lists on commas). Without ``@``:
+2 blocks, vision depth 2 (or the real one if smaller), full width.
 """
 
 from __future__ import annotations
@@ -57,11 +58,11 @@ class ShapeRequest:
             parts.append(f"vision={self.vision_layers}")
         if self.width_divisor != 1:
             parts.append(f"width={self.width_divisor}")
-        return ",".join(parts)
+        return "+".join(parts)
 
 
 def parse_shape_alias(spelling: str) -> ShapeRequest:
-    """``shape:qwen2vl-7b@2,vision=1,width=4`` -> ShapeRequest; errors name the valid spelling."""
+    """``shape:qwen2vl-7b@2+vision=1+width=4`` -> ShapeRequest; errors name the valid spelling."""
     if not spelling.startswith(PREFIX):
         raise ShapeError(f"{spelling!r} is not a real-shape model; spell it {PREFIX}NAME@LAYERS")
     body = spelling[len(PREFIX):]
@@ -70,7 +71,7 @@ def parse_shape_alias(spelling: str) -> ShapeRequest:
         raise ShapeError(f"no real shape named {name!r}; known: {', '.join(SHAPES)}")
     if not options:
         return ShapeRequest(name)
-    head, *rest = options.split(",")
+    head, *rest = options.split("+")
     values: dict[str, int] = {}
     try:
         layers = int(head)
@@ -81,8 +82,8 @@ def parse_shape_alias(spelling: str) -> ShapeRequest:
             values[key] = int(value)
     except ValueError:
         raise ShapeError(
-            f"cannot read {spelling!r}; spell it {PREFIX}{name}@LAYERS[,vision=N][,width=D], e.g. "
-            f"{PREFIX}{name}@2,vision=1,width=4"
+            f"cannot read {spelling!r}; spell it {PREFIX}{name}@LAYERS[+vision=N][+width=D], e.g. "
+            f"{PREFIX}{name}@2+vision=1+width=4"
         ) from None
     request = ShapeRequest(name, layers, values.get("vision"), values.get("width", 1))
     request._plan()  # fail now on a depth or width the checkpoint cannot have
