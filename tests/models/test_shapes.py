@@ -15,8 +15,9 @@ from qigbench.models import load_model
 from qigbench.models.aliases import alias_for, resolve_source
 from qigbench.models.errors import ShapeError, UnknownModelError
 from qigbench.models.registry import family_for, get_blocks
-from qigbench.models.shapes import SHAPES, shape_model_dir
+from qigbench.models.shapes import SHAPES, plan_build, shape_model_dir
 from qigbench.models.shapes.alias import parse_shape_alias
+from qigbench.models.shapes.build import meta_model
 from qigbench.tokens import TokenType
 
 # (hidden, intermediate, heads, kv heads, vocab, layers) from each checkpoint's config.json
@@ -55,6 +56,27 @@ def test_shape_data_match_the_real_configs(name: str) -> None:
         v = SHAPES[name].vision
         width = v.get("embed_dim", v.get("hidden_size"))
         assert (width, SHAPES[name].vision_layers) == REAL_VISION[name]
+
+
+# total parameters of the real checkpoints (the hub's safetensors metadata / model cards)
+REAL_PARAMETERS = {
+    "qwen2vl-7b": 8_291_375_616,
+    "qwen2.5vl-7b": 8_292_166_656,
+    "internvl2-8b": 8_075_365_376,  # the LLaMA stand-in for InternLM2 has exactly its parameters
+    "internvl2-26b": 25_514_186_112,
+    "llama2-7b": 6_738_415_616,
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_full_shape_build_has_the_real_parameter_count(name: str) -> None:
+    """The whole model at full depth and width, built on the meta device (no memory)."""
+    model = meta_model(plan_build(name, SHAPES[name].layers))
+    count = sum(p.numel() for p in model.parameters())
+    if name in REAL_PARAMETERS:
+        assert count == REAL_PARAMETERS[name]
+    else:  # llava-ov-7b: the model card rounds to 8.03B
+        assert count == pytest.approx(8.03e9, rel=1e-3)
 
 
 def test_processors_carry_the_real_image_resolution() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ def shape_model_dir(
     """
     plan = plan_build(name, layers, vision_layers=vision_layers, width_divisor=width_divisor, seed=seed, dtype=dtype)
     target = shape_model_path(plan, width_divisor, cache_dir)
-    return atomic_build(target, lambda out: BUILDERS[plan.spec.builder](out, plan), alias=target.name)
+    return atomic_build(target, lambda out: build_into(out, plan), alias=target.name)
 
 
 def shape_model_path(plan: BuildPlan, width_divisor: int, cache_dir: str | Path | None = None) -> Path:
@@ -143,12 +144,15 @@ def _text(plan: BuildPlan, tok: Any) -> dict[str, Any]:
     return {**plan.text, "pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id}
 
 
-def _save(model: torch.nn.Module, processor: Any, out: Path) -> None:
-    model.save_pretrained(out)  # type: ignore[operator]
-    processor.save_pretrained(out)
+@dataclass(frozen=True)
+class Parts:
+    """A build before any weight exists: the model constructor and the processor (or tokenizer)."""
+
+    model: Callable[[], torch.nn.Module]
+    processor: Any
 
 
-def _build_qwen(out: Path, plan: BuildPlan, version: str) -> None:
+def _qwen(plan: BuildPlan, version: str) -> Parts:
     import transformers
 
     from qigbench.models.tiny.qwen2vl import qwen_token_ids, qwen_tokenizer
@@ -158,8 +162,7 @@ def _build_qwen(out: Path, plan: BuildPlan, version: str) -> None:
     config = getattr(transformers, f"{prefix}Config")(
         text_config=_text(plan, tok), vision_config=plan.vision, **qwen_token_ids(tok)
     )
-    model_class = getattr(transformers, f"{prefix}ForConditionalGeneration")
-    model = seeded_build(lambda: model_class(config), plan.seed, plan.dtype)
+    model = partial(getattr(transformers, f"{prefix}ForConditionalGeneration"), config)
     pixels = dict(plan.spec.processor)
     processor = getattr(transformers, f"{prefix}Processor")(
         image_processor=transformers.Qwen2VLImageProcessor(**pixels),
@@ -167,10 +170,10 @@ def _build_qwen(out: Path, plan: BuildPlan, version: str) -> None:
         video_processor=transformers.Qwen2VLVideoProcessor(**pixels),
         chat_template=tok.chat_template,
     )
-    _save(model, processor, out)
+    return Parts(model, processor)
 
 
-def _build_llava_onevision(out: Path, plan: BuildPlan) -> None:
+def _llava_onevision(plan: BuildPlan) -> Parts:
     from transformers import (
         LlavaOnevisionConfig,
         LlavaOnevisionForConditionalGeneration,
@@ -188,7 +191,7 @@ def _build_llava_onevision(out: Path, plan: BuildPlan) -> None:
         **_token_config(tok, image_token_index="<image>", video_token_index="<video>"),
         **plan.spec.top,
     )
-    model = seeded_build(lambda: LlavaOnevisionForConditionalGeneration(config), plan.seed, plan.dtype)
+    model = partial(LlavaOnevisionForConditionalGeneration, config)
     p = plan.spec.processor
     processor = LlavaOnevisionProcessor(
         image_processor=LlavaOnevisionImageProcessor(
@@ -201,10 +204,10 @@ def _build_llava_onevision(out: Path, plan: BuildPlan) -> None:
         vision_feature_select_strategy=plan.spec.top["vision_feature_select_strategy"],
         vision_aspect_ratio=plan.spec.top["vision_aspect_ratio"],
     )
-    _save(model, processor, out)
+    return Parts(model, processor)
 
 
-def _build_internvl(out: Path, plan: BuildPlan) -> None:
+def _internvl(plan: BuildPlan) -> Parts:
     from transformers import (
         GotOcr2ImageProcessor,
         InternVLConfig,
@@ -223,7 +226,7 @@ def _build_internvl(out: Path, plan: BuildPlan) -> None:
         tie_word_embeddings=False,
         **plan.spec.top,
     )
-    model = seeded_build(lambda: InternVLForConditionalGeneration(config), plan.seed, plan.dtype)
+    model = partial(InternVLForConditionalGeneration, config)
     p = plan.spec.processor
     processor = InternVLProcessor(
         image_processor=GotOcr2ImageProcessor(
@@ -234,24 +237,37 @@ def _build_internvl(out: Path, plan: BuildPlan) -> None:
         chat_template=tok.chat_template,
         image_seq_length=p["image_seq_length"],
     )
-    _save(model, processor, out)
+    return Parts(model, processor)
 
 
-def _build_llama(out: Path, plan: BuildPlan) -> None:
+def _llama(plan: BuildPlan) -> Parts:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from qigbench.models.tiny.llama import llama_tokenizer
 
     tok = llama_tokenizer()
     config = LlamaConfig(**_text(plan, tok), bos_token_id=tok.bos_token_id)
-    model = seeded_build(lambda: LlamaForCausalLM(config), plan.seed, plan.dtype)
-    _save(model, tok, out)
+    return Parts(partial(LlamaForCausalLM, config), tok)
 
 
-BUILDERS: Mapping[str, Callable[[Path, BuildPlan], None]] = {
-    "qwen2_vl": lambda out, plan: _build_qwen(out, plan, "qwen2_vl"),
-    "qwen2_5_vl": lambda out, plan: _build_qwen(out, plan, "qwen2_5_vl"),
-    "llava_onevision": _build_llava_onevision,
-    "internvl": _build_internvl,
-    "llama": _build_llama,
+PARTS: Mapping[str, Callable[[BuildPlan], Parts]] = {
+    "qwen2_vl": lambda plan: _qwen(plan, "qwen2_vl"),
+    "qwen2_5_vl": lambda plan: _qwen(plan, "qwen2_5_vl"),
+    "llava_onevision": _llava_onevision,
+    "internvl": _internvl,
+    "llama": _llama,
 }
+
+
+def build_into(out: Path, plan: BuildPlan) -> None:
+    """Write ``plan``'s model (seeded random weights) and processor into ``out`` with save_pretrained."""
+    parts = PARTS[plan.spec.builder](plan)
+    model = seeded_build(parts.model, plan.seed, plan.dtype)
+    model.save_pretrained(out)  # type: ignore[operator]
+    parts.processor.save_pretrained(out)
+
+
+def meta_model(plan: BuildPlan) -> torch.nn.Module:
+    """``plan``'s model on the meta device: every shape, no memory (counts parameters of a 26B model)."""
+    with torch.device("meta"):
+        return PARTS[plan.spec.builder](plan).model()

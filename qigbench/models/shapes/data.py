@@ -36,7 +36,7 @@ class ShapeSpec:
 
     name: str
     checkpoint: str  # the hub id these numbers come from
-    builder: str  # key of qigbench.models.shapes.build.BUILDERS
+    builder: str  # key of qigbench.models.shapes.build.PARTS
     family: str  # qigbench ModelFamily.name of the built model
     text: Mapping[str, Any]
     vision: Mapping[str, Any] = field(default_factory=dict)
