@@ -96,13 +96,15 @@ def format_table(setting: Setting, rows: Sequence[CostRow]) -> str:
               + (f", {spec.vision_layers} vision layers" if spec.multimodal else "") + "):", ""]
     detail = [[
         "method", "s/block (measured)", f"blocks x{spec.layers}", "prepare fixed + per-block", "capture",
-        "vision layers", "other", "total h", "peak GiB (phase)", "mean block error",
+        "vision layers", "other", "total h", "peak GiB (phase)", "mean block error", "paper GPU-h",
     ]]
     for r in done:
         p, run = r.prediction, r.run
         assert p is not None and run is not None
         m = run.measurement
         phase = max(p.peaks, key=lambda k: p.peaks[k])
+        column = paper_key(run.request.method, run.request.options)
+        paper_hours = f"{paper[column]:.2f}" if paper and column else "—"
         detail.append([
             r.label,
             f"{sum(m.block_seconds) / len(m.block_seconds):.1f}",
@@ -114,6 +116,7 @@ def format_table(setting: Setting, rows: Sequence[CostRow]) -> str:
             f"{p.hours:.3f}",
             f"{p.peak_bytes / GIB:.1f} ({phase})",
             f"{run.report.mean_block_error:.4g}",
+            paper_hours,
         ])
     lines += _markdown(detail)
     if spec.substitution:
