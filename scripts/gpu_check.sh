@@ -23,9 +23,12 @@ DTYPE=${DTYPE:-bfloat16}
 FORMATS=${FORMATS:-"W3A16 W4A8"}
 METHODS=${METHODS:-"mbq qig gptq qig-gptq"}
 OUT=${OUT:-gpu_check_out}
+WIDTH=${WIDTH:-1}            # 1 = the real widths; >1 narrows the language model (smoke tests only)
 PYTHON=${PYTHON:-python}
 
-"$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device visible to torch')"
+if [[ $DEVICE == cuda* ]]; then
+  "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device visible to torch')"
+fi
 mkdir -p "$OUT"
 export QIGBENCH_CACHE=${QIGBENCH_CACHE:-$OUT/cache} HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
@@ -33,16 +36,16 @@ for fmt in $FORMATS; do
   for method in $METHODS; do
     echo "== $MODEL $fmt $method (blocks $BLOCKS, $SAMPLES samples, $DEVICE $DTYPE)" >&2
     "$PYTHON" -m qigbench.cli cost --model "$MODEL" --blocks "$BLOCKS" --vision-layers "$VISION_LAYERS" \
-      --samples "$SAMPLES" --device "$DEVICE" --dtype "$DTYPE" --format "$fmt" --method "$method" \
+      --samples "$SAMPLES" --device "$DEVICE" --dtype "$DTYPE" --format "$fmt" --method "$method" --width-divisor "$WIDTH" \
       --no-progress --json "$OUT/cost-$fmt-$method.json" > "$OUT/cost-$fmt-$method.md" \
       || echo "   ($method $fmt did not finish: see $OUT/cost-$fmt-$method.md)" >&2
   done
 done
 
-"$PYTHON" - "$OUT" <<'EOF'
+"$PYTHON" - "$OUT" "$DEVICE" <<'EOF'
 import glob, json, sys
 
-import torch
+from qigbench.cost.table import machine_label
 
 rows = []
 for path in sorted(glob.glob(f"{sys.argv[1]}/cost-*.json")):
@@ -60,9 +63,10 @@ for path in sorted(glob.glob(f"{sys.argv[1]}/cost-*.json")):
         ))
 if not rows:
     sys.exit(f"no results under {sys.argv[1]}: every run failed before writing its JSON (see the .md files)")
-name = torch.cuda.get_device_name(0)
-print(f"\nGPU check on {name} ({torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB), "
-      f"torch {torch.__version__}: measured on {data['model']}, {data['samples']} samples")
+import torch
+
+print(f"\nGPU check on {machine_label(sys.argv[2])}, torch {torch.__version__}: measured on {data['model']}, "
+      f"{data['samples']} samples")
 head = ("format", "method", "s/block", "block-phase peak GiB", "mean block error", "measured calib s",
         "predicted whole-model h", "predicted peak GiB")
 print("| " + " | ".join(head) + " |")

@@ -52,7 +52,8 @@ def _shape(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             + ", ".join(f"{PREFIX}{n}" for n in SHAPES)
         )
     shape = parse_shape_alias(name)
-    changes = {k: v for k, v in (("layers", args.blocks), ("vision_layers", args.vision_layers),
+    vision_layers = args.vision_layers if SHAPES[shape.name].multimodal else None  # a text model has no tower
+    changes = {k: v for k, v in (("layers", args.blocks), ("vision_layers", vision_layers),
                                  ("width_divisor", args.width_divisor)) if v is not None}
     shape = replace(shape, **changes)
     shape.folder(args.cache_dir)  # validate the depth/width now, before anything runs
