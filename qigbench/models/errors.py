@@ -23,3 +23,7 @@ class ScalingGroupError(QigbenchError, ValueError):
 
 class ModelUnavailableError(QigbenchError, FileNotFoundError):
     """A model's checkpoint is not on this machine and cannot be downloaded now (offline, no network)."""
+
+
+class ShapeError(QigbenchError, ValueError):
+    """A real-shape model was asked for with a depth or width divisor its checkpoint cannot have."""
