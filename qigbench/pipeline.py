@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from qigbench.data.defaults import default_calibration
@@ -23,9 +24,11 @@ from qigbench.engine.run import CalibrationReport, EngineConfig, calibrate
 from qigbench.errors import QigbenchError
 from qigbench.models.loading import LoadedModel, load_model
 from qigbench.models.registry import get_blocks
-from qigbench.quant import QuantLinear, parse_format, set_submodule
+from qigbench.quant import QuantLinear, parse_format, quant_linear_from_state, quantizer_state, set_submodule
 
 RECORD_NAME = "qigbench_quantization.json"
+#: activation-quantizer state that a plain checkpoint cannot carry (per-channel static ranges)
+QUANTIZERS_NAME = "qigbench_quantizers.safetensors"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -173,6 +176,9 @@ def save_quantized(result: QuantizeResult, out_dir: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     model = result.loaded.model
     swapped = _to_plain_linears(model)
+    quantizers = {k: v for name, q in swapped.items() for k, v in quantizer_state(q, name).items()}
+    if quantizers:  # per-channel activation ranges (Q-VLM): the plain checkpoint cannot hold them
+        save_file(quantizers, str(out / QUANTIZERS_NAME))
     try:
         model.save_pretrained(out)  # type: ignore[operator]
     finally:
@@ -207,11 +213,16 @@ def load_quantized(directory: str | Path, *, device: str = "cpu", dtype: torch.d
     record = json.loads(record_path.read_text())
     fmt = parse_format(record["format"])
     loaded = load_model(directory, dtype=dtype or torch.float32, device=device)
+    quantizers = load_file(str(directory / QUANTIZERS_NAME)) if (directory / QUANTIZERS_NAME).exists() else {}
     for name in record["quantized_modules"]:
         linear = loaded.model.get_submodule(name)
         if not isinstance(linear, nn.Linear):
             raise QigbenchError(
                 f"{directory}: {name} is a {type(linear).__name__}, not a linear; the record does not match the model"
             )
-        set_submodule(loaded.model, name, QuantLinear.from_linear(linear, fmt, quantized_weight=linear.weight))
+        state = {f"{name}.weight": linear.weight.detach()}
+        if linear.bias is not None:
+            state[f"{name}.bias"] = linear.bias.detach()
+        state.update({k: v for k, v in quantizers.items() if k.startswith(f"{name}.act_")})
+        set_submodule(loaded.model, name, quant_linear_from_state(state, name, fmt))
     return loaded

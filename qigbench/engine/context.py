@@ -81,6 +81,9 @@ class BlockContext:
     answer_mask: torch.Tensor | None  # [N, T]
     device: torch.device | str
     propagation: Literal["fp", "quantized"]
+    #: JSON-able method state carried from block to block (the same dict for every block of a run;
+    #: saved with each block's checkpoint, so a resumed run continues with it)
+    carried: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)  # JSON-able per-block numbers (saved, reported)
     artifacts: dict[str, Any] = field(default_factory=dict)  # tensors for plots (token weights), not saved
     _records: dict[str, dict[str, list[Call]]] = field(default_factory=dict, repr=False)
@@ -180,6 +183,21 @@ class BlockContext:
         """Install a QuantLinear for ``name`` (RTN when ``weight`` is None, else that quantized weight)."""
         linear = self.linear(name)
         set_submodule(self.block, name, QuantLinear.from_linear(linear, self.fmt, quantized_weight=weight))
+
+    def replace_linear_(self, name: str, module: nn.Module) -> None:
+        """Install an already-built quantized module (e.g. a ChannelActQuantLinear) for ``name``."""
+        self.linear(name)  # refuses a linear that is already quantized
+        set_submodule(self.block, name, module)
+        self.invalidate()
+
+    def quantize_group_(self, group: ResolvedGroup, weights: dict[str, torch.Tensor] | None = None) -> None:
+        """Quantize the group's still-float linears now (RTN, or the given quantized weights) and
+        forget the recorded inputs, so the next group is recorded on the output of this quantized
+        group: group-sequential ("quantization-exposed") calibration inside a block."""
+        for name in self.group(group.name).linear_names:
+            if not isinstance(self.block.get_submodule(name), QuantLinear):
+                self.quantize_linear_(name, None if weights is None else weights.get(name))
+        self.invalidate()
 
     def rtn_(self) -> None:
         """Round-to-nearest every remaining float linear of the block."""

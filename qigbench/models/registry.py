@@ -104,6 +104,9 @@ def prev_out_features(prev: nn.Module) -> int | None:
     if isinstance(prev, nn.Linear):
         return prev.out_features
     weight = getattr(prev, "weight", None)
+    out_features = getattr(prev, "out_features", None)
+    if isinstance(out_features, int) and isinstance(weight, nn.Parameter) and weight.dim() == 2:
+        return out_features  # a QuantLinear: its rows still absorb 1/s exactly (each row has its own grid)
     if isinstance(weight, nn.Parameter) and weight.dim() == 1:
         return int(weight.shape[0])
     return None
