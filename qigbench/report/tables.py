@@ -26,7 +26,7 @@ from qigbench.results.metrics import MetricKind, is_known_metric, known_metrics,
 from qigbench.results.row import ResultRow
 
 FP_FORMATS = frozenset({"fp16", "bf16", "fp32", "w16a16", "fp"})
-METHOD_ORDER = ("fp16", "rtn", "gptq", "awq", "sq", "smoothquant", "mbq", "qig", "qig+gptq", "loo")
+METHOD_ORDER = ("fp16", "rtn", "gptq", "awq", "sq", "smoothquant", "mbq", "qig", "qig+gptq", "loo", "qvlm", "tlq")
 PAPER_FORMATS = ("W3A16", "W4A8")
 FP_LABEL = "FP16"
 
