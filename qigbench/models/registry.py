@@ -13,13 +13,14 @@ from typing import Any
 from torch import nn
 
 from qigbench.models.errors import ScalingGroupError, UnknownFamilyError
-from qigbench.models.families import internlm2, internvl, llama, llava_onevision, qwen2_5_vl, qwen2vl
+from qigbench.models.families import internlm2, internvl, llama, llava, llava_onevision, qwen2_5_vl, qwen2vl
 from qigbench.models.family import ModelFamily, ScalingGroup
 
 FAMILIES: tuple[ModelFamily, ...] = (
     qwen2vl.FAMILY,
     qwen2_5_vl.FAMILY,
     llava_onevision.FAMILY,
+    llava.FAMILY,
     internvl.FAMILY,
     llama.FAMILY,
     internlm2.FAMILY,

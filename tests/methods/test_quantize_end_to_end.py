@@ -15,7 +15,7 @@ from qigbench.models.loading import load_model
 from qigbench.pipeline import RECORD_NAME, load_quantized
 from qigbench.quant import ChannelActQuantLinear, QuantLinear
 
-FAMILIES = ["tiny-qwen2vl", "tiny-qwen2.5vl", "tiny-llava-ov", "tiny-internvl", "tiny-llama"]
+FAMILIES = ["tiny-qwen2vl", "tiny-qwen2.5vl", "tiny-llava-ov", "tiny-internvl", "tiny-llava", "tiny-llama"]
 METHODS = ["rtn", "gptq", "awq", "smoothquant", "mbq", "qig", "qig-gptq"]
 #: the other two seed methods of the project, each in both formats (Q-VLM's paper mode in one)
 SEED_CASES = [("qvlm", fmt, ()) for fmt in ("W3A16", "W4A8")] + [("tlq", fmt, ()) for fmt in ("W3A16", "W4A8")]

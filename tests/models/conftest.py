@@ -10,8 +10,8 @@ from PIL import Image
 
 from qigbench.models import LoadedModel, load_model
 
-TINY_ALIASES = ("tiny-qwen2vl", "tiny-qwen2.5vl", "tiny-llava-ov", "tiny-internvl", "tiny-llama")
-VLM_ALIASES = TINY_ALIASES[:4]
+TINY_ALIASES = ("tiny-qwen2vl", "tiny-qwen2.5vl", "tiny-llava-ov", "tiny-internvl", "tiny-llava", "tiny-llama")
+VLM_ALIASES = TINY_ALIASES[:5]
 
 _LOADED: dict[str, LoadedModel] = {}
 

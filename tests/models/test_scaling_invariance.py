@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from qigbench.models import applicable_groups, apply_scales_, get_blocks, resolve_group
 from qigbench.models.errors import ScalingGroupError
 
-TINY_ALIASES = ("tiny-qwen2vl", "tiny-qwen2.5vl", "tiny-llava-ov", "tiny-internvl", "tiny-llama")
+TINY_ALIASES = ("tiny-qwen2vl", "tiny-qwen2.5vl", "tiny-llava-ov", "tiny-internvl", "tiny-llava", "tiny-llama")
 _CAPTURED: dict[str, list[tuple[torch.nn.Module, tuple[Any, ...], dict[str, Any]]]] = {}
 
 

@@ -9,8 +9,8 @@ from qigbench.models import applicable_groups, classify_tokens, family_for, get_
 from qigbench.models.token_types import vision_token_ids
 from qigbench.tokens import TokenType
 
-TINY_ALIASES = ("tiny-qwen2vl", "tiny-qwen2.5vl", "tiny-llava-ov", "tiny-internvl", "tiny-llama")
-VLM_ALIASES = TINY_ALIASES[:4]
+TINY_ALIASES = ("tiny-qwen2vl", "tiny-qwen2.5vl", "tiny-llava-ov", "tiny-internvl", "tiny-llava", "tiny-llama")
+VLM_ALIASES = TINY_ALIASES[:5]
 
 # (alias) -> whether the "o" group exists (4 kv heads) or not (GQA)
 HAS_O_GROUP = {
@@ -18,6 +18,7 @@ HAS_O_GROUP = {
     "tiny-qwen2.5vl": False,
     "tiny-llava-ov": False,
     "tiny-internvl": True,
+    "tiny-llava": True,
     "tiny-llama": True,
 }
 
