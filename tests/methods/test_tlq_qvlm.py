@@ -194,7 +194,7 @@ def test_qvlm_saved_model_reproduces_the_in_memory_outputs(cache_dir, calib_for,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("method", "fmt"), [("qvlm", "W4A8"), ("qvlm", "W3A16g64"), ("tlq", "W4A8"), ("tlq", "W3A16g64")])
+@pytest.mark.parametrize(("method", "fmt"), [(m, f) for m in ("qvlm", "tlq") for f in ("W4A8", "W3A16g64")])
 def test_seed_methods_on_a_text_only_model(cache_dir, method: str, fmt: str) -> None:  # type: ignore[no-untyped-def]
     """smollm2-135m has no vision tokens: TLQ's importance is the next-token loss's gradient over the
     text tokens, Q-VLM's ranges and entropy run over the text tokens alone. (Its hidden size 576
