@@ -224,8 +224,10 @@ class QVLM(Method):
         mask = valid_mask(ctx.token_types).to(ctx.device)
         names = ctx.linear_names()
         # 1. group-sequential ranges on the quantized path
-        for group in ctx.groups():
-            todo = [n for n in group.linear_names if not isinstance(ctx.block.get_submodule(n), QuantLinear)]
+        grouped = [g.linear_names for g in ctx.groups()]
+        units = grouped + [[n] for n in names if not any(n in g for g in grouped)]  # linears outside groups
+        for unit in units:
+            todo = [n for n in unit if not isinstance(ctx.block.get_submodule(n), QuantLinear)]
             inputs = {n: ctx.linear_input(n).to(ctx.device) for n in todo}
             for n in todo:
                 rng = channel_range(inputs[n], mask)
