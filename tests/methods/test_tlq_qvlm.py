@@ -205,3 +205,12 @@ def test_seed_methods_on_a_text_only_model(cache_dir, method: str, fmt: str) -> 
     result = quantize(QuantizeRequest("smollm2-135m", method, fmt, options=options, samples=2, batch_size=2,
                                       max_length=32, cache_dir=str(cache_dir), progress=False))
     assert result.report.blocks and all(0 < b["rel_error"] < 1 for b in result.report.blocks)
+
+
+def test_qvlm_reference_number_is_the_leaderboards_paper_column() -> None:
+    from qigbench.report.paper import paper_average
+
+    assert paper_average("llava-v1.3-13b-sqa", "qvlm", "W4A4") == 80.78
+    assert paper_average("/checkpoints/llava-v1.3-13b-sqa", "qvlm", "W4A4") == 80.78  # a converted folder
+    assert paper_average("llava-v1.3-13b-sqa", "rtn", "W4A4") is None
+    assert paper_average("tiny-llava", "qvlm", "W4A4") is None
