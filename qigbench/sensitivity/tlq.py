@@ -70,11 +70,15 @@ def tlq_token_weights(scores: Tensor, token_types: Tensor, config: TLQImportance
         raw = torch.maximum(raw, config.floor * mean)
     selected = select_tokens(raw, token_types, config.selection)
     kept = torch.where(selected, raw, torch.zeros_like(raw))
-    diag: dict[str, object] = {"selected_fraction": float(selected.sum()) / max(int(mask.sum()), 1)}
+    # a sample none of whose tokens was selected contributes nothing (placeholder scores, zeroed below)
+    empty = ~selected.any(dim=-1) if config.selection < 1.0 else torch.zeros_like(selected[:, 0])
+    kept[empty] = mask[empty].float()
+    diag: dict[str, object] = {
+        "selected_fraction": float(selected.sum()) / max(int(mask.sum()), 1),
+        "samples_without_selected_tokens": int(empty.sum()),
+    }
     out = finalize_weights(kept, token_types, config.clipping, diagnostics=diag)
-    if config.selection < 1.0:  # a sample none of whose tokens was selected contributes nothing
-        empty = ~selected.any(dim=-1)
-        out.weights[empty] = 0.0
+    out.weights[empty] = 0.0
     return out
 
 

@@ -130,6 +130,10 @@ def test_tlq_weights_follow_importance_and_selection() -> None:
     assert int(keep.sum()) == 5 and not bool(keep[~valid_mask(types)].any())
     half = tlq_token_weights(scores, types, TLQImportanceConfig(selection=0.5)).weights
     assert bool((half[~keep] == 0).all()) and torch.allclose(half.sum(-1), torch.ones(2))
+    # a sample with no selected token gets no weight at all (and no uniform fallback)
+    tiny = tlq_token_weights(scores, types, TLQImportanceConfig(selection=0.1))
+    assert float(tiny.weights[0].sum()) == 0.0 and float(tiny.weights[1].sum()) == pytest.approx(1.0)
+    assert tiny.diagnostics["samples_without_selected_tokens"] == 1 and not tiny.diagnostics["degenerate_fallback"]
 
 
 @pytest.mark.parametrize("mode", ["reference", "paper"])
