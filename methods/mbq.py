@@ -23,8 +23,10 @@ class MBQConfig(CWEConfig):
     loss: str = "mae"
     #: the released code floors each layer's ratio at the median over layers
     ratio_floor: str = "median"  # "median" | "none"
-    attention_module: str = "self_attn.o_proj"
-    mlp_module: str = "mlp.down_proj"
+    #: block paths whose output gradients give the attention / MLP ratios; "" = the family's
+    #: attention output and MLP down projection (last linear of its last attention / MLP group)
+    attention_module: str = ""
+    mlp_module: str = ""
 
 
 class MBQ(CWEMethod):
@@ -38,7 +40,9 @@ class MBQ(CWEMethod):
     def prepare(self, run: RunContext) -> None:
         cfg = self.config
         assert isinstance(cfg, MBQConfig)
-        modules = (cfg.attention_module, cfg.mlp_module)
+        attention = cfg.attention_module or run.family.output_linear(GroupKind.ATTENTION)
+        mlp = cfg.mlp_module or run.family.output_linear(GroupKind.MLP)
+        modules = (attention, mlp)
         grads = modality_gradients(
             run.model,
             run.blocks,
@@ -49,8 +53,8 @@ class MBQ(CWEMethod):
         )
         floor = None if cfg.ratio_floor == "none" else cfg.ratio_floor
         self.ratios = {
-            "attention": mbq_ratios(grads.vision[cfg.attention_module], grads.text[cfg.attention_module], floor),  # type: ignore[arg-type]
-            "mlp": mbq_ratios(grads.vision[cfg.mlp_module], grads.text[cfg.mlp_module], floor),  # type: ignore[arg-type]
+            "attention": mbq_ratios(grads.vision[attention], grads.text[attention], floor),  # type: ignore[arg-type]
+            "mlp": mbq_ratios(grads.vision[mlp], grads.text[mlp], floor),  # type: ignore[arg-type]
         }
 
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -62,7 +66,7 @@ class MBQ(CWEMethod):
     def token_weights(self, ctx: BlockContext, group: ResolvedGroup) -> torch.Tensor | None:
         if ctx.answer_mask is None:
             raise RuntimeError("MBQ needs the calibration set's answer (caption) mask")
-        kind = "attention" if group.spec.kind is GroupKind.ATTENTION else "mlp"
+        kind = "attention" if group.spec.kind is GroupKind.ATTENTION else "mlp"  # only scalable groups come here
         ratio = float(self.ratios[kind][ctx.index])
         ctx.log(group.name, mbq_ratio=ratio)
         return modality_weights(ctx.token_types, ctx.answer_mask, ratio)

@@ -31,5 +31,8 @@ class QIG(CWEMethod):
         assert isinstance(self.config, QIGMethodConfig)
         self.provider = make_provider(self.config.sensitivity, self.config.qig)
 
+    def keeps_quantized_stream(self) -> bool:
+        return bool(getattr(self.provider, "wants_quantized_input", False))
+
     def token_weights(self, ctx: BlockContext, group: ResolvedGroup) -> torch.Tensor | None:
         return group_token_weights(self.provider, ctx, group)

@@ -87,10 +87,13 @@ class QuantizeResult:
             "propagation": self.report.propagation,
             "calibration": self.calibration,
             "seconds": self.report.seconds,
+            "resumed_seconds": self.report.resumed_seconds,
+            "resumed_from_block": self.report.resumed_from_block,
             "peak_memory_bytes": self.report.peak_memory_bytes,
             "mean_block_error": self.report.mean_block_error,
             "blocks": self.report.blocks,
             "quantized_modules": quantized_modules(self.loaded),
+            "kept_fp": [{"path": k.path, "reason": k.reason} for k in self.loaded.family.keep_fp],
             "environment": environment_info(self.request.device),
         }
 

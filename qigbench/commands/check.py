@@ -1,7 +1,9 @@
 """``qigbench check --db results.db --baseline reports/baseline/baseline.json``: CI regression gate.
 
-Exit status 0 when every baseline metric is within tolerance and every declared ordering holds;
-1 when a metric regressed, an ordering broke, or a baseline configuration is missing from the db.
+Exit status 0 when every baseline metric is within tolerance and no declared ordering is broken;
+1 when a metric regressed, an ordering broke (the reverse is significant: a paired test on the
+db's seeds / examples, beyond the tolerance), or a baseline configuration is missing from the db.
+Orderings the data cannot decide are listed as "not distinguishable" and do not fail.
 ``--write-baseline`` writes the baseline from the db instead (keeping the orderings already
 declared in that file).
 """
@@ -68,8 +70,14 @@ def run(args: argparse.Namespace) -> int:
     for f in findings:
         if f.fails or not args.quiet:
             print(f.message, file=sys.stderr if f.fails else sys.stdout)
-    counts = {k: sum(f.kind == k for f in findings) for k in ("regression", "ordering", "missing", "improved", "new")}
+    kinds = ("regression", "ordering", "missing", "improved", "new")
+    counts = {k: sum(f.kind == k for f in findings) for k in kinds}
     summary = ", ".join(f"{v} {k}" for k, v in counts.items())
+    verdicts = {k: sum(f.kind == k for f in findings) for k in ("holds", "indistinct", "untested")}
+    summary += (
+        f"; orderings: {verdicts['holds']} hold, {verdicts['indistinct']} not distinguishable, "
+        f"{verdicts['untested']} means only, {counts['ordering']} broken"
+    )
     verdict = "FAIL" if failing else "ok"
     print(
         f"qigbench check: {verdict}: {len(baseline.entries)} baseline metrics, {len(baseline.orderings)} orderings, "

@@ -4,8 +4,10 @@
 round-to-nearest quantized in the run's format (activation quantizers pass gradients straight
 through, so attribution can flow through them). ``x`` is the module's input along the fp path.
 ``x_q`` (the reference input) is ``None`` (zero baseline) for weight-only formats, as in the paper;
-for weight-activation formats it is the module's input along the *quantized path*: the block with
-RTN-quantized linears run on the quantized stream. So in block 0 the first group has
+for weight-activation formats — and for weight-only ones when the provider asks for it
+(``qig.baseline=quantized``) — it is the module's input along the *quantized path*: the block with
+RTN-quantized linears run on the quantized stream (the fp stream for weight-only formats, which
+propagate fp). So in block 0 the first group has
 ``x == x_q`` (nothing quantized upstream yet: the provider falls back to uniform and says so) while
 later groups see the error of the quantized sub-layers before them — as in the released code.
 """
@@ -50,12 +52,15 @@ def _relative_linears(group: ResolvedGroup, ctx: BlockContext) -> list[str]:
     return out
 
 
-def attribution_target(ctx: BlockContext, group: ResolvedGroup, *, with_attention: bool = False) -> AttributionTarget:
+def attribution_target(
+    ctx: BlockContext, group: ResolvedGroup, *, with_attention: bool = False, quantized_reference: bool = False
+) -> AttributionTarget:
+    """The target for ``group``; ``quantized_reference`` adds ``x_q`` for weight-only formats too."""
     g = ctx.group(group.name)
     fp_calls = ctx.compared(g, "fp")
     quantized = Replay(rtn_copy(g.inspect, _relative_linears(g, ctx), ctx), fp_calls.calls, ctx.device)
     x = ctx.group_input(g, "fp")
-    x_q = None if ctx.fmt.weight_only else quantized_path_input(ctx, g)
+    x_q = quantized_path_input(ctx, g) if quantized_reference or not ctx.fmt.weight_only else None
     return AttributionTarget(
         f_fp=fp_calls,
         f_q=quantized,
@@ -66,6 +71,7 @@ def attribution_target(ctx: BlockContext, group: ResolvedGroup, *, with_attentio
         group=g.name,
         answer_mask=None if ctx.answer_mask is None else ctx.answer_mask.to(ctx.device),
         attention_probs=attention_probabilities(ctx) if with_attention else None,
+        weight_activation=not ctx.fmt.weight_only,
     )
 
 
@@ -114,7 +120,8 @@ def group_token_weights(provider: SensitivityProvider, ctx: BlockContext, group:
     """lambda[N, T] for one group of the current block; diagnostics go to the block's stats and the
     weights to its artifacts (for the heatmap)."""
     wants_attention = getattr(provider, "name", "") == "attention"
-    result = provider(attribution_target(ctx, group, with_attention=wants_attention))
+    wants_xq = bool(getattr(provider, "wants_quantized_input", False))
+    result = provider(attribution_target(ctx, group, with_attention=wants_attention, quantized_reference=wants_xq))
     ctx.log(group.name, **{f"sens.{k}": v for k, v in result.diagnostics.items() if isinstance(v, (int, float, bool))})
     ctx.artifacts.setdefault("token_weights", {})[group.name] = result.weights.detach().cpu()
     return result.weights

@@ -31,6 +31,8 @@ class ResumeState:
     block_stats: list[dict[str, Any]]
     fp_stream: list[torch.Tensor]
     q_stream: list[torch.Tensor] | None
+    #: calibration seconds spent by the earlier run(s) up to the last finished block
+    elapsed_seconds: float = 0.0
 
 
 @dataclass
@@ -38,6 +40,8 @@ class Checkpoint:
     directory: Path
     fingerprint: dict[str, Any]
     block_stats: list[dict[str, Any]] = field(default_factory=list)
+    #: calibration seconds up to the last saved block, over every run that wrote this directory
+    elapsed_seconds: float = 0.0
 
     @property
     def manifest_path(self) -> Path:
@@ -51,9 +55,11 @@ class Checkpoint:
             return None
         manifest = json.loads(self.manifest_path.read_text())
         if manifest["fingerprint"] != _jsonable(self.fingerprint):
+            theirs, ours = manifest["fingerprint"], _jsonable(self.fingerprint)
+            differ = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
             raise QigbenchError(
                 f"resume directory {self.directory} belongs to a different configuration "
-                f"({manifest['fingerprint'].get('method')}/{manifest['fingerprint'].get('format')}); "
+                f"({theirs.get('method')}/{theirs.get('format')}; differs in: {', '.join(differ)}); "
                 "use another --resume-dir or delete it to start over"
             )
         next_block = int(manifest["next_block"])
@@ -63,11 +69,13 @@ class Checkpoint:
         streams = load_file(str(self.directory / "streams.safetensors"))
         n_fp = sum(1 for k in streams if k.startswith("fp."))
         n_q = sum(1 for k in streams if k.startswith("q."))
+        self.elapsed_seconds = float(manifest.get("elapsed_seconds", 0.0))
         return ResumeState(
             next_block=next_block,
             block_stats=self.block_stats,
             fp_stream=[streams[f"fp.{i}"] for i in range(n_fp)],
             q_stream=[streams[f"q.{i}"] for i in range(n_q)] if n_q else None,
+            elapsed_seconds=self.elapsed_seconds,
         )
 
     def save_method_state(self, state: dict[str, torch.Tensor]) -> None:
@@ -85,7 +93,11 @@ class Checkpoint:
         stats: dict[str, Any],
         fp_stream: list[torch.Tensor],
         q_stream: list[torch.Tensor] | None,
+        elapsed_seconds: float | None = None,
     ) -> None:
+        """Persist block ``index``; ``elapsed_seconds`` = total calibration time so far (all runs)."""
+        if elapsed_seconds is not None:
+            self.elapsed_seconds = elapsed_seconds
         _atomic_save({k: v.detach().contiguous().cpu() for k, v in block_state.items()}, self.block_path(index))
         tensors = {f"fp.{i}": t.contiguous().cpu() for i, t in enumerate(fp_stream)}
         if q_stream is not None:
@@ -101,7 +113,12 @@ class Checkpoint:
         return load_file(str(self.block_path(index)))
 
     def _write_manifest(self, next_block: int) -> None:
-        payload = {"fingerprint": _jsonable(self.fingerprint), "next_block": next_block, "blocks": self.block_stats}
+        payload = {
+            "fingerprint": _jsonable(self.fingerprint),
+            "next_block": next_block,
+            "blocks": self.block_stats,
+            "elapsed_seconds": self.elapsed_seconds,
+        }
         tmp = self.manifest_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(payload, indent=1, default=str))
         os.replace(tmp, self.manifest_path)

@@ -18,8 +18,10 @@ import torch
 from torch import nn
 
 from qigbench.engine.replay import Call, Recorder, Replay, run_calls
-from qigbench.models.family import ModelFamily, ScalingGroup
-from qigbench.models.registry import prev_out_features
+from qigbench.models.errors import ScalingGroupError
+from qigbench.models.family import GroupKind, ModelFamily, ScalingGroup
+from qigbench.models.registry import block_linear_names, prev_out_features
+from qigbench.models.scaling import check_absorbs_inverse_scale
 from qigbench.quant import QuantFormat, QuantLinear, set_submodule
 
 log = logging.getLogger(__name__)
@@ -45,21 +47,40 @@ class ResolvedGroup:
 
 
 def resolve_groups(block: nn.Module, family: ModelFamily) -> list[ResolvedGroup]:
-    """Bind the family's groups to ``block``'s current modules (quantized linears included).
+    """Bind the family's groups to ``block``'s current modules (quantized linears included), in block order.
 
     A group whose previous op cannot absorb the scale (GQA's o: v_proj emits fewer channels than
-    o_proj takes) is kept — its linears are still quantized — but marked not scalable.
+    o_proj takes) is kept — its linears are still quantized — but marked not scalable. A linear
+    that no group covers (and the family does not keep in full precision) becomes a group of its
+    own (kind ``LINEAR``, never scaled), so every method quantizes it.
+    A previous op that cannot absorb ``1/s`` at all (a Gemma-style norm) is an error here, before
+    any search runs.
     """
+    order = {name: i for i, name in enumerate(block_linear_names(block, family))}
+    covered = {name for spec in family.groups for name in spec.linears}
+    lone = [
+        ScalingGroup(name=name, prev_op="", linears=(name,), inspect=name, kind=GroupKind.LINEAR)
+        for name in order
+        if name not in covered
+    ]
     groups = []
-    for spec in family.groups:
+    for spec in (*family.groups, *lone):
+        kept = [name for name in spec.linears if name not in order]
+        if kept:
+            raise ScalingGroupError(
+                f"family {family.name!r}: group {spec.name!r} scales {kept}, which keep_fp keeps in full precision; "
+                "a kept linear cannot be part of a scaling group"
+            )
         prev = block.get_submodule(spec.prev_op)
         linears = [_as_linear(block.get_submodule(name), name) for name in spec.linears]
         width = prev_out_features(prev) if not isinstance(prev, QuantLinear) else prev.out_features
-        scalable = all(width == lin.in_features for lin in linears)
+        scalable = spec.kind is not GroupKind.LINEAR and all(width == lin.in_features for lin in linears)
+        if scalable:
+            check_absorbs_inverse_scale(prev, spec.name)
         groups.append(
             ResolvedGroup(spec, prev, linears, list(spec.linears), block.get_submodule(spec.inspect), scalable)
         )
-    return groups
+    return sorted(groups, key=lambda g: min(order[name] for name in g.linear_names))
 
 
 def _as_linear(module: nn.Module, name: str) -> nn.Linear:
@@ -88,6 +109,7 @@ class BlockContext:
     artifacts: dict[str, Any] = field(default_factory=dict)  # tensors for plots (token weights), not saved
     _records: dict[str, dict[str, list[Call]]] = field(default_factory=dict, repr=False)
     _groups: list[ResolvedGroup] | None = field(default=None, repr=False)
+    _linear_names: list[str] | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ structure
     def groups(self, scalable_only: bool = False) -> list[ResolvedGroup]:
@@ -96,11 +118,11 @@ class BlockContext:
         return [g for g in self._groups if g.scalable or not scalable_only]
 
     def linear_names(self) -> list[str]:
-        """Every linear of the block covered by a scaling group (the ones that get quantized)."""
-        names: list[str] = []
-        for spec in self.family.groups:
-            names.extend(n for n in spec.linears if n not in names)
-        return names
+        """Every linear of the block that gets quantized, in block order: all of them except the
+        family's ``keep_fp`` list (see :func:`qigbench.models.registry.block_linear_names`)."""
+        if self._linear_names is None:
+            self._linear_names = block_linear_names(self.block, self.family)
+        return self._linear_names
 
     # ------------------------------------------------------------------ inputs
     def inputs(self, stream: Stream = "calib") -> list[torch.Tensor]:
@@ -135,6 +157,7 @@ class BlockContext:
         """Forget recorded inputs and resolved modules (after the block's weights or modules changed)."""
         self._records.clear()
         self._groups = None
+        self._linear_names = None
 
     def group(self, name: str) -> ResolvedGroup:
         """The group bound to the block's *current* modules (linears may have been replaced)."""

@@ -38,13 +38,18 @@ class Method(ABC):
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
     #: RTN needs no data; everything else calibrates
     needs_calibration: ClassVar[bool] = True
-    #: keep the quantized propagation stream even in fp mode (QIG's W-A baseline x^q)
+    #: keep the quantized propagation stream even in fp mode (see :meth:`keeps_quantized_stream`)
     needs_quantized_stream: ClassVar[bool] = False
 
     def __init__(self, config: MethodConfig | None = None) -> None:
         self.config = config if config is not None else self.config_class()
         if not isinstance(self.config, self.config_class):
             raise TypeError(f"{self.name} expects a {self.config_class.__name__}, got {type(self.config).__name__}")
+
+    def keeps_quantized_stream(self) -> bool:
+        """Whether the engine keeps the quantized stream in fp propagation too (a configured
+        method may need it, e.g. QIG's quantized-path baseline in a weight-only format)."""
+        return self.needs_quantized_stream
 
     def prepare(self, run: RunContext) -> None:  # noqa: B027 - optional hook
         """Model-level work before the block loop (default: nothing)."""

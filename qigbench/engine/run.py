@@ -15,6 +15,7 @@ device, which is what lets large models calibrate on one GPU.
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import resource
 import time
@@ -84,7 +85,10 @@ class CalibrationReport:
     propagation: str
     device: str
     blocks: list[dict[str, Any]] = field(default_factory=list)
+    #: total calibration time, including the earlier run(s) a resumed run continues
     seconds: float = 0.0
+    #: the share of ``seconds`` spent by those earlier runs (0 for a run that did not resume)
+    resumed_seconds: float = 0.0
     peak_memory_bytes: int = 0
     resumed_from_block: int = 0
     #: block -> group -> lambda[N, T] (methods with token weights), for the sensitivity heatmap
@@ -119,7 +123,8 @@ def calibrate(
     report = CalibrationReport(method.describe(), fmt.name, propagation, cfg.device)
     checkpoint = None
     if cfg.resume_dir is not None:
-        checkpoint = Checkpoint(Path(cfg.resume_dir), {**(fingerprint or {}), **method.describe(), "format": fmt.name})
+        identity = {**(fingerprint or {}), **method.describe(), "format": fmt.name, "propagation": propagation}
+        checkpoint = Checkpoint(Path(cfg.resume_dir), {**identity, **_numbers_fingerprint(model, batches)})
     resume = checkpoint.open() if checkpoint else None
 
     run = RunContext(model, family, fmt, list(batches), cfg)
@@ -136,7 +141,7 @@ def calibrate(
         model, blocks, [b.inputs for b in batches], device=cfg.device, offload=cfg.offload
     )
     place_outside_blocks(model, family.blocks, cfg.offload)
-    keep_q = propagation == "quantized" or method.needs_quantized_stream
+    keep_q = propagation == "quantized" or method.keeps_quantized_stream()
     fp_stream = captured.hidden
     q_stream = [h.clone() for h in fp_stream] if keep_q else None
     first = 0
@@ -147,6 +152,7 @@ def calibrate(
         fp_stream, q_stream, first = resume.fp_stream, resume.q_stream, resume.next_block
         report.blocks = list(resume.block_stats)
         report.resumed_from_block = first
+        report.resumed_seconds = resume.elapsed_seconds
         if resume.block_stats:
             carried = copy.deepcopy(resume.block_stats[-1].get("carried", {}))
         log.info("resuming at block %d of %d from %s", first, len(blocks), cfg.resume_dir)
@@ -187,10 +193,27 @@ def calibrate(
         fp_stream = [t.to(cfg.offload) for t in fp_next]
         q_stream = [t.to(cfg.offload) for t in q_next] if q_next is not None else None
         if checkpoint:
-            checkpoint.save_block(i, blocks[i].state_dict(), stats, fp_stream, q_stream)
-    report.seconds = time.perf_counter() - start_time
+            elapsed = report.resumed_seconds + time.perf_counter() - start_time
+            checkpoint.save_block(i, blocks[i].state_dict(), stats, fp_stream, q_stream, elapsed)
+    report.seconds = report.resumed_seconds + time.perf_counter() - start_time
     report.peak_memory_bytes = _peak_memory(cfg.device)
     return report
+
+
+def _numbers_fingerprint(model: nn.Module, batches: Sequence[CalibBatch]) -> dict[str, Any]:
+    """What else changes the numbers of a resumable run: the weights' dtype and the exact
+    calibration tensors (hashed), so a resume with another dtype or data is refused."""
+    digest = hashlib.sha256()
+    for batch in batches:
+        for key in sorted(batch.inputs):
+            value = batch.inputs[key]
+            if isinstance(value, torch.Tensor):
+                t = value.detach().cpu().contiguous()
+                digest.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
+                digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        digest.update(batch.token_types.cpu().contiguous().numpy().tobytes())
+    dtypes = sorted({str(p.dtype) for p in model.parameters()})
+    return {"dtype": dtypes, "calibration_sha256": digest.hexdigest()[:16]}
 
 
 def _relative_error(out: list[torch.Tensor], ref: list[torch.Tensor], token_types: torch.Tensor) -> float:

@@ -32,6 +32,10 @@ class FidelityResult:
     flip_rate: float  # fraction of tokens whose top-1 prediction changed
     tokens: int  # non-padding positions averaged over
     kl_max: float  # worst single token (outliers matter for generation)
+    #: per prompt, in input order: mean KL, flip rate and token count (the weights that give back kl/flip_rate)
+    prompt_kl: tuple[float, ...] = ()
+    prompt_flip_rate: tuple[float, ...] = ()
+    prompt_tokens: tuple[int, ...] = ()
 
     def as_dict(self) -> dict[str, float]:
         return {"kl": self.kl, "flip_rate": self.flip_rate, "tokens": float(self.tokens), "kl_max": self.kl_max}
@@ -60,6 +64,23 @@ def batch_fidelity(
     return float(kept.sum()), int(flips[keep].sum()), int(keep.sum()), kl_max
 
 
+def prompt_fidelity(
+    logits_fp: torch.Tensor, logits_q: torch.Tensor, mask: torch.Tensor | None
+) -> list[tuple[float, float, int]]:
+    """Per prompt (batch row): mean KL, flip rate and number of non-padding tokens."""
+    kl = token_kl(logits_fp, logits_q)
+    flips = (logits_fp.argmax(-1) != logits_q.argmax(-1)).float()
+    keep = torch.ones_like(kl) if mask is None else mask.to(kl.device).float()
+    if keep.shape != kl.shape:
+        raise EvalError(f"attention mask shape {tuple(keep.shape)} does not match logits {tuple(kl.shape)}")
+    n = keep.sum(-1)
+    out = []
+    for k, f, c in zip((kl * keep).sum(-1).tolist(), (flips * keep).sum(-1).tolist(), n.tolist(), strict=True):
+        if c > 0:
+            out.append((k / c, f / c, int(c)))
+    return out
+
+
 @torch.no_grad()
 def fidelity(
     model_fp: nn.Module,
@@ -75,6 +96,7 @@ def fidelity(
     ``attention_mask`` is 0 are left out. Both models must share a vocabulary.
     """
     total_kl, flips, tokens, kl_max = 0.0, 0, 0, 0.0
+    prompts: list[tuple[float, float, int]] = []
     for batch in batches:
         inputs = {
             k: (v.to(device) if device is not None and isinstance(v, torch.Tensor) else v) for k, v in batch.items()
@@ -83,9 +105,18 @@ def fidelity(
         logits_q = model_q(**inputs).logits
         s, f, n, m = batch_fidelity(logits_fp, logits_q, inputs.get("attention_mask"))
         total_kl, flips, tokens, kl_max = total_kl + s, flips + f, tokens + n, max(kl_max, m)
+        prompts += prompt_fidelity(logits_fp, logits_q, inputs.get("attention_mask"))
     if tokens == 0:
         raise EvalError("no non-padding tokens to compare: pass at least one non-empty prompt")
-    return FidelityResult(kl=total_kl / tokens, flip_rate=flips / tokens, tokens=tokens, kl_max=kl_max)
+    return FidelityResult(
+        kl=total_kl / tokens,
+        flip_rate=flips / tokens,
+        tokens=tokens,
+        kl_max=kl_max,
+        prompt_kl=tuple(p[0] for p in prompts),
+        prompt_flip_rate=tuple(p[1] for p in prompts),
+        prompt_tokens=tuple(p[2] for p in prompts),
+    )
 
 
 def text_batches(tokenizer: Any, prompts: list[str], batch_size: int = 8) -> list[dict[str, torch.Tensor]]:

@@ -19,6 +19,7 @@ from torch import nn
 
 from qigbench.eval.aliases import Harness, ResolvedTask, check_offline_data, resolve_tasks
 from qigbench.eval.errors import EvalError
+from qigbench.stats.paired import ExampleScores
 
 
 @dataclass
@@ -28,6 +29,8 @@ class EvalResults:
     harness: Harness
     raw: dict[str, Any]
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: task -> metric -> per-example scores (by ``doc_id``), where the metric is their mean
+    examples: dict[str, dict[str, ExampleScores]] = field(default_factory=dict)
 
     def table(self) -> str:
         rows = [(task, metric, value) for task, m in self.metrics.items() for metric, value in m.items()]
@@ -59,6 +62,30 @@ def numeric_metrics(task_results: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def sample_scores(samples: list[dict[str, Any]], metrics: dict[str, float]) -> dict[str, ExampleScores]:
+    """Per-example scores from a harness's logged samples, for the metrics that are their mean.
+
+    A metric whose aggregate is not the mean of its per-sample values (perplexity aggregates
+    (loglik, words) pairs; a filter other than the first) is left out rather than mislabelled.
+    """
+    per: dict[str, dict[str, float]] = {}
+    first_filter = samples[0].get("filter") if samples else None
+    for sample in samples:
+        if sample.get("filter") != first_filter or "doc_id" not in sample:
+            continue
+        for name in metrics:
+            value = sample.get(name)
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(float(value)):
+                per.setdefault(name, {})[str(sample["doc_id"])] = float(value)
+    out = {}
+    for name, by_doc in per.items():
+        ids = sorted(by_doc, key=lambda d: (len(d), d))
+        scores = ExampleScores(tuple(ids), tuple(by_doc[i] for i in ids))
+        if len(ids) >= 1 and math.isclose(scores.mean(), metrics[name], rel_tol=1e-6, abs_tol=1e-9):
+            out[name] = scores
+    return out
+
+
 def check_results(raw: dict[str, Any] | None, tasks: list[str], harness: Harness) -> EvalResults:
     """Raise :class:`EvalError` unless every requested task (or each task of a group) has a number."""
     if not raw or "results" not in raw:
@@ -73,7 +100,9 @@ def check_results(raw: dict[str, Any] | None, tasks: list[str], harness: Harness
             raise EvalError(
                 f"{harness} produced no metrics for {', '.join(missing)}; see the harness log for the cause"
             )
-    return EvalResults(harness=harness, raw=raw, metrics=metrics)
+    samples = raw.get("samples") or {}
+    examples = {task: sample_scores(samples.get(task) or [], m) for task, m in metrics.items()}
+    return EvalResults(harness=harness, raw=raw, metrics=metrics, examples={t: e for t, e in examples.items() if e})
 
 
 def _split(tasks: list[ResolvedTask], harness: Harness) -> list[ResolvedTask]:
@@ -134,7 +163,7 @@ def evaluate_vlm(
         limit=limit,
         task_manager=manager,
         batch_size=batch_size,
-        log_samples=False,
+        log_samples=True,  # per-example scores: intervals and paired tests (qigbench.stats)
         bootstrap_iters=0,
         verbosity="WARNING",
         process_docs_parallel=1,
@@ -167,7 +196,5 @@ def evaluate_lm(
         raise EvalError(f"lm-eval has no task {unknown}; pass the task pack folder as include_path (write_task_pack)")
     device = device or str(next(model.parameters()).device)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
-    raw = simple_evaluate(
-        model=lm, tasks=names, limit=limit, task_manager=manager, log_samples=False, bootstrap_iters=0
-    )
+    raw = simple_evaluate(model=lm, tasks=names, limit=limit, task_manager=manager, log_samples=True, bootstrap_iters=0)
     return check_results(raw, names, "lm")

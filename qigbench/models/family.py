@@ -15,6 +15,8 @@ from enum import Enum
 class GroupKind(str, Enum):
     ATTENTION = "attention"  # MBQ uses the attention gradient ratio for these
     MLP = "mlp"  # ... and the MLP ratio for these
+    #: a linear of the block that no scaling group covers: quantized on its own, never scaled
+    LINEAR = "linear"
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,14 @@ class ScalingGroup:
 
 
 @dataclass(frozen=True)
+class KeptLinear:
+    """A linear of the decoder block that stays in full precision on purpose, and why."""
+
+    path: str  # relative to the block, e.g. "mlp.router"
+    reason: str  # written into the calibration record next to the quantized modules
+
+
+@dataclass(frozen=True)
 class ModelFamily:
     """A decoder-based (V)LM architecture described as data. Paths are relative to the loaded model."""
 
@@ -41,7 +51,10 @@ class ModelFamily:
     embed_tokens: str  # e.g. "model.language_model.embed_tokens"
     final_norm: str  # e.g. "model.language_model.norm"
     lm_head: str  # e.g. "lm_head"
+    #: scaling groups in block order. Every nn.Linear of a block is quantized: a linear no group
+    #: covers is quantized on its own (RTN / GPTQ, never scaled) unless listed in ``keep_fp``
     groups: tuple[ScalingGroup, ...]
+    keep_fp: tuple[KeptLinear, ...] = ()
     vision: tuple[str, ...] = ()  # vision tower(s) and projector: never quantized
     rotary: str | None = None  # model-level rotary embedding module, if any
     #: config attributes (on the top-level config) holding image/video placeholder token ids
@@ -51,3 +64,11 @@ class ModelFamily:
     multimodal: bool = True
     notes: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+
+    def output_linear(self, kind: GroupKind) -> str:
+        """The block path of the last linear of the last group of ``kind`` (the attention output
+        projection, the MLP down projection): where MBQ reads its modality gradients."""
+        for group in reversed(self.groups):
+            if group.kind is kind:
+                return group.linears[-1]
+        raise ValueError(f"family {self.name!r} has no {kind.value} scaling group")

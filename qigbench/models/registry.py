@@ -15,6 +15,7 @@ from torch import nn
 from qigbench.models.errors import ScalingGroupError, UnknownFamilyError
 from qigbench.models.families import internlm2, internvl, llama, llava, llava_onevision, qwen2_5_vl, qwen2vl
 from qigbench.models.family import ModelFamily, ScalingGroup
+from qigbench.quant import QuantLinear
 
 FAMILIES: tuple[ModelFamily, ...] = (
     qwen2vl.FAMILY,
@@ -125,6 +126,20 @@ def group_applies(block: nn.Module, group: ScalingGroup) -> bool:
             "the family description is wrong for this block"
         )
     return matches
+
+
+def block_linear_names(block: nn.Module, family: ModelFamily) -> list[str]:
+    """Every linear of ``block`` that is quantized, in block order: all of its ``nn.Linear`` (and
+    already quantized) modules except the family's explicit ``keep_fp`` list."""
+    linears = [name for name, m in block.named_modules() if isinstance(m, (nn.Linear, QuantLinear))]
+    kept = {k.path for k in family.keep_fp}
+    unknown = sorted(kept - set(linears))
+    if unknown:
+        raise ScalingGroupError(
+            f"family {family.name!r} keeps {unknown} in full precision, but the block has no such linear; "
+            "fix keep_fp in the family description"
+        )
+    return [name for name in linears if name not in kept]
 
 
 def applicable_groups(block: nn.Module, family: ModelFamily) -> list[ScalingGroup]:

@@ -54,9 +54,32 @@ def _config_values(aggs: Sequence[Agg], metric: str | None) -> dict[tuple[str, s
     return {k: mean(v) for k, v in picked.items()}
 
 
+def _config_spread(aggs: Sequence[Agg], metric: str | None) -> dict[tuple[str, str, str, bool], float]:
+    """Per (model, method, format, fp): half-width of the 95% interval of the mean over tasks.
+
+    Tasks are measured on different examples, so their errors combine as independent ones:
+    ``sqrt(sum h_t^2) / n_tasks``. A configuration with a task lacking an interval gets none.
+    """
+    halves: dict[tuple[str, str, str, bool], list[float | None]] = defaultdict(list)
+    for a in aggs:
+        if metric is None:
+            ok = is_known_metric(a.metric) and metric_info(a.metric).kind is MetricKind.ACCURACY
+        else:
+            ok = a.metric == metric
+        if ok:
+            halves[(a.model, a.method, a.format, a.fp)].append(None if a.interval is None else a.interval.half_width)
+    return {
+        k: math.sqrt(sum(h * h for h in hs if h is not None)) / len(hs)
+        for k, hs in halves.items()
+        if all(h is not None for h in hs)
+    }
+
+
 def metric_vs_bits(aggs: Sequence[Agg], metric: str | None = None) -> Figure | None:
-    """Lines of ``metric`` (mean over tasks) against weight bits; ``None`` when nothing to plot."""
+    """Lines of ``metric`` (mean over tasks) against weight bits, with 95% error bars where known;
+    ``None`` when nothing to plot."""
     values = _config_values(aggs, metric)
+    spread = _config_spread(aggs, metric)
     if not values:
         return None
     scale = 100.0 if metric is None and max(abs(v) for v in values.values()) <= 1.0 else 1.0
@@ -86,7 +109,10 @@ def metric_vs_bits(aggs: Sequence[Agg], metric: str | None = None) -> Figure | N
             for p in pts:
                 lines[f"{method} (A{p[1]})" if split else method].append(p)
             for label, line in lines.items():
-                ax.plot([p[0] for p in line], [p[3] for p in line], marker="o", label=_text(label))
+                yerr = [spread.get((model, method, p[2], False), 0.0) * scale for p in line]
+                ax.errorbar(
+                    [p[0] for p in line], [p[3] for p in line], yerr=yerr, marker="o", capsize=3, label=_text(label)
+                )
                 for w, _, fmt, v in line:
                     ax.annotate(_text(fmt), (w, v), textcoords="offset points", xytext=(4, 2), fontsize=6, color="grey")
         ax.set_title(_text(model))

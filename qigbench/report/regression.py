@@ -3,9 +3,19 @@
 A *regression* is a metric that moved in its bad direction (see the metric registry) by more
 than ``tolerance * |baseline| + abs_tolerance``. An *ordering* is a declared expectation between
 two methods, e.g. ``{"better": "qig", "worse": "mbq", "metric": "kl", "model": "tiny-qwen2vl",
-"format": "W3A16"}``: QIG's KL must not exceed MBQ's by more than the same tolerance. A baseline
-configuration absent from the database is an error, never a silent pass: CI that stopped running
-a configuration must say so.
+"format": "W3A16"}``, checked as a paired comparison on the db's own rows (same seeds, same
+examples; :func:`qigbench.stats.compare`) with a verdict:
+
+* *holds*: the better method is ahead and the 95% interval of the difference excludes zero;
+* *not distinguishable*: the interval covers zero (or the gap is inside the tolerance): reported
+  separately, never a failure, so noise cannot make CI flaky;
+* *broken* (fails): the reverse is significant, i.e. the whole interval says the "worse" method
+  wins by more than the tolerance;
+* with one seed and no per-example scores no test is possible: the means are compared with the
+  tolerance as before (reported as "means only").
+
+A baseline configuration absent from the database is an error, never a silent pass: CI that
+stopped running a configuration must say so.
 
 Baseline file (``version`` 1)::
 
@@ -33,6 +43,7 @@ from typing import Any
 from qigbench.results.errors import ResultsError
 from qigbench.results.metrics import metric_info
 from qigbench.results.row import ResultRow
+from qigbench.stats import DEFAULT_CONFIDENCE, Comparison, Measurement, compare, mean_of
 
 BASELINE_VERSION = 1
 DEFAULT_TOLERANCE = 0.02
@@ -118,7 +129,9 @@ class Baseline:
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # "regression" | "ordering" | "missing" | "improved" | "new"
+    # failing: "regression" | "ordering" | "missing"; reported: "indistinct" | "holds" | "untested" |
+    # "improved" | "new"
+    kind: str
     message: str
 
     @property
@@ -131,6 +144,18 @@ def seed_means(rows: Iterable[ResultRow]) -> dict[Key, float]:
     for r in rows:
         groups[(r.model, r.method, r.format, r.config_hash, r.task, r.metric)].append(r.value)
     return {k: mean(v) for k, v in groups.items()}
+
+
+def samples(rows: Iterable[ResultRow]) -> dict[Key, Measurement]:
+    """Per key: the value of every seed and, where stored, its per-example scores."""
+    seeds: dict[Key, dict[int, float]] = defaultdict(dict)
+    examples: dict[Key, dict[int, Any]] = defaultdict(dict)
+    for r in rows:
+        key = (r.model, r.method, r.format, r.config_hash, r.task, r.metric)
+        seeds[key][r.seed] = r.value
+        if r.examples is not None:
+            examples[key][r.seed] = r.examples
+    return {k: Measurement(v, examples.get(k, {})) for k, v in seeds.items()}
 
 
 def parse_ordering_spec(spec: str) -> tuple[str, str, str, str | None]:
@@ -146,37 +171,70 @@ def _allowed(reference: float, tolerance: float, abs_tolerance: float) -> float:
     return tolerance * abs(reference) + abs_tolerance
 
 
-def _method_value(values: dict[Key, float], o: Ordering, method: str) -> float | None:
+def _method_sample(found: dict[Key, Measurement], o: Ordering, method: str) -> Measurement | None:
+    """The method's measurement for the ordering (the mean over tasks when ``o.task`` is None)."""
     picked = [
         v
-        for (m, me, f, _, t, mt), v in values.items()
+        for (m, me, f, _, t, mt), v in sorted(found.items())
         if m == o.model and me == method and f == o.format and mt == o.metric and (o.task is None or t == o.task)
     ]
-    return mean(picked) if picked else None
-
-
-def ordering_holds(values: dict[Key, float], o: Ordering, tolerance: float, abs_tolerance: float) -> Finding | None:
-    """``None`` if the ordering holds, else a failing finding (broken or not measurable)."""
-    b, w = _method_value(values, o, o.better), _method_value(values, o, o.worse)
-    if b is None or w is None:
-        absent = o.better if b is None else o.worse
-        return Finding("missing", f"MISSING   ordering {o.label()}: no {o.metric} rows for {absent}")
-    slack = _allowed(w, tolerance, abs_tolerance)
-    hib = metric_info(o.metric).higher_is_better
-    ok = b >= w - slack if hib else b <= w + slack
-    if ok:
+    if not picked:
         return None
-    sign = ">=" if hib else "<="
-    return Finding(
-        "ordering",
-        f"ORDERING  {o.label()}: {o.better} {b:.6g} vs {o.worse} {w:.6g} "
-        f"(needs {sign} {w - slack if hib else w + slack:.6g} with tolerance)",
+    return picked[0] if len(picked) == 1 else mean_of(picked)
+
+
+def compare_ordering(
+    found: dict[Key, Measurement], o: Ordering, confidence: float = DEFAULT_CONFIDENCE
+) -> tuple[Measurement, Measurement, Comparison] | None:
+    """Paired comparison of ``o.better`` against ``o.worse``; ``None`` if one has no rows."""
+    b, w = _method_sample(found, o, o.better), _method_sample(found, o, o.worse)
+    if b is None or w is None:
+        return None
+    return b, w, compare(b, w, metric_info(o.metric).higher_is_better, confidence)
+
+
+def ordering_holds(
+    found: dict[Key, Measurement],
+    o: Ordering,
+    tolerance: float,
+    abs_tolerance: float,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> Finding:
+    """The ordering's verdict (see the module docstring); failing kinds: ``ordering``, ``missing``."""
+    got = compare_ordering(found, o, confidence)
+    if got is None:
+        absent = o.better if _method_sample(found, o, o.better) is None else o.worse
+        return Finding("missing", f"MISSING   ordering {o.label()}: no {o.metric} rows for {absent}")
+    b, w, c = got
+    slack = _allowed(w.mean, tolerance, abs_tolerance)
+    hib = metric_info(o.metric).higher_is_better
+    # the difference in the ordering's favour: > 0 means the "better" method is ahead
+    gain, gain_low, gain_high = (c.diff, c.low, c.high) if hib else (-c.diff, -c.high, -c.low)
+    pct = f"{confidence:.0%}"
+    detail = (
+        f"{o.better} {b.mean:.6g} vs {o.worse} {w.mean:.6g}, gain {gain:+.3g} "
+        f"[{pct}: {gain_low:+.3g}, {gain_high:+.3g}] by {c.test}"
     )
+    if not c.tested:
+        if gain < -slack:
+            return Finding(
+                "ordering", f"ORDERING  {o.label()}: {detail}; means only, worse beyond tolerance {slack:.3g}"
+            )
+        return Finding("untested", f"means     {o.label()}: {detail} (one seed, no per-example scores: no test)")
+    if gain_high < -slack:
+        return Finding(
+            "ordering",
+            f"ORDERING  {o.label()}: {detail}; {o.worse} is significantly better (beyond tolerance {slack:.3g})",
+        )
+    if gain_low > 0:
+        return Finding("holds", f"holds     {o.label()}: {detail}")
+    return Finding("indistinct", f"not distinguishable  {o.label()}: {detail}")
 
 
 def check(rows: Sequence[ResultRow], baseline: Baseline, tolerance: float, abs_tolerance: float = 0.0) -> list[Finding]:
     """Compare ``rows`` with ``baseline``; failing findings first."""
     values = seed_means(rows)
+    found_samples = samples(rows)
     hashes: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     for m, me, f, h, _, _ in values:
         hashes[(m, me, f)].add(h)
@@ -209,10 +267,12 @@ def check(rows: Sequence[ResultRow], baseline: Baseline, tolerance: float, abs_t
     for key in sorted(set(values) - known):
         findings.append(Finding("new", f"new       {' / '.join(key)}: not in the baseline"))
     for o in baseline.orderings:
-        found = ordering_holds(values, o, tolerance, abs_tolerance)
-        if found is not None:
-            findings.append(found)
-    return sorted(findings, key=lambda f: not f.fails)
+        findings.append(ordering_holds(found_samples, o, tolerance, abs_tolerance))
+    return sorted(findings, key=lambda f: (not f.fails, _REPORT_ORDER.get(f.kind, len(_REPORT_ORDER))))
+
+
+#: Non-failing findings are listed grouped: undecided orderings first, "new" rows last.
+_REPORT_ORDER = {"indistinct": 0, "untested": 1, "holds": 2, "improved": 3, "new": 4}
 
 
 def baseline_from_rows(
@@ -244,7 +304,9 @@ def baseline_from_rows(
             )
         expanded += [Ordering(better, worse, metric, m, f, task) for m, f in sorted(pairs)]
     expanded = list(dict.fromkeys(expanded))
-    broken = [f.message for o in expanded if (f := ordering_holds(values, o, tolerance or 0.0, abs_tolerance or 0.0))]
+    found_samples = samples(rows)
+    verdicts = [ordering_holds(found_samples, o, tolerance or 0.0, abs_tolerance or 0.0) for o in expanded]
+    broken = [f.message for f in verdicts if f.fails]
     if broken:
         raise ResultsError(
             "refusing to write a baseline whose orderings already fail:\n  "

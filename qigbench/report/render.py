@@ -23,6 +23,7 @@ _LATEX_SPECIALS = {
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
 }
 
 
@@ -60,12 +61,29 @@ def to_markdown(table: Table) -> str:
 
 
 def to_csv(table: Table) -> str:
-    """Machine-readable: raw values (not rounded display text), one header row ``group column``."""
+    """Machine-readable: raw values (not rounded display text), one header row ``group column``.
+
+    A column that has intervals is followed by ``... ci95 low`` and ``... ci95 high`` columns
+    (empty where a value has no interval).
+    """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(_flat_header(table))
+    header = _flat_header(table)
+    n_head = len(table.row_header)
+    spread = [any(cells[j].low is not None for _, cells in table.rows) for j in range(len(table.columns))]
+    out_header = list(header[:n_head])
+    for j, name in enumerate(header[n_head:]):
+        out_header += [name, f"{name} ci95 low", f"{name} ci95 high"] if spread[j] else [name]
+    writer.writerow(out_header)
+
+    def num(x: float | None) -> str:
+        return "" if x is None else repr(x)
+
     for head_cells, cells in table.rows:
-        writer.writerow([*head_cells, *("" if c.value is None else repr(c.value) for c in cells)])
+        values: list[str] = []
+        for j, c in enumerate(cells):
+            values += [num(c.value), num(c.low), num(c.high)] if spread[j] else [num(c.value)]
+        writer.writerow([*head_cells, *values])
     return buf.getvalue()
 
 

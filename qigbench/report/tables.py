@@ -8,8 +8,10 @@ them into Markdown, HTML, CSV and LaTeX, so every output shows the same numbers.
 * fidelity: KL, flip rate, block error, PPL per format;
 * calibration efficiency (Table 6): seconds, peak memory, time relative to MBQ.
 
-Seeds are averaged; an FP16 row (method ``fp16`` or a 16-bit format) is repeated in every
-format group, as in the paper.
+Seeds are averaged and every number carries its 95% interval (:mod:`qigbench.stats`: t over
+seeds, or a bootstrap over examples when there is one seed); best / second-best marking treats
+entries that a paired test cannot tell apart as tied. An FP16 row (method ``fp16`` or a 16-bit
+format) is repeated in every format group, as in the paper.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from statistics import mean
 
 from qigbench.report.paper import paper_average, paper_gpu_hours, paper_model
 from qigbench.results.metrics import MetricKind, is_known_metric, known_metrics, metric_info
 from qigbench.results.row import ResultRow
+from qigbench.stats import Interval, Measurement, Verdict, compare, interval, mean_of
 
 FP_FORMATS = frozenset({"fp16", "bf16", "fp32", "w16a16", "fp"})
 METHOD_ORDER = ("fp16", "rtn", "gptq", "awq", "sq", "smoothquant", "mbq", "qig", "qig+gptq", "loo", "qvlm", "tlq")
@@ -31,11 +34,21 @@ PAPER_FORMATS = ("W3A16", "W4A8")
 FP_LABEL = "FP16"
 
 
+#: Caption sentence shared by the ranked tables.
+TIES = (
+    "± = 95% interval (t over seeds; bootstrap over examples with one seed); entries a paired test "
+    "(same seeds / examples) cannot tell apart at 95% share a mark"
+)
+
+
 @dataclass(frozen=True)
 class Cell:
     value: float | None = None  # machine value (CSV); None = missing
     text: str = "—"  # display text
-    rank: int | None = None  # 1 = best, 2 = second best in its column and model
+    rank: int | None = None  # 1 = best, 2 = second best in its column and model (ties share it)
+    low: float | None = None  # 95% interval of value (CSV), None when unknown
+    high: float | None = None
+    sample: Measurement | None = field(default=None, compare=False, repr=False)  # for paired tie tests
 
 
 @dataclass
@@ -66,6 +79,8 @@ class Agg:
     seeds: int
     calib_seconds: float | None
     peak_memory_bytes: int | None
+    sample: Measurement | None = field(default=None, compare=False, repr=False)  # per seed / example
+    interval: Interval | None = None  # 95% interval of value
 
 
 def is_full_precision(method: str, fmt: str) -> bool:
@@ -102,6 +117,9 @@ def aggregate(rows: Iterable[ResultRow]) -> list[Agg]:
         per_seed = [calib[(model, method, fmt, chash, r.seed)] for r in members]
         secs = [max(s) for s in ([x.calib_seconds for x in c if x.calib_seconds is not None] for c in per_seed) if s]
         mems = [x.peak_memory_bytes for c in per_seed for x in c if x.peak_memory_bytes is not None]
+        sample = Measurement(
+            {r.seed: r.value for r in members}, {r.seed: r.examples for r in members if r.examples is not None}
+        )
         out.append(
             Agg(
                 model,
@@ -114,6 +132,8 @@ def aggregate(rows: Iterable[ResultRow]) -> list[Agg]:
                 len(members),
                 mean(secs) if secs else None,
                 max(mems) if mems else None,
+                sample,
+                interval(sample),
             )
         )
     return out
@@ -138,8 +158,27 @@ def _row_keys(aggs: Sequence[Agg]) -> list[tuple[str, str]]:
     return sorted(keys, key=lambda k: (k[0], (-1, "") if k[1] == FP_LABEL else method_sort_key(k[1])))
 
 
+def tied(a: Cell, b: Cell, higher_is_better: bool) -> bool:
+    """Equal values, or a paired test on the two cells' samples that finds no difference.
+
+    Without the data for a test (one seed, no per-example scores) only equal values tie.
+    """
+    if a.value == b.value:
+        return True
+    if a.sample is None or b.sample is None:
+        return False
+    found = compare(a.sample, b.sample, higher_is_better)
+    return found.tested and found.verdict is Verdict.INDISTINGUISHABLE
+
+
 def _rank(table: Table, higher_is_better: Sequence[bool | None]) -> None:
-    """Mark best / second-best quantized method per model and column (ties share a rank)."""
+    """Mark best / second-best quantized method per model and column.
+
+    Rank 1 goes to the best mean and the entries after it (in order of mean) that are tied with
+    it (:func:`tied`), up to the first that is not; rank 2 likewise from there. Pairwise tests are
+    not transitive, so stopping at the first distinguishable entry keeps the marks monotone in
+    the mean. A column where every entry ties with the best is left unmarked.
+    """
     by_model: dict[str, list[int]] = defaultdict(list)
     for i, (head, _) in enumerate(table.rows):
         if head[1] != FP_LABEL:
@@ -148,13 +187,26 @@ def _rank(table: Table, higher_is_better: Sequence[bool | None]) -> None:
         if hib is None:
             continue
         for idxs in by_model.values():
-            vals = sorted({v for i in idxs if (v := table.rows[i][1][col].value) is not None}, reverse=hib)
-            if len(vals) < 2:
+            present = [i for i in idxs if table.rows[i][1][col].value is not None]
+            if len({table.rows[i][1][col].value for i in present}) < 2:
                 continue
-            for i in idxs:
+            order = sorted(present, key=lambda i: table.rows[i][1][col].value or 0.0, reverse=hib)
+            ranks: dict[int, int] = {}
+            for rank in (1, 2):
+                rest = [i for i in order if i not in ranks]
+                if not rest:
+                    break
+                lead = table.rows[rest[0]][1][col]
+                for i in rest:  # a prefix of the order: a mark never skips a better mean
+                    if not tied(table.rows[i][1][col], lead, hib):
+                        break
+                    ranks[i] = rank
+                if rank == 1 and len(ranks) == len(order):
+                    ranks = {}
+                    break
+            for i, rank in ranks.items():
                 cell = table.rows[i][1][col]
-                if cell.value is not None and cell.value in vals[:2]:
-                    table.rows[i][1][col] = Cell(cell.value, cell.text, vals.index(cell.value) + 1)
+                table.rows[i][1][col] = replace(cell, rank=rank)
 
 
 def leaderboard(aggs: Sequence[Agg]) -> Table:
@@ -168,10 +220,10 @@ def leaderboard(aggs: Sequence[Agg]) -> Table:
     scale = 100.0 if acc and max(abs(a.value) for a in acc) <= 1.0 else 1.0
     fmts = _quantized_formats(acc)
     with_paper = any(paper_model(a.model) for a in acc)
-    value: dict[tuple[str, str, str, str], float] = {}
+    value: dict[tuple[str, str, str, str], Agg] = {}
     for a in acc:
         for fmt in fmts if a.fp else [a.format]:
-            value[(a.model, FP_LABEL if a.fp else a.method, fmt, a.task)] = a.value * scale
+            value[(a.model, FP_LABEL if a.fp else a.method, fmt, a.task)] = a
     groups = []
     for fmt in fmts:
         tasks = sorted({t for (_, _, f, t) in value if f == fmt})
@@ -181,7 +233,7 @@ def leaderboard(aggs: Sequence[Agg]) -> Table:
         "leaderboard",
         "Leaderboard (Table 2 layout)",
         f"Rows: model x method; column groups: formats; {unit}; Avg over the group's tasks (— if one is missing); "
-        "bold = best, underlined = second best quantized method per model. Paper avg: the paper's Table 2.",
+        f"bold = best, underlined = second best quantized method per model; {TIES}. Paper avg: the paper's Table 2.",
         ("Model", "Method"),
         groups,
     )
@@ -189,10 +241,10 @@ def leaderboard(aggs: Sequence[Agg]) -> Table:
         cells: list[Cell] = []
         for fmt, cols in groups:
             tasks = [c for c in cols if c not in ("Avg", "Paper avg")]
-            vals = [value.get((model, method, fmt, t)) for t in tasks]
-            cells += [_num(v, 2) for v in vals]
-            present = [v for v in vals if v is not None]
-            cells.append(_num(mean(present), 2) if present and len(present) == len(vals) else Cell())
+            found = [value.get((model, method, fmt, t)) for t in tasks]
+            cells += [_stat(a, 2, scale) for a in found]
+            present = [a for a in found if a is not None]
+            cells.append(_mean_cell(present, 2, scale) if present and len(present) == len(found) else Cell())
             if with_paper:
                 ref = paper_average(model, "fp16" if method == FP_LABEL else method, fmt, method == FP_LABEL)
                 cells.append(_num(ref, 2))
@@ -215,7 +267,7 @@ def fidelity(aggs: Sequence[Agg]) -> Table:
         return name if len(tasks_of[metric]) == 1 else f"{name} ({task})"
 
     order = list(known_metrics())
-    value = {(a.model, a.method, a.format, label(a.metric, a.task)): a.value for a in fid}
+    value = {(a.model, a.method, a.format, label(a.metric, a.task)): a for a in fid}
     groups, hib = [], []
     for fmt in fmts:
         pairs = sorted({(a.metric, a.task) for a in fid if a.format == fmt}, key=lambda p: (order.index(p[0]), p[1]))
@@ -225,12 +277,12 @@ def fidelity(aggs: Sequence[Agg]) -> Table:
         "fidelity",
         "Fidelity to the FP16 model",
         "Lower is better for every column (KL divergence, top-1 flip rate, block output error, perplexity); "
-        "bold = best, underlined = second best per model.",
+        f"bold = best, underlined = second best per model; {TIES}.",
         ("Model", "Method"),
         groups,
     )
     for model, method in _row_keys(fid):
-        cells = [_num(value.get((model, method, fmt, c)), None) for fmt, cols in groups for c in cols]
+        cells = [_stat(value.get((model, method, fmt, c)), None) for fmt, cols in groups for c in cols]
         if any(c.value is not None for c in cells):
             table.rows.append(((model, method), cells))
     _rank(table, hib)
@@ -276,6 +328,42 @@ def calibration(aggs: Sequence[Agg]) -> Table:
             cells.append(_num(paper_gpu_hours(model, method), 2))
         table.rows.append(((model, method), cells))
     return table
+
+
+def _fmt(value: float, digits: int | None) -> str:
+    return f"{value:.{digits}f}" if digits is not None else f"{value:.4g}"
+
+
+def _with_interval(value: float, ci: Interval | None, digits: int | None, sample: Measurement | None) -> Cell:
+    if ci is None:
+        return Cell(value, _fmt(value, digits), sample=sample)
+    half = ci.half_width
+    spread = f"{half:.{digits}f}" if digits is not None else f"{half:.2g}"
+    return Cell(value, f"{_fmt(value, digits)} ± {spread}", low=ci.low, high=ci.high, sample=sample)
+
+
+def _stat(a: Agg | None, digits: int | None, scale: float = 1.0) -> Cell:
+    """A measured number as ``mean ± half-width`` (scaled, e.g. fractions to percent)."""
+    if a is None or math.isnan(a.value):
+        return Cell()
+    ci = a.interval.scaled(scale) if a.interval is not None else None
+    return _with_interval(a.value * scale, ci, digits, a.sample)
+
+
+def _mean_cell(aggs: Sequence[Agg], digits: int | None, scale: float) -> Cell:
+    """Mean over tasks with its interval (per-seed task means, or the pooled examples)."""
+    value = mean(a.value for a in aggs) * scale
+    samples = [a.sample for a in aggs if a.sample is not None]
+    if len(samples) != len(aggs):
+        return _with_interval(value, None, digits, None)
+    pooled = mean_of(samples)
+    ci = interval(pooled) if pooled.seeds else None
+    if ci is not None:  # centre on the mean of the stored task values (the pooled one may round)
+        ci = Interval(
+            value / scale, ci.low - ci.mean + value / scale, ci.high - ci.mean + value / scale, ci.n, ci.method
+        )
+        ci = ci.scaled(scale)
+    return _with_interval(value, ci, digits, pooled)
 
 
 def _num(value: float | None, digits: int | None) -> Cell:

@@ -20,6 +20,7 @@ from pathlib import PurePath
 from typing import Any
 
 from qigbench.results.errors import ResultsError
+from qigbench.stats.paired import ExampleScores
 
 #: Columns of the unique key: re-recording a row with the same key replaces or skips it.
 ROW_KEY: tuple[str, ...] = ("model", "method", "format", "config_hash", "seed", "task", "metric")
@@ -100,6 +101,8 @@ class ResultRow:
     versions: Mapping[str, str] = field(default_factory=dict)
     config: Mapping[str, Any] = field(default_factory=dict)
     timestamp: str = field(default_factory=utc_now)
+    #: per-example scores behind ``value`` (same seed), for intervals and paired tests; None if unknown
+    examples: ExampleScores | None = None
 
     def __post_init__(self) -> None:
         for name in ROW_KEY:
@@ -113,6 +116,11 @@ class ResultRow:
             raise ResultsError(
                 f"value of {self.task}/{self.metric} must be a number, got {self.value!r}; "
                 "do not record a metric that failed to compute"
+            )
+        if self.examples is not None and not isinstance(self.examples, ExampleScores):
+            raise ResultsError(
+                f"examples of {self.task}/{self.metric} must be qigbench.stats.ExampleScores, "
+                f"got {type(self.examples).__name__}"
             )
 
     @property

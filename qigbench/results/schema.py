@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: Statements that bring a database of version ``v`` to ``v + 1`` (run in one transaction).
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # v2: per-example scores behind each value ('' = none recorded)
+    1: ("ALTER TABLE results ADD COLUMN examples_json TEXT NOT NULL DEFAULT ''",),
+}
 
 DDL: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS meta (
@@ -35,6 +41,7 @@ DDL: tuple[str, ...] = (
         versions_json     TEXT NOT NULL,
         config_json       TEXT NOT NULL,
         timestamp         TEXT NOT NULL,
+        examples_json     TEXT NOT NULL DEFAULT '',
         UNIQUE (model, method, format, config_hash, seed, task, metric)
     )""",
     "CREATE INDEX IF NOT EXISTS results_by_config ON results (model, method, format, config_hash, seed)",
@@ -68,4 +75,5 @@ ROW_COLUMNS: tuple[str, ...] = (
     "versions_json",
     "config_json",
     "timestamp",
+    "examples_json",
 )

@@ -30,7 +30,8 @@ from typing import Any, Literal
 from qigbench.results.environment import environment_info
 from qigbench.results.errors import ResultsError
 from qigbench.results.row import CONFIG_KEY, ROW_KEY, ConfigKey, ResultRow, utc_now
-from qigbench.results.schema import DDL, ROW_COLUMNS, SCHEMA_VERSION
+from qigbench.results.schema import DDL, MIGRATIONS, ROW_COLUMNS, SCHEMA_VERSION
+from qigbench.stats.paired import ExampleScores
 
 OnConflict = Literal["replace", "skip"]
 _FILTERABLE = (*ROW_KEY, "run_id", "device", "git_commit")
@@ -121,11 +122,16 @@ class ResultsStore:
                 found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
                 if found is None:
                     conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                elif int(found[0]) != SCHEMA_VERSION:
+                elif int(found[0]) > SCHEMA_VERSION:
                     raise ResultsError(
                         f"{self.path} has results schema v{found[0]}, this qigbench writes v{SCHEMA_VERSION}; "
                         "use a new --db file or the qigbench version that wrote it"
                     )
+                elif int(found[0]) < SCHEMA_VERSION:  # an older file: migrate in place, keeping every row
+                    for version in range(int(found[0]), SCHEMA_VERSION):
+                        for stmt in MIGRATIONS[version]:
+                            conn.execute(stmt)
+                    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
         self._retrying(attempt)
 
@@ -276,6 +282,7 @@ def _row_values(row: ResultRow) -> tuple[Any, ...]:
         "versions_json": json.dumps(dict(row.versions), sort_keys=True),
         "config_json": json.dumps(dict(row.config), sort_keys=True, default=str),
         "value": float(row.value),
+        "examples_json": _examples_json(row.examples),
     }
     return tuple(extra[c] if c in extra else getattr(row, c) for c in ROW_COLUMNS)
 
@@ -284,7 +291,25 @@ def _row_from(values: tuple[Any, ...]) -> ResultRow:
     data = dict(zip(ROW_COLUMNS, values, strict=True))
     data["versions"] = json.loads(data.pop("versions_json"))
     data["config"] = json.loads(data.pop("config_json"))
+    data["examples"] = _examples_from(data.pop("examples_json"))
     return ResultRow(**data)
+
+
+def _examples_json(ex: ExampleScores | None) -> str:
+    if ex is None:
+        return ""
+    data: dict[str, Any] = {"ids": list(ex.ids), "values": list(ex.values)}
+    if ex.weights is not None:
+        data["weights"] = list(ex.weights)
+    return json.dumps(data, separators=(",", ":"))
+
+
+def _examples_from(text: str) -> ExampleScores | None:
+    if not text:
+        return None
+    data = json.loads(text)
+    weights = data.get("weights")
+    return ExampleScores(tuple(data["ids"]), tuple(data["values"]), None if weights is None else tuple(weights))
 
 
 def _where(filters: Mapping[str, Any]) -> tuple[str, list[Any]]:

@@ -52,8 +52,14 @@ class AttributionTarget:
     answer_mask: Tensor | None = None
     #: [B, heads, T, T] attention probabilities of the block, for the ``attention`` provider
     attention_probs: Tensor | None = None
+    #: whether activations are quantized too (W-A format); None = "``x_q`` is given", the engine's
+    #: rule for the default reference. A weight-only target may still carry ``x_q`` when a provider
+    #: asked for a quantized-path baseline (``qig.baseline=quantized``).
+    weight_activation: bool | None = None
 
     def __post_init__(self) -> None:
+        if self.weight_activation is None:
+            self.weight_activation = self.x_q is not None
         if self.x.dim() != 3:
             raise SensitivityError(
                 f"AttributionTarget.x must be [B, T, H], got shape {tuple(self.x.shape)}; "
@@ -102,8 +108,11 @@ def finalize_weights(
     comparable across samples and layers; it does not change which tokens are outliers.
 
     ``apply_clip=False`` computes the clipping (for the diagnostics) without applying it — the
-    released code's W4A8 behaviour. ``mask_padding=False`` keeps padding positions in the
-    weights — the released code's bug, available only for paper-vs-code comparisons.
+    released code's W4A8 behaviour. ``mask_padding=False`` lets padding positions take part in the
+    normalisation and clipping — the released code's bug, available only for paper-vs-code
+    comparisons. The solver contract (0 on padding) still holds at the end: padding's share is
+    dropped and each row renormalised over its real tokens (``diagnostics["padding_share"]``); the
+    released code also adds the padded positions' own errors to the loss, which no solver here does.
 
     A row whose scores are all zero (``x == x_q``: nothing to attribute) or not finite gets
     uniform weights; the rows are listed in ``diagnostics["fallback_rows"]`` and logged.
@@ -120,6 +129,10 @@ def finalize_weights(
     elif clipping != "none":
         diag["clipping_computed_not_applied"] = True
     weights, bad = _uniform_fallback(normed, mask)
+    if not mask_padding:
+        real = valid_mask(token_types)
+        diag["padding_share"] = float(torch.where(real, 0.0, weights).sum(dim=-1).mean()) if weights.numel() else 0.0
+        weights, _ = _uniform_fallback(_normalise_rows(torch.where(real, weights, torch.zeros_like(weights))), real)
     if bad.any():
         rows = bad.nonzero().flatten().tolist()
         log.warning("token weights: rows %s have no usable scores (x == x_q or all-zero); using uniform", rows)

@@ -22,8 +22,10 @@ flag                        reference   effect
 ``warmup_searches``         5           the first N calls (counted by a ``SearchCounter``
                                         object) return uniform weights over vision + answer
                                         tokens (item 5)
-``mask_padding``            False       padding keeps its weight (item 6: a bug, kept only to
-                                        compare with the released code)
+``mask_padding``            False       padding takes part in normalisation and clipping (item
+                                        6: a bug, kept only to compare with the released code);
+                                        its share is dropped at the end, since no solver here
+                                        puts padding into the loss (stated departure)
 ==========================  ==========  ===================================================
 
 Item 2 (the quantized branch is an RTN copy without scaling) is what the engine's ``f_q``
@@ -124,7 +126,7 @@ class QIGConfig:
 
 def qig_objective(target: AttributionTarget, config: QIGConfig) -> GFn:
     """``G(x)[n] = scale * sum_t mean_h |g(x)|`` with g chosen by ``config.objective``."""
-    wa = target.x_q is not None
+    wa = bool(target.weight_activation)
     scale = config.scale(wa)
     no_grad_q = config.use_quantized_no_grad() and wa
     f_fp, f_q = target.f_fp, target.f_q
@@ -162,15 +164,21 @@ class QIGProvider:
     def baseline_for(self, target: AttributionTarget) -> Tensor:
         mode = self.config.baseline
         if mode == "auto":
-            mode = "quantized" if target.x_q is not None else "zero"
+            mode = "quantized" if target.weight_activation and target.x_q is not None else "zero"
         if mode == "zero":
             return torch.zeros_like(target.x)
         if target.x_q is None:
             raise SensitivityError(
-                "baseline='quantized' needs AttributionTarget.x_q; the engine provides it for weight-activation "
-                "formats (quantized propagation path) — use baseline='zero' or 'auto' for weight-only formats"
+                "baseline='quantized' needs AttributionTarget.x_q (the input along the quantized path); the "
+                "engine provides it in every format when the provider asks for it (QIGProvider.wants_quantized_input); "
+                "a target built by hand without x_q can only use baseline='zero' (the paper's weight-only choice)"
             )
         return target.x_q
+
+    @property
+    def wants_quantized_input(self) -> bool:
+        """Whether the engine must provide ``x_q`` even for weight-only formats."""
+        return self.config.baseline == "quantized"
 
     def __call__(self, target: AttributionTarget) -> TokenWeights:
         cfg = self.config
@@ -182,7 +190,7 @@ class QIGProvider:
         baseline = self.baseline_for(target)
         diag["baseline"] = "zero" if baseline is not target.x_q else "quantized"
         raw, res = self.scores(target, baseline, diag)
-        wa = target.x_q is not None
+        wa = bool(target.weight_activation)
         apply_clip = cfg.use_clip_in_wa() or not wa
         out = finalize_weights(
             raw,

@@ -18,6 +18,7 @@ from qigbench.errors import QigbenchError
 from qigbench.models.loading import LoadedModel
 from qigbench.pipeline import QuantizeResult
 from qigbench.results import is_known_metric
+from qigbench.stats import ExampleScores
 from qigbench.suite.options import FIDELITY_TASK, SuiteOptions
 
 #: Harness metric -> stored metric.
@@ -33,6 +34,8 @@ class SuiteEvalError(QigbenchError, RuntimeError):
 class TaskMetrics:
     task: str
     values: dict[str, float] = field(default_factory=dict)
+    #: metric -> per-example scores behind its value (prompts, questions), where known
+    examples: dict[str, ExampleScores] = field(default_factory=dict)
 
 
 def evaluate_task(
@@ -74,9 +77,15 @@ def fidelity_metrics(
     from qigbench.eval.fidelity import fidelity
 
     found = fidelity(fp.model, model.model, fidelity_batches(fp, rng), device=device)
+    tokens = [float(n) for n in found.prompt_tokens]
+    # block error has no examples: its blocks are not exchangeable samples (seeds carry its spread)
     return TaskMetrics(
         FIDELITY_TASK,
         {"kl": found.kl, "flip_rate": found.flip_rate, "block_error": result.report.mean_block_error},
+        {
+            "kl": ExampleScores.of(found.prompt_kl, tokens),
+            "flip_rate": ExampleScores.of(found.prompt_flip_rate, tokens),
+        },
     )
 
 
@@ -105,12 +114,14 @@ def harness_metrics(task: str, model: LoadedModel, options: SuiteOptions, task_p
     raw = per_task.get(resolved.task) or _mean_over(per_task)
     values = {RENAMES.get(k, k): v for k, v in raw.items()}
     values = {k: v for k, v in values.items() if is_known_metric(k)}
+    scores = found.examples.get(resolved.task, {})  # a group's mean has no single example list
+    examples = {RENAMES.get(k, k): e for k, e in scores.items() if RENAMES.get(k, k) in values}
     if not values:
         raise SuiteEvalError(
             f"task {task} reported {sorted(raw)}, none of which the results store knows; register the metric with "
             "qigbench.results.register_metric(NAME, higher_is_better=..., kind=...)"
         )
-    return TaskMetrics(task, values)
+    return TaskMetrics(task, values, examples)
 
 
 def _mean_over(per_task: dict[str, dict[str, float]]) -> dict[str, float]:

@@ -54,7 +54,11 @@ class Case:
         return f"{base} [{','.join(f'{k}={v}' for k, v in self.options)}]"
 
     def fingerprint(self) -> dict[str, Any]:
-        """What identifies the quantized model, independent of the machine (no cache paths)."""
+        """What identifies the quantized configuration, independent of the machine (no cache paths).
+
+        The calibration seed is left out: it is its own key column (``ConfigKey.seed``), so the
+        seeds of one configuration share a hash and reports pool them into mean +/- interval.
+        """
         if self.is_fp:
             return {"model": self.model, "method": FP_METHOD}
         return {
@@ -63,7 +67,6 @@ class Case:
             "format": self.format,
             "options": [list(o) for o in self.options],
             "samples": self.samples,
-            "seed": self.seed,
         }
 
     def config_hash(self) -> str:

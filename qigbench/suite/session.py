@@ -77,7 +77,7 @@ class SuiteSession:
         return bool(self.store.rows(**vars(key), task=task))
 
     def is_cached(self, case: Case) -> bool:
-        return case.config_hash() in self._quantized
+        return _cache_key(case) in self._quantized
 
     def close(self) -> None:
         self.store.close()
@@ -126,7 +126,7 @@ class SuiteSession:
 
     def quantized(self, case: Case, timer: Any = None) -> QuantizeResult:
         """The quantized model of ``case`` (cached); ``timer`` is a pytest-benchmark fixture to time it."""
-        key = case.config_hash()
+        key = _cache_key(case)
         if key in self._quantized:
             self._quantized.move_to_end(key)
             return self._quantized[key]
@@ -188,10 +188,12 @@ class SuiteSession:
         stamp: dict[str, Any] = {
             "calib_seconds": None if result is None else result.report.seconds,
             "peak_memory_bytes": None if result is None else result.report.peak_memory_bytes,
-            "config": {**case.fingerprint(), "table": case.table, "calib": case.calib},
+            "config": {**case.fingerprint(), "seed": case.seed, "table": case.table, "calib": case.calib},
         }
         rows: list[ResultRow] = [
-            self.run.row(**vars(key), task=task, metric=metric, value=value, **stamp)
+            self.run.row(
+                **vars(key), task=task, metric=metric, value=value, examples=metrics.examples.get(metric), **stamp
+            )
             for metric, value in metrics.values.items()
         ]
         written = self.store.record(rows, on_conflict=self.options.on_conflict)
@@ -209,6 +211,11 @@ class SuiteSession:
             f"(already in {self.options.db}), {c.configs_done} configurations finished"
             + (f"; {len(self.heatmaps)} heatmaps in {self.heatmaps[0].parent}" if self.heatmaps else "")
         )
+
+
+def _cache_key(case: Case) -> str:
+    """Quantized models differ by configuration and calibration seed (the hash leaves the seed out)."""
+    return f"{case.config_hash()}:s{case.seed}"
 
 
 __all__ = ["FIDELITY_TASK", "Counters", "SuiteSession"]

@@ -152,3 +152,52 @@ def test_targeted_recording_stops_the_block_early(llama) -> None:  # type: ignor
     spy = _CountMLP()
     calibrate(model, family, batches, spy, "W4A16g16", EngineConfig(progress=False))
     assert spy.mlp_calls == [0] * len(get_blocks(model, family))
+
+
+def test_resume_with_another_dtype_or_data_is_refused(tiny_llama_dir: Path, tmp_path: Path, tools) -> None:  # type: ignore[no-untyped-def]
+    """Everything that changes the numbers is in the resume fingerprint: an fp32 run is not
+    continued in bfloat16, nor on other calibration data (issue 11)."""
+    from qigbench.errors import QigbenchError
+    from qigbench.models.registry import family_for
+
+    batches = tools.batches(tiny_llama_dir)
+    model = tools.load(tiny_llama_dir)
+    family = family_for(model)
+    with pytest.raises(_Interrupt):
+        calibrate(model, family, batches, _FlakyRTN(die_at=1), "W4A16g16",
+                  EngineConfig(progress=False, resume_dir=tmp_path))
+    with pytest.raises(QigbenchError, match="dtype"):
+        calibrate(tools.load(tiny_llama_dir).to(torch.bfloat16), family, [b.to("cpu", torch.bfloat16) for b in batches],
+                  RTN(), "W4A16g16", EngineConfig(progress=False, resume_dir=tmp_path))
+    other = tools.batches(tiny_llama_dir)
+    other[0].inputs["input_ids"] = other[0].inputs["input_ids"].flip(-1)
+    with pytest.raises(QigbenchError, match="calibration_sha256"):
+        calibrate(tools.load(tiny_llama_dir), family, other, RTN(), "W4A16g16",
+                  EngineConfig(progress=False, resume_dir=tmp_path))
+
+
+class _SlowRTN(_FlakyRTN):
+    """Sleeps in every block so the recorded time has a known lower bound."""
+
+    def quantize_block(self, ctx: BlockContext) -> None:
+        import time
+
+        time.sleep(0.3)
+        super().quantize_block(ctx)
+
+
+def test_resumed_run_reports_the_total_calibration_time(tiny_llama_dir: Path, tmp_path: Path, tools) -> None:  # type: ignore[no-untyped-def]
+    from qigbench.models.registry import family_for
+
+    batches = tools.batches(tiny_llama_dir)
+    model = tools.load(tiny_llama_dir)
+    family = family_for(model)
+    n_blocks = len(model.get_submodule(family.blocks))
+    with pytest.raises(_Interrupt):
+        calibrate(model, family, batches, _SlowRTN(die_at=1), "W4A16g16",
+                  EngineConfig(progress=False, resume_dir=tmp_path))
+    report = calibrate(tools.load(tiny_llama_dir), family, batches, _SlowRTN(die_at=-1), "W4A16g16",
+                       EngineConfig(progress=False, resume_dir=tmp_path))
+    assert report.resumed_from_block == 1
+    assert report.resumed_seconds >= 0.3  # block 0 of the first run
+    assert report.seconds >= report.resumed_seconds + 0.3 * (n_blocks - 1)

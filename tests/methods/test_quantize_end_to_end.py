@@ -11,11 +11,12 @@ import pytest
 
 from qigbench.cli import main
 from qigbench.eval.fidelity import fidelity
+from qigbench.models.aliases import ALIASES, SourceKind
 from qigbench.models.loading import load_model
 from qigbench.pipeline import RECORD_NAME, load_quantized
 from qigbench.quant import ChannelActQuantLinear, QuantLinear
 
-FAMILIES = ["tiny-qwen2vl", "tiny-qwen2.5vl", "tiny-llava-ov", "tiny-internvl", "tiny-llava", "tiny-llama"]
+FAMILIES = [a.name for a in ALIASES if a.kind is SourceKind.TINY]  # every tiny family, from the registry
 METHODS = ["rtn", "gptq", "awq", "smoothquant", "mbq", "qig", "qig-gptq"]
 #: the other two seed methods of the project, each in both formats (Q-VLM's paper mode in one)
 SEED_CASES = [("qvlm", fmt, ()) for fmt in ("W3A16", "W4A8")] + [("tlq", fmt, ()) for fmt in ("W3A16", "W4A8")]

@@ -9,9 +9,11 @@ import pytest
 from PIL import Image
 
 from qigbench.models import LoadedModel, load_model
+from qigbench.models.aliases import ALIAS_BY_NAME, ALIASES, SourceKind
+from qigbench.models.registry import family_named
 
-TINY_ALIASES = ("tiny-qwen2vl", "tiny-qwen2.5vl", "tiny-llava-ov", "tiny-internvl", "tiny-llava", "tiny-llama")
-VLM_ALIASES = TINY_ALIASES[:5]
+TINY_ALIASES = tuple(a.name for a in ALIASES if a.kind is SourceKind.TINY)  # every tiny family, from the registry
+VLM_ALIASES = tuple(a for a in TINY_ALIASES if family_named(ALIAS_BY_NAME[a].family).multimodal)
 
 _LOADED: dict[str, LoadedModel] = {}
 

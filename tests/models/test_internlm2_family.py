@@ -1,10 +1,5 @@
-"""The InternLM2 (InternVL2, remote code) description matches an InternLM2-shaped module tree.
-
-Nothing is downloaded: the tree below mirrors the remote code's module names and shapes
-(``language_model.model.layers[i].attention.wqkv`` with q/k/v rows interleaved per key-value
-group, ``wo``, ``feed_forward.w1/w3/w2``, ``attention_norm``/``ffn_norm``) and its block math, so
-the family's paths, shapes and scaling groups are checked without trust_remote_code.
-"""
+"""The InternLM2 (InternVL2, remote code) description matches an InternLM2-shaped module tree
+(:mod:`tests.models.internlm2_mock`): paths, shapes, scaling groups, token classification."""
 
 from __future__ import annotations
 
@@ -15,79 +10,11 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch import nn
+from internlm2_mock import HEAD_DIM, HEADS, HIDDEN, KV_HEADS, internvl_chat_tree
 
 from qigbench.models import applicable_groups, apply_scales_, family_for, get_blocks, resolve_group
 from qigbench.models.token_types import classify_tokens
 from qigbench.tokens import TokenType
-
-HIDDEN, HEADS, KV_HEADS, INTER = 32, 4, 2, 48
-HEAD_DIM = HIDDEN // HEADS
-
-
-class RMSNorm(nn.Module):
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.rand(dim) + 0.5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * self.weight
-
-
-class Attention(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.wqkv = nn.Linear(HIDDEN, (HEADS + 2 * KV_HEADS) * HEAD_DIM, bias=False)
-        self.wo = nn.Linear(HIDDEN, HIDDEN, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, _ = x.shape
-        per_kv = HEADS // KV_HEADS
-        qkv = self.wqkv(x).view(b, t, KV_HEADS, per_kv + 2, HEAD_DIM)
-        q = qkv[..., :per_kv, :].reshape(b, t, HEADS, HEAD_DIM).transpose(1, 2)
-        k = qkv[..., -2, :].repeat_interleave(per_kv, dim=2).transpose(1, 2)
-        v = qkv[..., -1, :].repeat_interleave(per_kv, dim=2).transpose(1, 2)
-        out = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.wo(out.transpose(1, 2).reshape(b, t, HIDDEN))
-
-
-class FeedForward(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.w1 = nn.Linear(HIDDEN, INTER, bias=False)
-        self.w3 = nn.Linear(HIDDEN, INTER, bias=False)
-        self.w2 = nn.Linear(INTER, HIDDEN, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2(nn.functional.silu(self.w1(x)) * self.w3(x))
-
-
-class DecoderLayer(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.attention_norm = RMSNorm(HIDDEN)
-        self.attention = Attention()
-        self.ffn_norm = RMSNorm(HIDDEN)
-        self.feed_forward = FeedForward()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attention(self.attention_norm(x))
-        return x + self.feed_forward(self.ffn_norm(x))
-
-
-def internvl_chat_tree() -> nn.Module:
-    torch.manual_seed(0)
-    root = nn.Module()
-    root.config = SimpleNamespace(model_type="internvl_chat")  # type: ignore[assignment]
-    root.vision_model = nn.Linear(4, 4)
-    root.mlp1 = nn.Linear(4, HIDDEN)
-    root.language_model = nn.Module()
-    root.language_model.model = nn.Module()
-    root.language_model.model.tok_embeddings = nn.Embedding(16, HIDDEN)
-    root.language_model.model.layers = nn.ModuleList([DecoderLayer() for _ in range(2)])
-    root.language_model.model.norm = RMSNorm(HIDDEN)
-    root.language_model.output = nn.Linear(HIDDEN, 16, bias=False)
-    return root
 
 
 def test_paths_and_shapes_resolve() -> None:
@@ -102,7 +29,8 @@ def test_paths_and_shapes_resolve() -> None:
         assert [g.name for g in applicable_groups(block, family)] == ["qkv", "gate_up", "down"]
         qkv = resolve_group(block, family.groups[0])
         assert qkv.linears[0].weight.shape == ((HEADS + 2 * KV_HEADS) * HEAD_DIM, HIDDEN)
-        down = resolve_group(block, family.groups[2])
+        by_name = {g.name: g for g in family.groups}
+        down = resolve_group(block, by_name["down"])
         ffn = block.get_submodule("feed_forward")
         assert down.prev_op is ffn.w3 and down.linears == [ffn.w2]
 
@@ -113,7 +41,7 @@ def test_scaling_invariance_on_internlm2_block(group_index: int, seed: int) -> N
     model = internvl_chat_tree()
     family = family_for(model)
     block = get_blocks(model, family)[0]
-    group = family.groups[group_index]
+    group = applicable_groups(block, family)[group_index]
     gen = torch.Generator().manual_seed(seed)
     width = resolve_group(block, group).linears[0].in_features
     scales = torch.exp(torch.randn(width, generator=gen))
@@ -152,7 +80,7 @@ def test_internvl_chat_with_another_language_model_is_refused() -> None:
         family_for(SimpleNamespace(model_type="internvl_chat", llm_config=SimpleNamespace(model_type="qwen2")))
 
 
-@pytest.mark.parametrize("name", ["qkv", "gate_up", "down"])
+@pytest.mark.parametrize("name", ["qkv", "o", "gate_up", "down"])
 def test_groups_are_named_like_llama_style(name: str) -> None:
     """Methods look groups up by name (MBQ's attention/MLP ratio): InternLM2 uses the same names."""
     family = family_for(internvl_chat_tree())

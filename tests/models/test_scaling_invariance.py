@@ -16,9 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qigbench.models import applicable_groups, apply_scales_, get_blocks, resolve_group
+from qigbench.models.aliases import ALIASES, SourceKind
 from qigbench.models.errors import ScalingGroupError
 
-TINY_ALIASES = ("tiny-qwen2vl", "tiny-qwen2.5vl", "tiny-llava-ov", "tiny-internvl", "tiny-llava", "tiny-llama")
+TINY_ALIASES = tuple(a.name for a in ALIASES if a.kind is SourceKind.TINY)  # every tiny family, from the registry
 _CAPTURED: dict[str, list[tuple[torch.nn.Module, tuple[Any, ...], dict[str, Any]]]] = {}
 
 

@@ -6,11 +6,13 @@ import pytest
 import torch
 
 from qigbench.models import applicable_groups, classify_tokens, family_for, get_blocks, resolve_group
+from qigbench.models.aliases import ALIAS_BY_NAME, ALIASES, SourceKind
+from qigbench.models.registry import family_named
 from qigbench.models.token_types import vision_token_ids
 from qigbench.tokens import TokenType
 
-TINY_ALIASES = ("tiny-qwen2vl", "tiny-qwen2.5vl", "tiny-llava-ov", "tiny-internvl", "tiny-llava", "tiny-llama")
-VLM_ALIASES = TINY_ALIASES[:5]
+TINY_ALIASES = tuple(a.name for a in ALIASES if a.kind is SourceKind.TINY)  # every tiny family, from the registry
+VLM_ALIASES = tuple(a for a in TINY_ALIASES if family_named(ALIAS_BY_NAME[a].family).multimodal)
 
 # (alias) -> whether the "o" group exists (4 kv heads) or not (GQA)
 HAS_O_GROUP = {

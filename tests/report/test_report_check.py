@@ -136,3 +136,63 @@ def test_bad_baseline_files(tmp_path: Path) -> None:
     (tmp_path / "b.json").write_text('{"version": 7}')
     with pytest.raises(ResultsError, match="version"):
         Baseline.load(tmp_path / "b.json")
+
+
+def _kl_rows(qig: list[float], mbq: list[float], seed: int = 0) -> list[ResultRow]:
+    """One seed of per-prompt KL for qig and mbq on the same prompts (ids 0..n-1)."""
+    from qigbench.stats import ExampleScores
+
+    rows = []
+    for method, xs in (("qig", qig), ("mbq", mbq)):
+        ex = ExampleScores.of(xs)
+        rows.append(
+            ResultRow(
+                model="m",
+                method=method,
+                format="W4A8",
+                config_hash="h",
+                seed=seed,
+                task="fidelity",
+                metric="kl",
+                value=ex.mean(),
+                examples=ex,
+            )
+        )
+    return rows
+
+
+def test_ordering_verdicts_are_paired_tests() -> None:
+    rng = __import__("numpy").random.default_rng(0)
+    difficulty = list(rng.uniform(0.5, 2.0, size=12))  # shared by both methods: pairing removes it
+    o = Ordering("qig", "mbq", "kl", "m", "W4A8")
+    base = Baseline([], [o])
+
+    def verdict(offsets: list[float]) -> list[str]:
+        rows = _kl_rows([d + e for d, e in zip(difficulty, offsets, strict=True)], difficulty)
+        return [f.kind for f in check(rows, base, tolerance=0.0) if f.kind != "new"]
+
+    noise = list(rng.normal(scale=0.05, size=12))
+    assert verdict([x - sum(noise) / 12 for x in noise]) == ["indistinct"]  # zero mean gap, noise only
+    assert verdict([x - 0.2 for x in noise]) == ["holds"]  # qig's KL lower on (nearly) every prompt
+    assert verdict([x + 0.2 for x in noise]) == ["ordering"]  # the reverse is significant: fails
+    # the same reverse gap inside a tolerance (slack 0.25 * mean KL) is not a failure
+    rows = _kl_rows([d + e + 0.2 for d, e in zip(difficulty, noise, strict=True)], difficulty)
+    assert [f.kind for f in check(rows, base, tolerance=0.25) if f.kind != "new"] == ["indistinct"]
+
+
+def test_not_distinguishable_is_reported_apart_and_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from qigbench.results import ResultsStore
+
+    rows = _kl_rows([0.10, 0.30, 0.20, 0.25], [0.11, 0.28, 0.21, 0.24])
+    db = tmp_path / "r.db"
+    store = ResultsStore(db)
+    store.record(rows)
+    store.close()
+    base = tmp_path / "b.json"
+    Baseline([], [Ordering("qig", "mbq", "kl", "m", "W4A8")], 0.02, 0.0).dump(base)
+    assert main(["check", "--db", str(db), "--baseline", str(base)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "not distinguishable  m / W4A8: qig should beat mbq on kl" in out and "paired bootstrap over 4 examples" in out
+    )
+    assert "0 hold, 1 not distinguishable, 0 means only, 0 broken" in out

@@ -128,3 +128,68 @@ def test_errors_name_the_fix(tmp_path: Path) -> None:
         build_report(db, tmp_path / "out", ReportOptions(templates=tmp_path))
     with pytest.raises(ResultsError, match="--heatmap"):
         build_report(db, tmp_path / "out", ReportOptions(heatmaps=(tmp_path / "nope.png",)))
+
+
+def test_indistinguishable_entries_share_a_mark_and_cells_show_intervals() -> None:
+    from qigbench.report import fidelity
+    from qigbench.report.render import to_csv
+    from qigbench.stats import ExampleScores
+
+    base = [0.2, 0.5, 0.3, 0.9, 0.4, 0.6, 0.7, 0.35]
+    per_method = {
+        "qig": [b + 0.001 * (-1) ** i for i, b in enumerate(base)],  # noise around mbq: tied with it
+        "mbq": base,
+        "awq": [b + 0.3 for b in base],  # clearly worse on every prompt
+        "rtn": [b + 0.6 for b in base],  # worse still
+    }
+    rows = []
+    for method, xs in per_method.items():
+        ex = ExampleScores.of(xs)
+        rows.append(
+            ResultRow(
+                model="m",
+                method=method,
+                format="W4A8",
+                config_hash="h",
+                task="fidelity",
+                metric="kl",
+                value=ex.mean(),
+                examples=ex,
+            )
+        )
+    table = fidelity(aggregate(rows))
+    ranks = {head[1]: cells[0].rank for head, cells in table.rows}
+    assert ranks == {"mbq": 1, "qig": 1, "awq": 2, "rtn": None}
+    qig = next(cells[0] for head, cells in table.rows if head[1] == "qig")
+    assert " ± " in qig.text and qig.low is not None and qig.high is not None and qig.low < qig.value < qig.high
+    header = to_csv(table).splitlines()[0]
+    assert header.endswith("W4A8 KL,W4A8 KL ci95 low,W4A8 KL ci95 high")
+    assert r"$\pm$" in to_latex(table)
+
+
+def test_seeds_pool_into_one_row_with_a_t_interval() -> None:
+    rows = [
+        ResultRow(
+            model="m", method="qig", format="W3A16", config_hash="h", seed=s, task="t", metric="accuracy", value=v
+        )
+        for s, v in ((0, 0.50), (1, 0.52), (2, 0.54))
+    ]
+    (agg,) = aggregate(rows)
+    assert agg.seeds == 3 and agg.interval is not None and agg.interval.method == "t over seeds"
+    # mean 52%, sd 2 points, se 2/sqrt(3), t_2 = 4.303 -> half-width 4.97 points
+    (row,) = leaderboard([agg]).rows
+    assert row[1][0].text == "52.00 ± 4.97"
+
+
+def test_marks_stay_monotone_when_pairwise_ties_are_not_transitive() -> None:
+    """C's noise ties it with the leader A, B is reliably behind A; C (worse mean) must not outrank B."""
+    per_seed = {"qig": (0.10, 0.10, 0.10), "mbq": (0.20, 0.21, 0.20), "rtn": (-0.5, 1.4, -0.2)}  # kl: lower wins
+    rows = [
+        ResultRow(model="m", method=meth, format="W4A8", config_hash="h", seed=s, task="f", metric="kl", value=v)
+        for meth, vals in per_seed.items()
+        for s, v in enumerate(vals)
+    ]
+    from qigbench.report import fidelity
+
+    ranks = {head[1]: cells[0].rank for head, cells in fidelity(aggregate(rows)).rows}
+    assert ranks["qig"] == 1 and ranks["mbq"] == 2 and ranks["rtn"] == 2

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from qigbench.results import ConfigKey, ResultRow, ResultsError, ResultsStore, config_hash
+from qigbench.stats import ExampleScores
 
 ENV = {"git_commit": "abc123", "device": "cpu", "versions": {"torch": "x"}}
 
@@ -25,7 +26,7 @@ def test_wal_mode_and_schema_version(tmp_path: Path) -> None:
     ResultsStore(tmp_path / "r.db").close()
     conn = sqlite3.connect(tmp_path / "r.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "1"
+    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
     conn.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
     conn.commit()
     conn.close()
@@ -126,3 +127,43 @@ def test_bad_rows_are_rejected_with_a_reason(bad: dict[str, object]) -> None:
 def test_directory_path_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ResultsError, match=r"results\.db"):
         ResultsStore(tmp_path)
+
+
+#: The v1 results table exactly as qigbench wrote it before per-example scores existed.
+_V1_RESULTS = """CREATE TABLE results (
+    id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, model TEXT NOT NULL, method TEXT NOT NULL,
+    format TEXT NOT NULL, config_hash TEXT NOT NULL, seed INTEGER NOT NULL, task TEXT NOT NULL,
+    metric TEXT NOT NULL, value REAL NOT NULL, calib_seconds REAL, peak_memory_bytes INTEGER,
+    device TEXT NOT NULL, git_commit TEXT NOT NULL, versions_json TEXT NOT NULL, config_json TEXT NOT NULL,
+    timestamp TEXT NOT NULL, UNIQUE (model, method, format, config_hash, seed, task, metric))"""
+
+
+def test_v1_database_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    conn.execute(_V1_RESULTS)
+    conn.execute(
+        "INSERT INTO results (run_id, model, method, format, config_hash, seed, task, metric, value, device, "
+        "git_commit, versions_json, config_json, timestamp) VALUES "
+        "('r', 'tiny', 'qig', 'W3A16', 'h1', 0, 'chartqa', 'accuracy', 0.25, 'cpu', 'c', '{}', '{}', 't')"
+    )
+    conn.commit()
+    conn.close()
+    store = ResultsStore(path)
+    (old,) = store.rows()
+    assert old.value == 0.25 and old.examples is None
+    scores = ExampleScores(("a", "b"), (0.1, 0.3), (2.0, 1.0))
+    store.record(_row(task="vizwiz", value=scores.mean(), examples=scores))
+    assert store.rows(task="vizwiz")[0].examples == scores
+    store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+    conn.close()
+    assert len(ResultsStore(path).rows()) == 2  # re-opening a migrated file is a no-op
+
+
+def test_examples_must_be_example_scores() -> None:
+    with pytest.raises(ResultsError, match="ExampleScores"):
+        _row(examples=[0.1, 0.2])

@@ -99,13 +99,16 @@ def test_warmup_counter_gives_uniform_vision_plus_answer_weights_for_the_first_f
     assert "warmup_uniform" not in get_provider("qig", steps=2, warmup_searches=5, counter=counter)(t).diagnostics
 
 
-def test_reference_keeps_padding_weighted() -> None:
+def test_reference_weights_padding_then_drops_it_for_the_solver() -> None:
+    """Released code: padding takes part in normalisation and clipping (its share is reported);
+    the solver contract (0 on padding, rows sum to 1) still holds for what is handed on."""
     t = make_target(b=2, t=8, n_pad=[3, 0])
     paper = get_provider("qig", steps=4)(t)
     ref = get_provider("qig", steps=4, mask_padding=False)(t)
     pad = t.token_types == TokenType.PAD
-    assert (paper.weights[pad] == 0).all()
-    assert (ref.weights[pad] > 0).all()
+    assert (paper.weights[pad] == 0).all() and "padding_share" not in paper.diagnostics
+    assert ref.diagnostics["padding_share"] > 0
+    assert (ref.weights[pad] == 0).all()
     torch.testing.assert_close(ref.weights.sum(-1), torch.ones(2))
 
 

@@ -108,7 +108,10 @@ def test_table2_expands_methods_formats_tasks_seeds() -> None:
     assert fp[0].is_fp and FIDELITY_TASK not in fp[1]
     assert len(quant) == 2 * 2 * 2
     assert all(tasks == (*TINY_VLM_TASKS, FIDELITY_TASK) for _, tasks in quant)
-    assert len({c.config_hash() for c, _ in quant}) == len(quant)  # seeds, formats, methods all distinct
+    assert len({c.key() for c, _ in quant}) == len(quant)  # seeds, formats, methods all distinct
+    # the seed is its own key column, not part of the hash: a configuration's seeds pool in reports
+    assert len({c.config_hash() for c, _ in quant}) == len(quant) // 2
+    assert {c.seed for c, _ in quant} == {0, 1}
 
 
 def test_tables_respect_their_paper_format() -> None:

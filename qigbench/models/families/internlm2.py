@@ -2,8 +2,9 @@
 
 InternLM2 names its block modules differently and fuses q, k and v into one ``wqkv`` linear,
 whose rows interleave q, k and v per key-value group. The "o" group therefore has no clean
-previous op (v is a strided slice of ``wqkv``'s rows) and is not described; InternVL2-8B and
--26B use GQA anyway (8 key-value heads for 32/48 query heads), where the group never applies.
+previous op (v is a strided slice of ``wqkv``'s rows, which emits more channels than ``wo``
+takes): it is described, as under GQA elsewhere, so ``wo`` is quantized and MBQ finds the
+attention output, but it is never scaled.
 
 The model only loads with ``trust_remote_code=True``; its image context token
 (``<IMG_CONTEXT>``) is not stored in the config, so it is named for token classification in
@@ -30,6 +31,14 @@ FAMILY = ModelFamily(
             linears=("attention.wqkv",),
             inspect="attention",
             kind=GroupKind.ATTENTION,
+        ),
+        ScalingGroup(
+            name="o",
+            prev_op="attention.wqkv",
+            linears=("attention.wo",),
+            inspect="attention.wo",
+            kind=GroupKind.ATTENTION,
+            requires_matching_shapes=True,
         ),
         ScalingGroup(
             name="gate_up",

@@ -1,0 +1,39 @@
+"""Checkpoint: atomic per-block state, refusal of foreign directories, elapsed time carried over."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from qigbench.engine.checkpoint import Checkpoint
+from qigbench.errors import QigbenchError
+
+
+def test_fresh_directory_then_resume_state(tmp_path: Path) -> None:
+    ck = Checkpoint(tmp_path / "r", {"method": "rtn", "format": "W4A16"})
+    assert ck.open() is None
+    fp = [torch.randn(2, 3), torch.randn(1, 3)]
+    ck.save_block(0, {"w": torch.ones(2)}, {"block": 0, "rel_error": 0.1}, fp, None, elapsed_seconds=4.5)
+    again = Checkpoint(tmp_path / "r", {"method": "rtn", "format": "W4A16"})
+    state = again.open()
+    assert state is not None and state.next_block == 1 and state.q_stream is None
+    assert state.elapsed_seconds == 4.5 and state.block_stats == [{"block": 0, "rel_error": 0.1}]
+    assert all(torch.equal(a, b) for a, b in zip(state.fp_stream, fp, strict=True))
+    assert torch.equal(again.load_block(0)["w"], torch.ones(2))
+    assert not list((tmp_path / "r").glob("*.tmp"))  # every write renamed into place
+
+
+def test_a_directory_of_another_configuration_names_what_differs(tmp_path: Path) -> None:
+    Checkpoint(tmp_path, {"method": "rtn", "format": "W4A16", "dtype": ["torch.float32"]}).open()
+    with pytest.raises(QigbenchError, match="differs in: dtype"):
+        Checkpoint(tmp_path, {"method": "rtn", "format": "W4A16", "dtype": ["torch.bfloat16"]}).open()
+
+
+def test_manifest_is_json_with_the_fingerprint(tmp_path: Path) -> None:
+    ck = Checkpoint(tmp_path, {"method": "gptq", "options": (("damp", "0.01"),)})
+    ck.open()
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["fingerprint"]["method"] == "gptq" and manifest["next_block"] == 0
