@@ -37,6 +37,7 @@ from qigbench.engine.replay import run_calls
 from qigbench.engine.run import RunContext
 from qigbench.engine.sample_major import sample_major_pass
 from qigbench.errors import QigbenchError
+from qigbench.models.registry import block_linear_names
 from qigbench.quant import ChannelActQuantLinear, QuantFormat, QuantLinear, fake_quantize
 from qigbench.quant.nf4 import nf4_fake_quantize
 from qigbench.quant.static import channel_range, dead_channels
@@ -133,7 +134,7 @@ class QVLM(Method):
         if not self.cfg.reference or run.fmt.weight_only:
             return
         cfg, fmt = self.cfg, run.fmt
-        names = _block_linears(run.family.groups)
+        names = block_linear_names(run.blocks[0], run.family)  # every quantized linear, block order
         roles = self._entropy_roles(run.family.groups)
         state = EntropyGatedRanges(fmt.a_bits, cfg.norm(), cfg.threshold or None, cfg.force_every)
         originals = {}
