@@ -118,6 +118,9 @@ class QVLM(Method):
         return self.config
 
     # ------------------------------------------------------------------ weights
+    def weights_on_format_grid(self, fmt: QuantFormat) -> bool:
+        return not self.cfg.use_nf4(fmt)
+
     def _quantized_weight(self, weight: torch.Tensor, fmt: QuantFormat, clip: float = 1.0) -> torch.Tensor:
         if self.cfg.use_nf4(fmt):
             return nf4_fake_quantize(weight.detach(), clip_ratio=clip)

@@ -17,3 +17,9 @@ class FormatError(QigbenchError, ValueError):
 
 class QuantInputError(QigbenchError, ValueError):
     """A tensor handed to the quantizer cannot be quantized (NaN, empty, integer dtype...)."""
+
+
+def check_positive(name: str, value: int | None) -> None:
+    """``--batch-size 0`` and friends: a message instead of ``range() arg 3 must not be zero`` later."""
+    if value is not None and value < 1:
+        raise QigbenchError(f"{name} must be >= 1, got {value}")

@@ -8,6 +8,10 @@ fingerprint keys resume directories and the results store).
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +22,11 @@ from torch import nn
 
 from qigbench.data.defaults import default_calibration
 from qigbench.data.loader import load_calibration
+from qigbench.device import check_device
 from qigbench.engine.method import config_hash, get_method
 from qigbench.engine.restore import quantized_linear_names
 from qigbench.engine.run import CalibrationReport, EngineConfig, calibrate
-from qigbench.errors import QigbenchError
+from qigbench.errors import QigbenchError, check_positive
 from qigbench.models.loading import LoadedModel, load_model
 from qigbench.models.registry import get_blocks
 from qigbench.quant import QuantLinear, parse_format, quant_linear_from_state, quantizer_state, set_submodule
@@ -50,6 +55,15 @@ class QuantizeRequest:
     resume_dir: str | None = None
     propagation: str = "auto"
     progress: bool = True
+
+    def validate(self) -> None:
+        """Fail on bad input before anything loads (format, sizes, device)."""
+        parse_format(self.format)
+        for name, value in (("--samples", self.samples), ("--batch-size", self.batch_size),
+                            ("--max-length", self.max_length)):
+            check_positive(name, value)
+        check_device(self.device)
+        self.torch_dtype()
 
     def torch_dtype(self) -> torch.dtype:
         if self.dtype == "auto":
@@ -104,7 +118,7 @@ def quantized_modules(loaded: LoadedModel) -> list[str]:
 
 
 def quantize(request: QuantizeRequest, loaded: LoadedModel | None = None) -> QuantizeResult:
-    parse_format(request.format)  # fail on a bad format before loading anything
+    request.validate()  # fail on bad input before loading anything
     method = get_method(request.method, dict(request.options))
     if loaded is None:
         loaded = load_model(
@@ -172,50 +186,136 @@ def write_heatmap(
     return recorder.save(path, title=title)
 
 
-def save_quantized(result: QuantizeResult, out_dir: str | Path) -> Path:
-    """Write a model loadable with ``from_pretrained`` (weights on the quantization grid) plus
-    the record of what was done; :func:`load_quantized` re-installs activation quantizers."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model = result.loaded.model
-    swapped = _to_plain_linears(model)
-    quantizers = {k: v for name, q in swapped.items() for k, v in quantizer_state(q, name).items()}
-    if quantizers:  # per-channel activation ranges (Q-VLM): the plain checkpoint cannot hold them
-        save_file(quantizers, str(out / QUANTIZERS_NAME))
-    try:
-        model.save_pretrained(out)  # type: ignore[operator]
-    finally:
-        for name, qlinear in swapped.items():
-            set_submodule(model, name, qlinear)
-    for part in (result.loaded.processor, result.loaded.tokenizer):
-        if part is not None:
-            part.save_pretrained(out)
-    (out / RECORD_NAME).write_text(json.dumps(result.record(), indent=1, default=str))
-    write_heatmap(result, out / "sensitivity_heatmap.png")
+class OutputPathError(QigbenchError, ValueError):
+    """An output path (``--save``, ``--heatmap``) that cannot be written."""
+
+
+def _writable_ancestor(path: Path, flag: str) -> None:
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent  # missing folders are created: the first existing one must be writable
+    if not parent.is_dir():
+        raise OutputPathError(f"{flag} {path}: {parent} is a file, not a folder; choose another path")
+    try:  # a real probe: os.access says yes to root on read-only mounts and pseudo file systems
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as err:
+        raise OutputPathError(
+            f"{flag} {path}: cannot write into {parent} ({err.strerror or err}); choose another path"
+        ) from None
+
+
+def check_save_target(out_dir: str | Path, flag: str = "--save") -> Path:
+    """Validate a model output folder *before* calibrating (a late failure loses the calibration).
+
+    A new folder, an empty one, or an earlier qigbench save (replaced atomically) are accepted; an
+    existing file, a folder of other files or an unwritable parent are not."""
+    out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise OutputPathError(f"{flag} {out} is an existing file, not a folder; pass a new folder or remove the file")
+    if out.is_dir() and any(out.iterdir()) and not (out / RECORD_NAME).is_file():
+        raise OutputPathError(
+            f"{flag} {out} is a folder with other files (no {RECORD_NAME}); pass a new or empty folder, so nothing "
+            "else is overwritten"
+        )
+    _writable_ancestor(out, flag)
     return out
 
 
-def _to_plain_linears(model: nn.Module) -> dict[str, QuantLinear]:
-    swapped: dict[str, QuantLinear] = {}
-    for name, module in list(model.named_modules()):
-        if isinstance(module, QuantLinear):
-            plain = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
-            plain.weight = module.weight
-            plain.bias = module.bias  # type: ignore[assignment]
-            set_submodule(model, name, plain)
-            swapped[name] = module
-    return swapped
+def check_file_target(path: str | Path, flag: str) -> Path:
+    """Validate an output file path (e.g. ``--heatmap``) before any work is done."""
+    out = Path(path).expanduser()
+    if out.is_dir():
+        raise OutputPathError(f"{flag} {out} is a folder; pass a file name such as {out / 'heatmap.png'}")
+    _writable_ancestor(out, flag)
+    return out
+
+
+def save_quantized(result: QuantizeResult, out_dir: str | Path, export: str = "compressed-tensors") -> Path:
+    """Write a model loadable with ``from_pretrained`` plus the record of what was done.
+
+    ``export`` picks the weight layout (see :mod:`qigbench.export`): ``compressed-tensors`` packs
+    the integer codes (what vLLM and transformers' compressed-tensors integration read),
+    ``fake-quant`` keeps float weights on the grid. :func:`load_quantized` reads both and
+    re-installs the activation quantizers.
+
+    Everything is written into a hidden sibling folder first and renamed into place, so a save
+    killed half-way (SIGKILL, full disk) leaves no half-written model at ``out_dir`` — an earlier
+    save there stays intact until the new one is complete."""
+    out = check_save_target(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
+    try:
+        _write_model(result, tmp, export)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _write_model(result: QuantizeResult, out: Path, export: str) -> None:
+    from qigbench.export import write_weights
+
+    model = result.loaded.model
+    quantizers = {k: v for name, q in model.named_modules() if isinstance(q, QuantLinear)
+                  for k, v in quantizer_state(q, name).items()}
+    if quantizers:  # per-channel activation ranges (Q-VLM): no checkpoint layout holds them
+        save_file(quantizers, str(out / QUANTIZERS_NAME))
+    fmt = parse_format(result.request.format)
+    method = get_method(result.request.method, dict(result.request.options))
+    fallback = export == "compressed-tensors" and not method.weights_on_format_grid(fmt)
+    # weights off the integer grid (Q-VLM's NF4) have no packed layout: float weights on their grid
+    export_info = write_weights(model, fmt, out, "fake-quant" if fallback else export)
+    if fallback:
+        export_info["note"] = f"{method.name}: weights are not on the {fmt.name} integer grid; written as fake-quant"
+    for part in (result.loaded.processor, result.loaded.tokenizer):
+        if part is not None:
+            part.save_pretrained(out)
+    write_heatmap(result, out / "sensitivity_heatmap.png")
+    record = {**result.record(), "export": export_info}
+    (out / RECORD_NAME).write_text(json.dumps(record, indent=1, default=str))  # last: marks it complete
+
+
+def _remove_stale_partials(out: Path) -> None:
+    """Hidden leftovers of saves that were killed (their process no longer runs)."""
+    for leftover in out.parent.glob(f".{out.name}.partial-*"):
+        pid = leftover.name.removeprefix(f".{out.name}.partial-").split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def load_quantized(directory: str | Path, *, device: str = "cpu", dtype: torch.dtype | None = None) -> LoadedModel:
-    """Load a model written by :func:`save_quantized` with its QuantLinears back in place."""
+    """Load a model written by :func:`save_quantized` (packed or fake-quant) with its QuantLinears
+    back in place; packed weights are dequantized on load, bit for bit."""
     directory = Path(directory)
     record_path = directory / RECORD_NAME
     if not record_path.exists():
         raise QigbenchError(f"{directory} has no {RECORD_NAME}; is it a model saved by `qigbench quantize --save`?")
     record = json.loads(record_path.read_text())
     fmt = parse_format(record["format"])
-    loaded = load_model(directory, dtype=dtype or torch.float32, device=device)
+    from qigbench.export import load_options
+
+    with warnings.catch_warnings():  # "quantization_config passed, the model's is used": we only set dequantize
+        warnings.filterwarnings("ignore", message=".*already has a `quantization_config`", category=UserWarning)
+        loaded = load_model(directory, dtype=dtype or torch.float32, device=device, **load_options(directory))
     quantizers = load_file(str(directory / QUANTIZERS_NAME)) if (directory / QUANTIZERS_NAME).exists() else {}
     for name in record["quantized_modules"]:
         linear = loaded.model.get_submodule(name)

@@ -5,7 +5,9 @@ paper's tables; each suite test is marked ``@pytest.mark.matrix(TABLE)``, and th
 ``qigbench.suite.matrix.TABLES[TABLE]`` turns the options into ``[(case, tasks)]``; this plugin
 parametrizes the test over ``(case, task)`` pairs. Tests without that marker (everything in
 ``tests/``) are untouched: the options exist everywhere, but nothing loads until a suite asks for
-the ``qig_suite`` fixture.
+the ``qig_suite`` fixture. After collection, every model and every task's data is looked up once
+(:mod:`qigbench.suite.preflight`, no network): items that cannot run here are skipped with a
+one-line reason, and the fixes are printed once in the header and the summary.
 
 Options (lists may be repeated or comma-separated): ``--model``, ``--methods``, ``--formats``,
 ``--tasks``, ``--lm-model``, ``--lm-tasks``, ``--limit``, ``--samples``, ``--seeds``, ``--db``,
@@ -26,6 +28,7 @@ from qigbench.suite.options import SuiteOptions, build_options, pin_threads
 _OPTIONS = pytest.StashKey[SuiteOptions]()
 _SESSION = pytest.StashKey[Any]()
 _EXPECTED = pytest.StashKey[list[tuple[Case, tuple[str, ...]]]]()
+_PREFLIGHT = pytest.StashKey[Any]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -132,6 +135,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         buckets.setdefault(item.callspec.params["case"].config_hash(), []).append(item)  # type: ignore[attr-defined]
     chosen = set(map(id, suite))
     items[:] = [i for i in items if id(i) not in chosen] + [i for bucket in buckets.values() for i in bucket]
+    _skip_unrunnable(config, suite)
+
+
+def _skip_unrunnable(config: pytest.Config, suite: list[pytest.Item]) -> None:
+    """Models not on this machine and tasks without data are found here, once, before anything is
+    calibrated: their items are skipped with one message each (naming the fix)."""
+    from qigbench.suite.preflight import preflight
+
+    pairs = [(i.callspec.params["case"], i.callspec.params["task"]) for i in suite]  # type: ignore[attr-defined]
+    found = preflight(pairs, suite_options(config))
+    config.stash[_PREFLIGHT] = found
+    for item, (case, task) in zip(suite, pairs, strict=True):
+        reason = found.blocked(case, task)
+        if reason is not None:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
+    found = config.stash.get(_PREFLIGHT, None)
+    if found is None or found.ok:
+        return []
+    return ["qigbench: these suite items are skipped:", *(f"  - {line}" for line in found.lines())]
 
 
 @pytest.fixture(scope="session")
@@ -156,6 +181,11 @@ def qig_suite(pytestconfig: pytest.Config) -> Iterator[Any]:
 def qig_measure(qig_suite: Any, case: Case, task: str) -> Any:
     """Skip when ``(case, task)`` is already in the db (``--on-conflict skip``); else a callable that
     measures it: ``qig_measure()`` or ``qig_measure(timer=benchmark)``."""
+    from qigbench.models.availability import availability
+
+    found = availability(case.model, cache_dir=qig_suite.options.cache_dir)
+    if not found.available:  # e.g. an earlier item's download failed: not retried for every item
+        pytest.skip(found.reason)
     if not qig_suite.is_cached(case) and qig_suite.is_done(case, task):
         qig_suite.counters.skipped += 1
         pytest.skip(f"already in {qig_suite.options.db} (pass --on-conflict replace to re-run)")
@@ -163,6 +193,11 @@ def qig_measure(qig_suite: Any, case: Case, task: str) -> Any:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    found = config.stash.get(_PREFLIGHT, None)
+    if found is not None and not found.ok:
+        terminalreporter.write_line("qigbench: skipped because")
+        for line in found.lines():
+            terminalreporter.write_line(f"  - {line}")
     session = config.stash.get(_SESSION, None)
     if session is not None:
         terminalreporter.write_line(session.summary())

@@ -14,10 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from qigbench.report.regression import DEFAULT_TOLERANCE, Baseline, baseline_from_rows, check
-from qigbench.results.environment import git_commit
-from qigbench.results.errors import ResultsError
-from qigbench.results.store import ResultsStore
+from qigbench.report.regression import DEFAULT_TOLERANCE
 
 NAME = "check"
 HELP = "fail (exit 1) when results regress against a baseline JSON, or write that baseline"
@@ -50,6 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from qigbench.report.regression import Baseline, check
+    from qigbench.results.errors import ResultsError
+    from qigbench.results.store import ResultsStore
+
     if not args.db.is_file():
         raise ResultsError(f"results database {args.db} does not exist; run the suites with --db {args.db} first")
     store = ResultsStore(args.db)
@@ -87,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write(args: argparse.Namespace, rows: list) -> int:  # type: ignore[type-arg]
+    from qigbench.report.regression import Baseline, baseline_from_rows
+    from qigbench.results.environment import git_commit
+
     previous = Baseline.load(args.baseline).orderings if args.baseline.is_file() else []
     tol = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
     abs_tol = 0.0 if args.abs_tolerance is None else args.abs_tolerance

@@ -6,8 +6,6 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import torch
-
 NAME = "eval"
 HELP = "evaluate a model on paper tasks (vizwiz, mmmu, ..., piqa, wikitext) or the offline task pack"
 
@@ -20,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N examples of each task")
     parser.add_argument("--output", type=Path, default=None, help="folder for the harness results JSON")
     parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument(
         "--include-path", type=Path, default=None, help="extra folder of task YAMLs (for local copies of datasets)"
@@ -30,17 +28,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from qigbench.device import check_device
+    from qigbench.errors import check_positive
     from qigbench.eval.aliases import check_offline_data, resolve_tasks
     from qigbench.eval.runner import evaluate_lm, evaluate_vlm
     from qigbench.eval.tasks import LM_SUBDIR, LMMS_SUBDIR, write_task_pack
     from qigbench.models.loading import load_model
 
+    check_positive("--batch-size", args.batch_size)
+    check_positive("--limit", args.limit)
+    check_positive("--pack-size", args.pack_size)
+    args.device = check_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     names = args.tasks.split(",")
     resolved = resolve_tasks(names)  # unknown names and missing data fail here, before the model loads
     for task in resolved:
         if task.alias is not None:
             check_offline_data(task.alias)
-    loaded = load_model(args.model, dtype=getattr(torch, args.dtype), device=args.device)
+    from qigbench.pipeline import RECORD_NAME, load_quantized
+
+    if (Path(args.model) / RECORD_NAME).exists():  # saved by `qigbench quantize --save`: packed or fake-quant
+        loaded = load_quantized(args.model, dtype=getattr(torch, args.dtype), device=args.device)
+    else:
+        loaded = load_model(args.model, dtype=getattr(torch, args.dtype), device=args.device)
     with tempfile.TemporaryDirectory(prefix="qigbench-pack-") as tmp:
         root = write_task_pack(tmp, seed=args.pack_seed, n=args.pack_size) if any(t.pack for t in resolved) else None
         results = []

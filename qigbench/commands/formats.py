@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from qigbench.quant import parse_format
-
 NAME = "formats"
 HELP = "explain quantization format strings (default: the paper's formats)"
 
@@ -15,6 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from qigbench.quant import parse_format
+
     for text in args.formats:
         fmt = parse_format(text)
         w = fmt.weight

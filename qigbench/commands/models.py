@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from qigbench.models.aliases import ALIASES, SourceKind, default_cache_dir
-
 NAME = "models"
 HELP = "list model aliases with their family and source (a local folder works wherever an alias does)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cache-dir", default=None, help="where tiny/package models are built (default: %(default)s)")
+    parser.add_argument(
+        "--cache-dir", default=None, help="where tiny/package models are built ($QIGBENCH_CACHE, ~/.cache/qigbench)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    from qigbench.models.aliases import ALIASES, SourceKind, default_cache_dir
+
     cache = args.cache_dir or str(default_cache_dir())
     rows = [("alias", "family", "source", "notes")]
     for alias in ALIASES:

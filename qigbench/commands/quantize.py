@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", help="where tiny models and synthetic data are built (env QIGBENCH_CACHE)")
     parser.add_argument("--resume-dir", help="save each finished block here and resume from it after an interruption")
     parser.add_argument("--save", help="directory for the quantized model and its record")
+    parser.add_argument("--export", default="compressed-tensors", choices=["compressed-tensors", "fake-quant"],
+                        help="layout of the saved weights: packed integer codes + quantization_config (vLLM, "
+                        "transformers), or float weights on the grid")
     parser.add_argument("--heatmap", help="write the token-sensitivity heatmap (token-weighting methods) to this PNG")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -47,7 +50,14 @@ def parse_options(pairs: list[str]) -> tuple[tuple[str, str], ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qigbench.pipeline import QuantizeRequest, quantize, save_quantized, write_heatmap
+    from qigbench.pipeline import (
+        QuantizeRequest,
+        check_file_target,
+        check_save_target,
+        quantize,
+        save_quantized,
+        write_heatmap,
+    )
 
     request = QuantizeRequest(
         model=args.model, method=args.method, format=args.format, options=parse_options(args.option),
@@ -56,13 +66,18 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir, resume_dir=args.resume_dir, propagation=args.propagation,
         progress=not args.no_progress,
     )
+    request.validate()
+    if args.save:  # outputs are checked before calibrating: a late failure would lose the calibration
+        check_save_target(args.save)
+    if args.heatmap:
+        check_file_target(args.heatmap, "--heatmap")
     result = quantize(request)
     record = result.record()
     summary = {k: record[k] for k in ("model_source", "method", "format", "propagation", "seconds",
                                       "peak_memory_bytes", "mean_block_error")}
     summary["block_errors"] = [round(b["rel_error"], 6) for b in record["blocks"]]
     if args.save:
-        summary["saved_to"] = str(save_quantized(result, args.save))
+        summary["saved_to"] = str(save_quantized(result, args.save, export=args.export))
     if args.heatmap:
         written = write_heatmap(result, args.heatmap)
         summary["heatmap"] = str(written) if written else f"none: {args.method} computes no token weights"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qigbench.report.build import ReportOptions, build_report
-
 NAME = "report"
 HELP = "render a leaderboard (md/html/csv/latex + plots) from a results database"
 
@@ -31,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from qigbench.report.build import ReportOptions, build_report
+
     filters = {"model": args.model, "method": args.method, "format": args.formats}
     options = ReportOptions(
         title=args.title,

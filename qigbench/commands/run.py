@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from qigbench.report.build import ReportOptions, build_report
     from qigbench.suite.matrix import TABLES, items
     from qigbench.suite.options import build_options, pin_threads
+    from qigbench.suite.preflight import preflight
     from qigbench.suite.session import SuiteSession
 
     tables = [t for spec in (args.table or ["table2"]) for t in spec.split(",") if t]
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         on_conflict=args.on_conflict,
         cache_dir=args.cache_dir,
         device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+        heatmap_dir=args.out / "heatmaps",  # with the report they belong to, not next to --db
     )
     pin_threads(options)
     if options.limit is None and options.tiny:
@@ -78,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
         for case, tasks in matrix:
             session.expect(case, tasks)
     todo = [pair for matrix in matrices for pair in items(matrix)]
+    checked = preflight(todo, options)  # every model and dataset, before the first calibration
+    if not checked.ok:
+        raise QigbenchError("nothing was run:\n  - " + "\n  - ".join(checked.lines()))
     start = time.perf_counter()
     try:
         for n, (case, task) in enumerate(todo, 1):

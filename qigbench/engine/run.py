@@ -26,8 +26,8 @@ from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from qigbench.console import progress
 from qigbench.engine.capture import capture_block_inputs, place_outside_blocks
 from qigbench.engine.checkpoint import Checkpoint
 from qigbench.engine.collate import unify_lengths
@@ -161,7 +161,7 @@ def calibrate(
     report.token_types = token_types
     answers = [b.answer_mask for b in batches]
     answer_mask = torch.cat(answers, dim=0) if all(a is not None for a in answers) else None  # type: ignore[arg-type]
-    bar = tqdm(range(first, len(blocks)), desc=f"{method.name} {fmt.name}", unit="block", disable=not cfg.progress)
+    bar = progress(range(first, len(blocks)), desc=f"{method.name} {fmt.name}", unit="block", disable=not cfg.progress)
     for i in bar:
         t0 = time.perf_counter()
         block = blocks[i].to(cfg.device)

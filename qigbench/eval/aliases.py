@@ -107,3 +107,31 @@ def check_offline_data(alias: TaskAlias) -> None:
             f"harness task and sets `dataset_path: /path/to/data` (parquet/arrow files), and pass its "
             f"folder with --include-path."
         ) from err
+
+
+def missing_data(names: list[str]) -> dict[str, str]:
+    """``{task: message}`` for every requested task whose dataset cannot be loaded now.
+
+    Checked for all tasks at once, before any calibration, so a run says in one go which benchmarks
+    are missing (pack tasks, ``fidelity`` and ``lmms:``/``lm:`` names the harness resolves itself are
+    not checked here). Each dataset is looked up once."""
+    found: dict[str, str] = {}
+    seen: dict[tuple[str, str | None], str | None] = {}
+    for name in dict.fromkeys(names):
+        try:
+            resolved = resolve_task(name)
+        except UnknownTaskError:
+            continue  # not a task (e.g. the fidelity pseudo-task); unknown names fail where they are used
+        alias = resolved.alias
+        if alias is None:
+            continue
+        key = (alias.dataset, alias.config)
+        if key not in seen:
+            try:
+                check_offline_data(alias)
+                seen[key] = None
+            except MissingDatasetError as err:
+                seen[key] = str(err)
+        if seen[key] is not None:
+            found[name] = str(seen[key])
+    return found

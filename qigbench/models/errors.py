@@ -19,3 +19,7 @@ class TrustRemoteCodeError(QigbenchError, ValueError):
 
 class ScalingGroupError(QigbenchError, ValueError):
     """A scaling group cannot be applied to a block (missing module, shape mismatch, bad scales)."""
+
+
+class ModelUnavailableError(QigbenchError, FileNotFoundError):
+    """A model's checkpoint is not on this machine and cannot be downloaded now (offline, no network)."""

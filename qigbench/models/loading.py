@@ -13,7 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from qigbench.models.aliases import ResolvedSource, resolve_source
+from qigbench.models.aliases import ResolvedSource, SourceKind, resolve_source
+from qigbench.models.availability import record_failure, require_available
 from qigbench.models.errors import TrustRemoteCodeError
 from qigbench.models.family import ModelFamily
 from qigbench.models.registry import family_for
@@ -36,6 +37,7 @@ def load_model(
     device_map: str | dict[str, Any] | None = None,
     trust_remote_code: bool = False,
     cache_dir: Path | str | None = None,
+    quantization_config: Any | None = None,
 ) -> LoadedModel:
     """Load model, processor and tokenizer by alias, local folder or hub id.
 
@@ -43,11 +45,30 @@ def load_model(
     is moved to ``device``. ``trust_remote_code`` stays off unless passed: a checkpoint that
     needs it fails with an error telling the user to pass ``--trust-remote-code``.
     """
-    import transformers
-
     resolved = resolve_source(name_or_path, cache_dir=cache_dir)
     if resolved.alias is not None and resolved.alias.trust_remote_code and not trust_remote_code:
         raise TrustRemoteCodeError(_remote_code_message(resolved))
+    require_available(resolved, str(name_or_path))  # not on disk and offline: say so before transformers tries
+    try:
+        return _load(resolved, dtype, device, device_map, trust_remote_code, quantization_config)
+    except OSError as err:
+        if resolved.kind is not SourceKind.HF:
+            raise
+        # online but the hub failed (unreachable, gated, missing files): remembered, so the next
+        # request for this model fails at once instead of retrying the hub
+        raise record_failure(resolved, str(name_or_path), err) from err
+
+
+def _load(
+    resolved: ResolvedSource,
+    dtype: torch.dtype,
+    device: str | torch.device,
+    device_map: str | dict[str, Any] | None,
+    trust_remote_code: bool,
+    quantization_config: Any | None = None,
+) -> LoadedModel:
+    import transformers
+
     config = _load_config(resolved, trust_remote_code)
     family = family_for(config)
     if family.extra.get("requires_trust_remote_code") == "true" and not trust_remote_code:
@@ -57,6 +78,8 @@ def load_model(
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code}
     if device_map is not None:
         kwargs["device_map"] = device_map
+    if quantization_config is not None:  # e.g. how to read a packed checkpoint (qigbench.export)
+        kwargs["quantization_config"] = quantization_config
     model = auto.from_pretrained(resolved.location, **kwargs)
     if device_map is None:
         model = model.to(device)

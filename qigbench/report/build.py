@@ -53,10 +53,13 @@ class Figure:
     caption: str
 
 
-def find_heatmaps(db: Path) -> list[Path]:
-    """Token-sensitivity heatmap PNGs next to the database (``*heatmap*.png`` or ``heatmaps/*.png``)."""
+def find_heatmaps(db: Path, out: Path | None = None) -> list[Path]:
+    """Token-sensitivity heatmap PNGs next to the database (``*heatmap*.png`` or ``heatmaps/*.png``,
+    where the suites write them) and in the report's own ``heatmaps/`` (where ``qigbench run`` does)."""
     here = db.resolve().parent
     found = set(here.glob("*heatmap*.png")) | set((here / "heatmaps").glob("*.png"))
+    if out is not None:
+        found |= set((out.resolve() / "heatmaps").glob("*.png"))
     return sorted(found)
 
 
@@ -113,7 +116,7 @@ def build_report(db: str | Path, out: str | Path, options: ReportOptions | None 
         notes="".join(f"> note: {render.markdown_escape(n)}\n" for n in notes),
         tables="\n".join(render.to_markdown(t) for t in tables),
         figures="\n\n".join(
-            f"![{render.markdown_escape(f.caption)}]({f.path.relative_to(out).as_posix()})" for f in figures
+            f"![{render.markdown_escape(f.caption)}]({_relative(f.path, out)})" for f in figures
         )
         or "_no figures_",
         environment=_md_environment(runs),
@@ -142,14 +145,20 @@ def _figures(aggs: Sequence[Any], db: Path, where: Path, options: ReportOptions)
     fig = plots.calibration_bars(aggs)
     if fig is not None:
         figures.append(Figure(plots.save(fig, where / "calibration_time")[0], "calibration time per method"))
-    heatmaps = [*(find_heatmaps(db) if options.discover_heatmaps else []), *options.heatmaps]
-    for src in dict.fromkeys(Path(p) for p in heatmaps):
-        dst = where / src.name
-        where.mkdir(parents=True, exist_ok=True)
-        if src.resolve() != dst.resolve():
+    out = where.parent
+    heatmaps = [*(find_heatmaps(db, out) if options.discover_heatmaps else []), *options.heatmaps]
+    for src in dict.fromkeys(Path(p).resolve() for p in heatmaps):
+        dst = src
+        if not src.is_relative_to(out.resolve()):  # outside the report folder: copied in, so it travels with it
+            dst = where / src.name
+            where.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
         figures.append(Figure(dst, f"token sensitivity: {src.stem}"))
     return figures
+
+
+def _relative(path: Path, out: Path) -> str:
+    return path.resolve().relative_to(out.resolve()).as_posix()
 
 
 def _html_figure(fig: Figure) -> str:

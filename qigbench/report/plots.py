@@ -75,6 +75,25 @@ def _config_spread(aggs: Sequence[Agg], metric: str | None) -> dict[tuple[str, s
     }
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+DODGE = 0.06  # weight bits between neighbouring overlapping lines
+
+
+def dodge(lines: dict[str, list[tuple[int, int, str, float]]]) -> dict[str, float]:
+    """Horizontal offsets (in bits) that keep lines sharing a point apart: at chance level every
+    method has the same accuracy, and five identical lines drawn on top of each other show one.
+    Lines that share no point with another keep offset 0."""
+    seen: dict[tuple[int, float], int] = defaultdict(int)
+    for line in lines.values():
+        for w, _, _, v in line:
+            seen[(w, round(v, 9))] += 1
+    shared = [label for label, line in lines.items() if any(seen[(w, round(v, 9))] > 1 for w, _, _, v in line)]
+    centre = (len(shared) - 1) / 2
+    offsets = {label: 0.0 for label in lines}
+    offsets.update({label: (i - centre) * DODGE for i, label in enumerate(shared)})
+    return offsets
+
+
 def metric_vs_bits(aggs: Sequence[Agg], metric: str | None = None) -> Figure | None:
     """Lines of ``metric`` (mean over tasks) against weight bits, with 95% error bars where known;
     ``None`` when nothing to plot."""
@@ -100,21 +119,32 @@ def metric_vs_bits(aggs: Sequence[Agg], metric: str | None = None) -> Figure | N
                 ax.axhline(v * scale, color="grey", linestyle="--", linewidth=1, label=FP_LABEL)
                 continue
             points[method].append((bits[0], bits[1], fmt, v * scale))
+        lines: dict[str, list[tuple[int, int, str, float]]] = {}
+        line_method: dict[str, str] = {}
         for method in sorted(points, key=method_sort_key):
             pts = sorted(points[method])
             # one line per method across weight bits; split by activation bits only when a weight
             # width appears with several activation widths (W4A8 and W4A16 are not one curve)
             split = len({p[0] for p in pts}) < len(pts)
-            lines = defaultdict(list)
             for p in pts:
-                lines[f"{method} (A{p[1]})" if split else method].append(p)
-            for label, line in lines.items():
-                yerr = [spread.get((model, method, p[2], False), 0.0) * scale for p in line]
-                ax.errorbar(
-                    [p[0] for p in line], [p[3] for p in line], yerr=yerr, marker="o", capsize=3, label=_text(label)
-                )
-                for w, _, fmt, v in line:
-                    ax.annotate(_text(fmt), (w, v), textcoords="offset points", xytext=(4, 2), fontsize=6, color="grey")
+                label = f"{method} (A{p[1]})" if split else method
+                lines.setdefault(label, []).append(p)
+                line_method[label] = method
+        offsets = dodge(lines)
+        labelled: set[tuple[str, float]] = set()  # one format label per point, not one per overlapping line
+        for n, (label, line) in enumerate(lines.items()):
+            xs = [p[0] + offsets[label] for p in line]
+            yerr = [spread.get((model, line_method[label], p[2], False), 0.0) * scale for p in line]
+            ax.errorbar(xs, [p[3] for p in line], yerr=yerr, marker=MARKERS[n % len(MARKERS)], capsize=3,
+                        label=_text(label), alpha=0.85)
+            for x, (_, _, fmt, v) in zip(xs, line, strict=True):
+                if (fmt, round(v, 9)) in labelled:
+                    continue
+                labelled.add((fmt, round(v, 9)))
+                ax.annotate(_text(fmt), (x, v), textcoords="offset points", xytext=(4, 6), fontsize=6, color="grey")
+        if any(offsets.values()):
+            ax.text(0.01, 0.01, "methods with equal values are offset sideways", transform=ax.transAxes,
+                    fontsize=6, color="grey")
         ax.set_title(_text(model))
         ax.set_xlabel("weight bits")
         ax.set_ylabel(ylabel)

@@ -233,7 +233,8 @@ def leaderboard(aggs: Sequence[Agg]) -> Table:
         "leaderboard",
         "Leaderboard (Table 2 layout)",
         f"Rows: model x method; column groups: formats; {unit}; Avg over the group's tasks (— if one is missing); "
-        f"bold = best, underlined = second best quantized method per model; {TIES}. Paper avg: the paper's Table 2.",
+        f"bold = best, underlined = second best quantized method per model; {TIES}."
+        + (" Paper avg: the paper's Table 2." if with_paper else ""),
         ("Model", "Method"),
         groups,
     )

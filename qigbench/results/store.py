@@ -57,6 +57,11 @@ def _is_busy(err: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+def _is_sqlite(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(16) == b"SQLite format 3\x00"
+
+
 class ResultsStore:
     """Results database at ``path`` (created with its schema if missing)."""
 
@@ -67,6 +72,11 @@ class ResultsStore:
         self._pid = -1
         if self.path.is_dir():
             raise ResultsError(f"{self.path} is a directory; pass the database file, e.g. {self.path / 'results.db'}")
+        if self.path.is_file() and self.path.stat().st_size and not _is_sqlite(self.path):
+            raise ResultsError(
+                f"{self.path} is not a results database (not an SQLite file); pass the --db written by the suites "
+                "or `qigbench run`, or a new path to start one"
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._init_schema()
 

@@ -59,7 +59,7 @@ class AttentionProvider:
                 "or pass attention_fn=... in its config"
             )
         raw = received_attention(probs.detach(), target.token_types)
-        out = finalize_weights(raw, target.token_types, self.config.clipping)
+        out = finalize_weights(raw, target.token_types, self.config.clipping, where=target.where)
         out.diagnostics["seconds"] = time.perf_counter() - t0
         return out
 

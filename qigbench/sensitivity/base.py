@@ -57,6 +57,11 @@ class AttributionTarget:
     #: asked for a quantized-path baseline (``qig.baseline=quantized``).
     weight_activation: bool | None = None
 
+    @property
+    def where(self) -> str:
+        """``block 3, group attn``: how logs and errors name this target."""
+        return f"block {self.block_index}, group {self.group}" if self.group else f"block {self.block_index}"
+
     def __post_init__(self) -> None:
         if self.weight_activation is None:
             self.weight_activation = self.x_q is not None
@@ -100,6 +105,7 @@ def finalize_weights(
     apply_clip: bool = True,
     mask_padding: bool = True,
     diagnostics: dict[str, Any] | None = None,
+    where: str = "",
 ) -> TokenWeights:
     """Raw per-token scores -> lambda: normalise, clip, renormalise, mask padding, fall back.
 
@@ -115,7 +121,8 @@ def finalize_weights(
     released code also adds the padded positions' own errors to the loss, which no solver here does.
 
     A row whose scores are all zero (``x == x_q``: nothing to attribute) or not finite gets
-    uniform weights; the rows are listed in ``diagnostics["fallback_rows"]`` and logged.
+    uniform weights; the rows are listed in ``diagnostics["fallback_rows"]`` and logged, naming
+    ``where`` (the target's block and group, :attr:`AttributionTarget.where`).
     """
     diag: dict[str, Any] = {} if diagnostics is None else diagnostics
     raw = raw.detach()
@@ -135,10 +142,30 @@ def finalize_weights(
         weights, _ = _uniform_fallback(_normalise_rows(torch.where(real, weights, torch.zeros_like(weights))), real)
     if bad.any():
         rows = bad.nonzero().flatten().tolist()
-        log.warning("token weights: rows %s have no usable scores (x == x_q or all-zero); using uniform", rows)
+        log.warning(
+            "token weights%s: %s of %d rows have no usable scores (x == x_q or all-zero), using uniform: rows %s",
+            f" ({where})" if where else "",
+            len(rows),
+            bad.numel(),
+            row_ranges(rows),
+        )
         diag["fallback_rows"] = rows
     diag["degenerate_fallback"] = bool(bad.any())
     return TokenWeights(weights=weights, raw=raw, diagnostics=diag)
+
+
+def row_ranges(rows: list[int]) -> str:
+    """``[0, 1, 2, 3, 7, 9, 10]`` -> ``"0-3, 7, 9-10"`` (a log line, not a list of 128 numbers)."""
+    parts: list[str] = []
+    start = prev = None
+    for r in [*sorted(rows), None]:
+        if r is not None and prev is not None and r == prev + 1:
+            prev = r
+            continue
+        if start is not None:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = r
+    return ", ".join(parts)
 
 
 def _normalise_rows(scores: Tensor) -> Tensor:

@@ -41,7 +41,7 @@ class GradientProvider:
             (grad,) = torch.autograd.grad(loss_fn(x), x)
         raw = grad.abs().float().mean(dim=-1)
         diag: dict[str, Any] = {"loss": "qig_error" if self.config.loss_fn is None else "custom"}
-        out = finalize_weights(raw, target.token_types, self.config.clipping, diagnostics=diag)
+        out = finalize_weights(raw, target.token_types, self.config.clipping, diagnostics=diag, where=target.where)
         diag["seconds"] = time.perf_counter() - t0
         return out
 

@@ -55,7 +55,7 @@ class LeaveOneOutProvider:
         ref = target.x_q if target.x_q is not None else torch.zeros_like(target.x)
         G = qig_objective(target, QIGConfig())
         raw = leave_one_out_scores(G, target.x.detach(), ref.detach(), self.config.chunk_size)
-        out = finalize_weights(raw, target.token_types, self.config.clipping)
+        out = finalize_weights(raw, target.token_types, self.config.clipping, where=target.where)
         out.diagnostics["seconds"] = time.perf_counter() - t0
         out.diagnostics["reference"] = "quantized" if target.x_q is not None else "zero"
         return out

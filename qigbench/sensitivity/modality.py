@@ -136,7 +136,7 @@ class ModalityProvider:
             raise SensitivityError("MBQ weights need AttributionTarget.answer_mask (the caption tokens with loss)")
         r = self.ratio_for(target)
         w = _token_factors(target.token_types, target.answer_mask, r)
-        out = finalize_weights(w, target.token_types, "none", diagnostics={"ratio": r})
+        out = finalize_weights(w, target.token_types, "none", diagnostics={"ratio": r}, where=target.where)
         out.diagnostics["seconds"] = time.perf_counter() - t0
         return out
 

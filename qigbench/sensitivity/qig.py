@@ -199,6 +199,7 @@ class QIGProvider:
             apply_clip=apply_clip,
             mask_padding=cfg.use_mask_padding(),
             diagnostics=diag,
+            where=target.where,
         )
         if res is not None:
             r = res.residual()

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from qigbench.errors import QigbenchError
+from qigbench.device import check_device
+from qigbench.errors import QigbenchError, check_positive
 from qigbench.quant import parse_format
 
 OnConflict = Literal["replace", "skip"]
@@ -87,6 +88,7 @@ class SuiteOptions:
     eval_batch_size: int = 1
     keep_models: int = 2  # quantized models kept in memory (tasks of one configuration run together)
     heatmaps: bool = True
+    heatmap_dir: Path | None = None  # where token-sensitivity heatmaps go; None = heatmaps/ next to --db
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -102,6 +104,10 @@ class SuiteOptions:
             raise SuiteOptionError(f"--samples must be >= 1, got {self.samples}")
         if not self.seeds:
             raise SuiteOptionError("--seeds needs at least one seed, e.g. --seeds 0")
+        for name, value in (("batch size", self.batch_size), ("eval batch size", self.eval_batch_size),
+                            ("keep_models", self.keep_models)):
+            check_positive(name, value)
+        check_device(self.device)
 
     @property
     def tiny(self) -> bool:

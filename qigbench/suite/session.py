@@ -147,7 +147,7 @@ class SuiteSession:
     def _heatmap(self, case: Case, result: QuantizeResult) -> None:
         from qigbench.pipeline import write_heatmap
 
-        folder = Path(self.options.db).resolve().parent / "heatmaps"
+        folder = self.options.heatmap_dir or Path(self.options.db).resolve().parent / "heatmaps"
         try:
             path = write_heatmap(
                 result,

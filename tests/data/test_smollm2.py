@@ -12,6 +12,7 @@ from qigbench.data import smollm2
 from qigbench.data.smollm2 import SmolLM2UnavailableError, ensure_smollm2, smollm2_gguf_path
 
 
+@pytest.mark.smollm2
 def test_gguf_is_found_without_importing_the_llm_plugin() -> None:
     path = smollm2_gguf_path()
     assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.stat().st_size > 50_000_000
@@ -24,6 +25,7 @@ def test_missing_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) ->
 
 
 @pytest.mark.slow
+@pytest.mark.smollm2
 def test_smollm2_loads_offline_from_the_cache_and_writes_english() -> None:
     """~35 s to convert on first use (2 CPU cores), then ~5 s to load and generate."""
     from qigbench.models.loading import load_model

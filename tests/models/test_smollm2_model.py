@@ -15,7 +15,7 @@ import torch
 from qigbench.models import applicable_groups, apply_scales_, classify_tokens, get_blocks, load_model, resolve_group
 from qigbench.tokens import TokenType
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.smollm2]
 
 
 def test_smollm2_loads_resolves_and_keeps_scaling_invariance(tiny_cache: Path) -> None:

@@ -19,7 +19,7 @@ import torch
 
 SEED = 0
 #: Bump when a builder changes, so cached tiny models are rebuilt rather than silently reused.
-BUILD_VERSION = 3
+BUILD_VERSION = 4  # 4: no out-of-vocabulary bos_token_id in the Qwen2-VL text configs
 MARKER = "qigbench_tiny.json"
 
 CORPUS: tuple[str, ...] = (
@@ -96,6 +96,9 @@ def tiny_text_config(**overrides: Any) -> dict[str, Any]:
         num_key_value_heads=8,
         max_position_embeddings=512,
         tie_word_embeddings=False,
+        # the tiny tokenizers have no BOS token; left unset, Qwen2-VL's text config keeps the 7B
+        # model's id 151643, outside the 384-token vocabulary (transformers warns on every load)
+        bos_token_id=None,
     )
     cfg.update(overrides)
     return cfg

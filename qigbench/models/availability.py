@@ -1,0 +1,149 @@
+"""Can a model load *now*? Answered from the local disk alone, and at most once per model.
+
+Without this check, a hub checkpoint that is not in the Hugging Face cache fails inside
+``from_pretrained`` — offline at once, online only after the hub client's retries (~24 s) — and a
+suite asks again for every one of its configurations. :func:`availability` looks at the local
+folder or the HF cache (``huggingface_hub.try_to_load_from_cache``, no network) and returns a
+message naming the fixes; :func:`record_failure` remembers a load that failed for a reason the
+disk could not predict (online, hub unreachable), so the next request fails at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from qigbench.models.aliases import ALIASES, ResolvedSource, SourceKind, resolve_source
+from qigbench.models.errors import ModelUnavailableError, UnknownModelError
+
+#: Weight files ``from_pretrained`` reads, in its order of preference (index files name shards).
+WEIGHT_FILES = (
+    "model.safetensors.index.json",
+    "model.safetensors",
+    "pytorch_model.bin.index.json",
+    "pytorch_model.bin",
+)
+_TRUE = {"1", "on", "yes", "true"}
+_FAILED: dict[str, str] = {}  # location -> message of a load that failed in this process
+
+
+@dataclass(frozen=True)
+class Availability:
+    model: str
+    available: bool
+    reason: str = ""  # why not, with the fixes; empty when available
+    download: bool = False  # not on disk but the hub is allowed: from_pretrained will download it
+
+
+def hub_offline() -> bool:
+    """Whether the hub is switched off (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``), read now."""
+    return any(os.environ.get(k, "").strip().lower() in _TRUE for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def fixes(model: str, hub_id: str | None, family: str | None) -> str:
+    """The three ways out, for the message of an unavailable model."""
+    same = next((a.name for a in ALIASES if a.kind is SourceKind.TINY and a.family == family), None)
+    tiny = f"tiny model of the same architecture: --model {same}" if same else "tiny model: --model tiny-qwen2vl"
+    download = (
+        f"(1) pre-download it into the Hugging Face cache: on a machine with internet run "
+        f"`hf download {hub_id}` (or `huggingface-cli download {hub_id}`) and copy the cache (HF_HOME, "
+        f"default ~/.cache/huggingface) here; "
+        if hub_id
+        else "(1) download the checkpoint on a machine with internet; "
+    )
+    return (
+        f"Fix it one of three ways: {download}(2) pass a local checkpoint folder instead: --model /path/to/"
+        f"{(hub_id or model).split('/')[-1]} (a folder with config.json and the weights); or (3) use an offline "
+        f"{tiny} (see `qigbench models`)."
+    )
+
+
+def _cached_weights(hub_id: str, cache_dir: str | None) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    config = try_to_load_from_cache(hub_id, "config.json", cache_dir=cache_dir)
+    if not isinstance(config, str):
+        return False
+    snapshot = Path(config).parent
+    return _has_weights(snapshot)
+
+
+def _has_weights(folder: Path) -> bool:
+    for name in WEIGHT_FILES:
+        path = folder / name
+        if not path.is_file():
+            continue
+        if not name.endswith(".index.json"):
+            return True
+        try:
+            shards = set(json.loads(path.read_text())["weight_map"].values())
+        except (ValueError, KeyError, OSError):
+            return False
+        return all((folder / shard).is_file() for shard in shards)
+    return False
+
+
+def availability(
+    model: str | Path, *, cache_dir: str | Path | None = None, hf_cache_dir: str | None = None
+) -> Availability:
+    """Whether ``model`` (alias, folder or hub id) can be loaded now, looking only at the disk."""
+    name = str(model)
+    try:
+        resolved = resolve_source(name, cache_dir=cache_dir, build=False)
+    except UnknownModelError as err:
+        return Availability(name, False, str(err))
+    return _check(name, resolved, hf_cache_dir)
+
+
+def _check(name: str, resolved: ResolvedSource, hf_cache_dir: str | None) -> Availability:
+    if resolved.location in _FAILED:
+        return Availability(name, False, _FAILED[resolved.location])
+    family = resolved.alias.family if resolved.alias else None
+    if resolved.kind is SourceKind.LOCAL:
+        folder = Path(resolved.location)
+        if not (folder / "config.json").is_file():
+            return Availability(
+                name,
+                False,
+                f"model folder {folder} has no config.json, so it is not a Hugging Face checkpoint; pass the folder "
+                "that holds config.json and the weights, or an alias (see `qigbench models`)",
+            )
+        return Availability(name, True)
+    if resolved.kind is not SourceKind.HF:
+        return Availability(name, True)  # tiny / package models are built offline on first use
+    hub_id = resolved.location
+    if _cached_weights(hub_id, hf_cache_dir):
+        return Availability(name, True)
+    if hub_offline():
+        return Availability(
+            name,
+            False,
+            f"model {name} ({hub_id}) is not in the Hugging Face cache and the hub is offline "
+            f"(HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set). " + fixes(name, hub_id, family),
+        )
+    return Availability(name, True, download=True)
+
+
+def require_available(resolved: ResolvedSource, name: str) -> None:
+    """Raise :class:`ModelUnavailableError` now rather than from inside ``from_pretrained``."""
+    found = _check(name, resolved, None)
+    if not found.available:
+        raise ModelUnavailableError(found.reason)
+
+
+def record_failure(resolved: ResolvedSource, name: str, err: BaseException) -> ModelUnavailableError:
+    """Remember that ``resolved`` failed to load (e.g. hub unreachable) and return the error to raise;
+    later :func:`availability` / :func:`require_available` calls answer from memory."""
+    family = resolved.alias.family if resolved.alias else None
+    hub_id = resolved.location if resolved.kind is SourceKind.HF else None
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    message = f"model {name} ({resolved.location}) could not be loaded: {first[:300]}. " + fixes(name, hub_id, family)
+    _FAILED[resolved.location] = message
+    return ModelUnavailableError(message)
+
+
+def forget_failures() -> None:
+    """Clear the remembered failures (tests; a long-lived process after fixing the network)."""
+    _FAILED.clear()
