@@ -9,6 +9,7 @@ scales, install quantized linears). A method only decides *what* to do with them
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,11 +19,13 @@ import torch
 from torch import nn
 
 from qigbench.engine.replay import Call, Recorder, Replay, run_calls
+from qigbench.errors import QigbenchError
 from qigbench.models.errors import ScalingGroupError
 from qigbench.models.family import GroupKind, ModelFamily, ScalingGroup
 from qigbench.models.registry import block_linear_names, prev_out_features
 from qigbench.models.scaling import check_absorbs_inverse_scale
-from qigbench.quant import QuantFormat, QuantLinear, set_submodule
+from qigbench.quant import QuantFormat, QuantizedTensor, QuantLinear, dequantize, set_submodule
+from qigbench.quant.codes import recover_codes
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +191,13 @@ class BlockContext:
     def apply_scales_(self, group: ResolvedGroup, scales: torch.Tensor) -> None:
         from qigbench.models.scaling import apply_scales_
 
+        prev = self.block.get_submodule(group.spec.prev_op)
+        codes = _grid_codes(prev, self.fmt) if isinstance(prev, QuantLinear) else None
         apply_scales_(self.block, group.spec, scales)
+        if codes is not None:  # an already-quantized prev op (group-sequential): keep its rows on a grid
+            assert isinstance(prev, QuantLinear)
+            s = scales.detach().float().reshape(-1, *([1] * (codes.scale.dim() - 1))).to(codes.scale.device)
+            prev.weight.data.copy_(dequantize(dataclasses.replace(codes, scale=codes.scale / s)))
         # Only this group's inputs change (they are now x / s); every other module of the block sees
         # the same fp values as before, so their recorded inputs stay valid (as in AWQ).
         for cache in self._records.values():
@@ -244,6 +253,15 @@ class BlockContext:
 
     def log(self, group: str, **values: Any) -> None:
         self.stats.setdefault("groups", {}).setdefault(group, {}).update(values)
+
+
+def _grid_codes(module: QuantLinear, fmt: QuantFormat) -> QuantizedTensor | None:
+    """The integer codes of a quantized weight, so that dividing its rows by ``s`` can be done on the
+    codes' scales (``scale / s``): the rows stay exactly on a grid and remain packable."""
+    try:
+        return recover_codes(module.weight.data, fmt.weight)
+    except QigbenchError:
+        return None  # not on the format's grid (e.g. NF4): plain division
 
 
 class _Captured(Exception):
