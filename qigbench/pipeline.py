@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from qigbench.data.defaults import default_calibration
@@ -28,9 +29,11 @@ from qigbench.engine.run import CalibrationReport, EngineConfig, calibrate
 from qigbench.errors import QigbenchError, check_positive
 from qigbench.models.loading import LoadedModel, load_model
 from qigbench.models.registry import get_blocks
-from qigbench.quant import QuantLinear, parse_format, set_submodule
+from qigbench.quant import QuantLinear, parse_format, quant_linear_from_state, quantizer_state, set_submodule
 
 RECORD_NAME = "qigbench_quantization.json"
+#: activation-quantizer state that a plain checkpoint cannot carry (per-channel static ranges)
+QUANTIZERS_NAME = "qigbench_quantizers.safetensors"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -264,7 +267,18 @@ def save_quantized(result: QuantizeResult, out_dir: str | Path, export: str = "c
 def _write_model(result: QuantizeResult, out: Path, export: str) -> None:
     from qigbench.export import write_weights
 
-    export_info = write_weights(result.loaded.model, parse_format(result.request.format), out, export)
+    model = result.loaded.model
+    quantizers = {k: v for name, q in model.named_modules() if isinstance(q, QuantLinear)
+                  for k, v in quantizer_state(q, name).items()}
+    if quantizers:  # per-channel activation ranges (Q-VLM): no checkpoint layout holds them
+        save_file(quantizers, str(out / QUANTIZERS_NAME))
+    fmt = parse_format(result.request.format)
+    method = get_method(result.request.method, dict(result.request.options))
+    fallback = export == "compressed-tensors" and not method.weights_on_format_grid(fmt)
+    # weights off the integer grid (Q-VLM's NF4) have no packed layout: float weights on their grid
+    export_info = write_weights(model, fmt, out, "fake-quant" if fallback else export)
+    if fallback:
+        export_info["note"] = f"{method.name}: weights are not on the {fmt.name} integer grid; written as fake-quant"
     for part in (result.loaded.processor, result.loaded.tokenizer):
         if part is not None:
             part.save_pretrained(out)
@@ -305,11 +319,16 @@ def load_quantized(directory: str | Path, *, device: str = "cpu", dtype: torch.d
     with warnings.catch_warnings():  # "quantization_config passed, the model's is used": we only set dequantize
         warnings.filterwarnings("ignore", message=".*already has a `quantization_config`", category=UserWarning)
         loaded = load_model(directory, dtype=dtype or torch.float32, device=device, **load_options(directory))
+    quantizers = load_file(str(directory / QUANTIZERS_NAME)) if (directory / QUANTIZERS_NAME).exists() else {}
     for name in record["quantized_modules"]:
         linear = loaded.model.get_submodule(name)
         if not isinstance(linear, nn.Linear):
             raise QigbenchError(
                 f"{directory}: {name} is a {type(linear).__name__}, not a linear; the record does not match the model"
             )
-        set_submodule(loaded.model, name, QuantLinear.from_linear(linear, fmt, quantized_weight=linear.weight))
+        state = {f"{name}.weight": linear.weight.detach()}
+        if linear.bias is not None:
+            state[f"{name}.bias"] = linear.bias.detach()
+        state.update({k: v for k, v in quantizers.items() if k.startswith(f"{name}.act_")})
+        set_submodule(loaded.model, name, quant_linear_from_state(state, name, fmt))
     return loaded

@@ -20,7 +20,7 @@ TINY_LIMIT = 10
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", action="append", help="alias or folder, repeatable or comma list (tiny-qwen2vl)")
-    parser.add_argument("--methods", help="comma list (default rtn,awq,mbq,qig)")
+    parser.add_argument("--methods", help="comma list (default rtn,awq,mbq,qig,qvlm,tlq)")
     parser.add_argument("--formats", help="comma list (default W3A16,W4A8)")
     parser.add_argument("--tasks", help="comma list of paper aliases / qig_* pack tasks / 'fidelity' (default by tier)")
     parser.add_argument(

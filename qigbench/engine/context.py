@@ -9,6 +9,7 @@ scales, install quantized linears). A method only decides *what* to do with them
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,11 +19,13 @@ import torch
 from torch import nn
 
 from qigbench.engine.replay import Call, Recorder, Replay, run_calls
+from qigbench.errors import QigbenchError
 from qigbench.models.errors import ScalingGroupError
 from qigbench.models.family import GroupKind, ModelFamily, ScalingGroup
 from qigbench.models.registry import block_linear_names, prev_out_features
 from qigbench.models.scaling import check_absorbs_inverse_scale
-from qigbench.quant import QuantFormat, QuantLinear, set_submodule
+from qigbench.quant import QuantFormat, QuantizedTensor, QuantLinear, dequantize, set_submodule
+from qigbench.quant.codes import recover_codes
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,9 @@ class BlockContext:
     answer_mask: torch.Tensor | None  # [N, T]
     device: torch.device | str
     propagation: Literal["fp", "quantized"]
+    #: JSON-able method state carried from block to block (the same dict for every block of a run;
+    #: saved with each block's checkpoint, so a resumed run continues with it)
+    carried: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)  # JSON-able per-block numbers (saved, reported)
     artifacts: dict[str, Any] = field(default_factory=dict)  # tensors for plots (token weights), not saved
     _records: dict[str, dict[str, list[Call]]] = field(default_factory=dict, repr=False)
@@ -185,7 +191,13 @@ class BlockContext:
     def apply_scales_(self, group: ResolvedGroup, scales: torch.Tensor) -> None:
         from qigbench.models.scaling import apply_scales_
 
+        prev = self.block.get_submodule(group.spec.prev_op)
+        codes = _grid_codes(prev, self.fmt) if isinstance(prev, QuantLinear) else None
         apply_scales_(self.block, group.spec, scales)
+        if codes is not None:  # an already-quantized prev op (group-sequential): keep its rows on a grid
+            assert isinstance(prev, QuantLinear)
+            s = scales.detach().float().reshape(-1, *([1] * (codes.scale.dim() - 1))).to(codes.scale.device)
+            prev.weight.data.copy_(dequantize(dataclasses.replace(codes, scale=codes.scale / s)))
         # Only this group's inputs change (they are now x / s); every other module of the block sees
         # the same fp values as before, so their recorded inputs stay valid (as in AWQ).
         for cache in self._records.values():
@@ -203,6 +215,21 @@ class BlockContext:
         """Install a QuantLinear for ``name`` (RTN when ``weight`` is None, else that quantized weight)."""
         linear = self.linear(name)
         set_submodule(self.block, name, QuantLinear.from_linear(linear, self.fmt, quantized_weight=weight))
+
+    def replace_linear_(self, name: str, module: nn.Module) -> None:
+        """Install an already-built quantized module (e.g. a ChannelActQuantLinear) for ``name``."""
+        self.linear(name)  # refuses a linear that is already quantized
+        set_submodule(self.block, name, module)
+        self.invalidate()
+
+    def quantize_group_(self, group: ResolvedGroup, weights: dict[str, torch.Tensor] | None = None) -> None:
+        """Quantize the group's still-float linears now (RTN, or the given quantized weights) and
+        forget the recorded inputs, so the next group is recorded on the output of this quantized
+        group: group-sequential ("quantization-exposed") calibration inside a block."""
+        for name in self.group(group.name).linear_names:
+            if not isinstance(self.block.get_submodule(name), QuantLinear):
+                self.quantize_linear_(name, None if weights is None else weights.get(name))
+        self.invalidate()
 
     def rtn_(self) -> None:
         """Round-to-nearest every remaining float linear of the block."""
@@ -226,6 +253,15 @@ class BlockContext:
 
     def log(self, group: str, **values: Any) -> None:
         self.stats.setdefault("groups", {}).setdefault(group, {}).update(values)
+
+
+def _grid_codes(module: QuantLinear, fmt: QuantFormat) -> QuantizedTensor | None:
+    """The integer codes of a quantized weight, so that dividing its rows by ``s`` can be done on the
+    codes' scales (``scale / s``): the rows stay exactly on a grid and remain packable."""
+    try:
+        return recover_codes(module.weight.data, fmt.weight)
+    except QigbenchError:
+        return None  # not on the format's grid (e.g. NF4): plain division
 
 
 class _Captured(Exception):

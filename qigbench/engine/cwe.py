@@ -24,6 +24,11 @@ class CWEConfig(MethodConfig):
     loss: str = "mse"  # "mse" | "mae"
     clip_search: bool = False  # AWQ's weight-clipping search after scaling
     skip_groups: tuple[str, ...] = ()  # e.g. ("o",) to leave a group unscaled
+    #: group-sequential ("quantization-exposed") calibration: quantize each group right after its
+    #: search, so later groups of the block are searched on the output of the quantized earlier
+    #: ones (TLQ). Later scales fold into already-quantized rows (v_proj for o, up_proj for down),
+    #: which keeps them on their grid. False: every group sees the block's unquantized path (AWQ).
+    exposure: bool = False
 
 
 class CWEMethod(Method):
@@ -42,31 +47,54 @@ class CWEMethod(Method):
         cfg = self.config
         assert isinstance(cfg, CWEConfig)
         weights: dict[str, torch.Tensor | None] = {}
+        if cfg.exposure:
+            self._quantize_block_exposed(ctx)
+            return
         for group in ctx.groups(scalable_only=True):
             if group.name in cfg.skip_groups:
                 continue
             lam = self.token_weights(ctx, group)
             weights[group.name] = lam
-            x = ctx.group_input(group).to(ctx.device)
-            result = search_scales(
-                x,
-                ctx.group(group.name).linears,
-                ctx.compared(group),
-                ctx.fmt,
-                token_weights=None if lam is None else lam.to(ctx.device),
-                token_types=ctx.token_types.to(ctx.device),
-                cfg=self.search_config(),
-            )
-            ctx.apply_scales_(group, result.scales)
-            ctx.log(group.name, alpha=float(result.alpha))
+            self._search(ctx, group, lam)
         if cfg.clip_search:
             self._clip(ctx, weights)
         ctx.rtn_()
 
-    def _clip(self, ctx: BlockContext, weights: dict[str, torch.Tensor | None]) -> None:
+    def _search(self, ctx: BlockContext, group: ResolvedGroup, lam: torch.Tensor | None) -> None:
+        x = ctx.group_input(group).to(ctx.device)
+        result = search_scales(
+            x,
+            ctx.group(group.name).linears,
+            ctx.compared(group),
+            ctx.fmt,
+            token_weights=None if lam is None else lam.to(ctx.device),
+            token_types=ctx.token_types.to(ctx.device),
+            cfg=self.search_config(),
+        )
+        ctx.apply_scales_(group, result.scales)
+        ctx.log(group.name, alpha=float(result.alpha))
+
+    def _quantize_block_exposed(self, ctx: BlockContext) -> None:
+        """Groups in block order: search (on inputs from the already-quantized earlier groups),
+        clip, quantize; the next group's inputs are then recorded anew."""
+        cfg = self.config
+        assert isinstance(cfg, CWEConfig)
+        for group in ctx.groups():
+            lam = None
+            if group.scalable and group.name not in cfg.skip_groups:
+                lam = self.token_weights(ctx, group)
+                self._search(ctx, group, lam)
+            if cfg.clip_search:
+                self._clip(ctx, {group.name: lam}, only=group.name)
+            ctx.quantize_group_(group)
+        ctx.rtn_()
+
+    def _clip(self, ctx: BlockContext, weights: dict[str, torch.Tensor | None], only: str | None = None) -> None:
         """AWQ's clip search on the scaled weights (q/k are skipped, as in AWQ: their error is
         filtered by the softmax and clipping them hurts)."""
         for group in ctx.groups():
+            if only is not None and group.name != only:
+                continue
             lam = weights.get(group.name)
             for name in group.linear_names:
                 if name.endswith(("q_proj", "k_proj")):

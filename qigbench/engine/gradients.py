@@ -82,3 +82,65 @@ def modality_gradients(
         vision={m: (s / max(counts["vision"], 1.0)).float() for m, s in sums["vision"].items()},
         text={m: (s / max(counts["text"], 1.0)).float() for m, s in sums["text"].items()},
     )
+
+
+def token_gradients(
+    model: nn.Module,
+    blocks: nn.ModuleList,
+    embed: nn.Module,
+    batches: Sequence[Any],
+    module_names: Sequence[str],
+    device: torch.device | str,
+    statistic: str = "abs",
+) -> dict[int, dict[str, torch.Tensor]]:
+    """Per-token gradient magnitudes of the caption loss at chosen outputs of every block (TLQ).
+
+    ``module_names`` are block-relative; ``""`` is the block's own output. Returns
+    ``{block: {name: s[N, T]}}`` with ``s = mean_h |dL/dY|`` (``statistic="abs"``) or
+    ``mean_h (dL/dY)^2`` (``"fisher"``), the batches concatenated in order. The backward runs in
+    the model's dtype; on CPU that is float32 (on fp16 models scale the loss: pitfall 3)."""
+    per_batch: dict[int, dict[str, list[torch.Tensor]]] = {i: {m: [] for m in module_names} for i in range(len(blocks))}
+    handles = []
+
+    def output_hook(i: int, name: str) -> Any:
+        def hook(module: nn.Module, args: Any, out: Any) -> None:
+            y = out[0] if isinstance(out, (tuple, list)) else out
+            if not isinstance(y, torch.Tensor) or not y.requires_grad:
+                return
+
+            def grad_hook(g: torch.Tensor) -> None:
+                g = g.detach().float()
+                stat = g.abs().mean(dim=-1) if statistic == "abs" else g.pow(2).mean(dim=-1)
+                per_batch[i][name].append(stat.cpu())
+
+            y.register_hook(grad_hook)
+
+        return hook
+
+    def embed_hook(module: nn.Module, args: Any, out: torch.Tensor) -> torch.Tensor:
+        return out.requires_grad_(True) if not out.requires_grad else out
+
+    for i, block in enumerate(blocks):
+        for name in module_names:
+            target = block.get_submodule(name) if name else block
+            handles.append(target.register_forward_hook(output_hook(i, name)))
+    handles.append(embed.register_forward_hook(embed_hook))
+    was_training = model.training
+    model.eval()
+    home = next(model.parameters()).device
+    if not hasattr(model, "hf_device_map"):
+        model.to(device)
+    try:
+        for batch in batches:
+            inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.inputs.items()}
+            with torch.enable_grad():
+                out = model(**inputs, labels=batch.labels.to(device), use_cache=False)
+                out.loss.backward()
+            model.zero_grad(set_to_none=True)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+        if not hasattr(model, "hf_device_map"):
+            model.to(home)
+    return {i: {m: torch.cat(v, dim=0) for m, v in by_name.items() if v} for i, by_name in per_batch.items()}

@@ -24,6 +24,7 @@ from qigbench.errors import QigbenchError
 if TYPE_CHECKING:
     from qigbench.engine.context import BlockContext
     from qigbench.engine.run import RunContext
+    from qigbench.quant import QuantFormat
 
 ENTRY_POINT_GROUP = "qigbench.methods"
 
@@ -60,6 +61,11 @@ class Method(ABC):
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:  # noqa: B027 - optional hook
         pass
+
+    def weights_on_format_grid(self, fmt: QuantFormat) -> bool:
+        """Whether the quantized weights lie on ``fmt``'s integer grid (so they can be packed);
+        False for a method with its own weight format (Q-VLM's NF4)."""
+        return True
 
     @abstractmethod
     def quantize_block(self, ctx: BlockContext) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from qigbench.quant import QuantFormat, QuantLinear, set_submodule
+from qigbench.quant import QuantFormat, QuantLinear, quant_linear_from_state, set_submodule
 
 
 def quantized_linear_names(block: nn.Module) -> list[str]:
@@ -18,11 +18,5 @@ def restore_block_(block: nn.Module, state: dict[str, torch.Tensor], quantized: 
     for name in quantized:
         linear = block.get_submodule(name)
         if not isinstance(linear, QuantLinear):
-            set_submodule(
-                block,
-                name,
-                QuantLinear(
-                    state[f"{name}.weight"], state.get(f"{name}.bias"), fmt, weight_is_quantized=True
-                ),
-            )
+            set_submodule(block, name, quant_linear_from_state(state, name, fmt))
     block.load_state_dict(state, strict=True)

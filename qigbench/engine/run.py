@@ -14,6 +14,7 @@ device, which is what lets large models calibrate on one GPU.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import resource
@@ -144,6 +145,7 @@ def calibrate(
     fp_stream = captured.hidden
     q_stream = [h.clone() for h in fp_stream] if keep_q else None
     first = 0
+    carried: dict[str, Any] = {}
     if resume is not None:
         for i in range(resume.next_block):
             restore_block_(blocks[i], checkpoint.load_block(i), resume.block_stats[i]["quantized"], fmt)  # type: ignore[union-attr]
@@ -151,6 +153,8 @@ def calibrate(
         report.blocks = list(resume.block_stats)
         report.resumed_from_block = first
         report.resumed_seconds = resume.elapsed_seconds
+        if resume.block_stats:
+            carried = copy.deepcopy(resume.block_stats[-1].get("carried", {}))
         log.info("resuming at block %d of %d from %s", first, len(blocks), cfg.resume_dir)
 
     token_types = torch.cat([b.token_types for b in batches], dim=0)
@@ -165,6 +169,7 @@ def calibrate(
         ctx = BlockContext(
             index=i, block=block, family=family, fmt=fmt, calls=calls, fp_inputs=fp_stream, q_inputs=q_stream,
             token_types=token_types, answer_mask=answer_mask, device=cfg.device, propagation=propagation,
+            carried=carried,
         )
         fp_next = ctx.run("fp")
         target = fp_next if propagation == "fp" else ctx.run("quantized")
@@ -177,6 +182,8 @@ def calibrate(
         rel_error = _relative_error(produced, target, token_types)
         stats = {"block": i, "rel_error": rel_error, "seconds": time.perf_counter() - t0, "quantized": quantized}
         stats.update(ctx.stats)
+        if carried:
+            stats["carried"] = copy.deepcopy(carried)
         report.blocks.append(stats)
         if "token_weights" in ctx.artifacts:
             report.token_weights[i] = ctx.artifacts["token_weights"]

@@ -47,6 +47,9 @@ ALIASES: tuple[ModelAlias, ...] = (
     ModelAlias("tiny-llava-ov", "llava_onevision", SourceKind.TINY, "tiny-llava-ov"),
     ModelAlias("tiny-internvl", "internvl", SourceKind.TINY, "tiny-internvl"),
     ModelAlias("tiny-llama", "llama", SourceKind.TINY, "tiny-llama"),
+    ModelAlias("tiny-llava", "llava", SourceKind.TINY, "tiny-llava"),
+    ModelAlias("llava-1.5-7b", "llava", SourceKind.HF, "llava-hf/llava-1.5-7b-hf", note="Q-VLM's LLaVA-1.5"),
+    ModelAlias("llava-1.5-13b", "llava", SourceKind.HF, "llava-hf/llava-1.5-13b-hf", note="Q-VLM's LLaVA-1.5"),
     ModelAlias(
         "smollm2-135m",
         "llama",

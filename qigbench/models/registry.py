@@ -13,7 +13,7 @@ from typing import Any
 from torch import nn
 
 from qigbench.models.errors import ScalingGroupError, UnknownFamilyError
-from qigbench.models.families import internlm2, internvl, llama, llava_onevision, qwen2_5_vl, qwen2vl
+from qigbench.models.families import internlm2, internvl, llama, llava, llava_onevision, qwen2_5_vl, qwen2vl
 from qigbench.models.family import ModelFamily, ScalingGroup
 from qigbench.quant import QuantLinear
 
@@ -21,6 +21,7 @@ FAMILIES: tuple[ModelFamily, ...] = (
     qwen2vl.FAMILY,
     qwen2_5_vl.FAMILY,
     llava_onevision.FAMILY,
+    llava.FAMILY,
     internvl.FAMILY,
     llama.FAMILY,
     internlm2.FAMILY,
@@ -105,6 +106,9 @@ def prev_out_features(prev: nn.Module) -> int | None:
     if isinstance(prev, nn.Linear):
         return prev.out_features
     weight = getattr(prev, "weight", None)
+    out_features = getattr(prev, "out_features", None)
+    if isinstance(out_features, int) and isinstance(weight, nn.Parameter) and weight.dim() == 2:
+        return out_features  # a QuantLinear: its rows still absorb 1/s exactly (each row has its own grid)
     if isinstance(weight, nn.Parameter) and weight.dim() == 1:
         return int(weight.shape[0])
     return None

@@ -1,7 +1,14 @@
 """Quantizer math: formats, pure quantize/dequantize functions, and the fake-quantized linear."""
 
 from qigbench.quant.formats import FLOAT_BITS, Granularity, QuantFormat, QuantSpec, parse_format
-from qigbench.quant.linear import QuantLinear, quantize_linears_, set_submodule
+from qigbench.quant.linear import (
+    ChannelActQuantLinear,
+    QuantLinear,
+    quant_linear_from_state,
+    quantize_linears_,
+    quantizer_state,
+    set_submodule,
+)
 from qigbench.quant.quantizer import (
     QuantizedTensor,
     check_tensor,
@@ -19,6 +26,7 @@ from qigbench.quant.quantizer import (
 
 __all__ = [
     "FLOAT_BITS",
+    "ChannelActQuantLinear",
     "Granularity",
     "QuantFormat",
     "QuantLinear",
@@ -34,8 +42,10 @@ __all__ = [
     "group_view",
     "parse_format",
     "qparams_from_range",
+    "quant_linear_from_state",
     "quantize",
     "quantize_codes",
     "quantize_linears_",
+    "quantizer_state",
     "set_submodule",
 ]

@@ -1,7 +1,9 @@
 """The QIG paper's own headline numbers, shown beside ours as a reference (never used by CI).
 
 Source: the paper's Table 2 averages (VizWiz, MMMU, ChartQA, AI2D, ScienceQA; percent) and
-Table 6 calibration GPU hours (one A800), as transcribed in ``reference/methods.md``. Our model
+Table 6 calibration GPU hours (one A800), as transcribed in ``reference/methods.md``; and the one
+Q-VLM number a reproduction can check (``reference/q-vlm-and-tlq.md`` 1(f)). TLQ reports no
+retrievable number: its claims are orderings (TLQ >= MBQ >= RTN), checked on our own runs. Our model
 aliases map to the paper's models; tiny test models map to nothing.
 """
 
@@ -18,6 +20,9 @@ MODEL_ALIASES: dict[str, str] = {
     "internvl2": "InternVL2-8B",
     "internvl2-8b": "InternVL2-8B",
     "opengvlab/internvl2-8b": "InternVL2-8B",
+    # Q-VLM's model (a checkpoint folder of this name, converted to the HF Llava format)
+    "llava-v1.3-13b-sqa": "LLaVA-v1.3-13B-SQA",
+    "liuhaotian/llava-lcs558k-scienceqa-vicuna-13b-v1.3": "LLaVA-v1.3-13B-SQA",
 }
 
 #: Our method names -> the paper's method key.
@@ -32,6 +37,8 @@ METHOD_ALIASES: dict[str, str] = {
     "qig": "qig",
     "loo": "loo",
     "leave-one-out": "loo",
+    "qvlm": "qvlm",
+    "tlq": "tlq",
 }
 
 #: Table 2 averages: model -> format -> method -> average accuracy (%). FP16 is format-independent.
@@ -51,6 +58,9 @@ TABLE2_AVG: dict[str, dict[str, dict[str, float]]] = {
         "W3A16": {"rtn": 68.14, "gptq": 69.00, "awq": 69.56, "mbq": 70.15, "qig": 70.30},
         "W4A8": {"rtn": 66.99, "sq": 63.46, "mbq": 67.48, "qig": 67.77},
     },
+    # Not QIG's table: the Q-VLM paper's ScienceQA-test accuracy (quoted by its author, QVLM issue #9).
+    # The Q-VLM setting suite measures ScienceQA alone, so its "average" is this one number.
+    "LLaVA-v1.3-13B-SQA": {"W4A4": {"qvlm": 80.78}},
 }
 
 #: Table 6: calibration GPU hours on one A800.
@@ -62,7 +72,8 @@ TABLE6_GPU_HOURS: dict[str, dict[str, float]] = {
 
 def paper_model(model: str) -> str | None:
     """The paper's model for one of our aliases, or ``None`` (tiny and unknown models)."""
-    return MODEL_ALIASES.get(model.strip().lower())
+    key = model.strip().lower()
+    return MODEL_ALIASES.get(key) or MODEL_ALIASES.get(key.rstrip("/").rpartition("/")[2])
 
 
 def paper_average(model: str, method: str, fmt: str, full_precision: bool = False) -> float | None:

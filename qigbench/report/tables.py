@@ -29,7 +29,7 @@ from qigbench.results.row import ResultRow
 from qigbench.stats import Interval, Measurement, Verdict, compare, interval, mean_of
 
 FP_FORMATS = frozenset({"fp16", "bf16", "fp32", "w16a16", "fp"})
-METHOD_ORDER = ("fp16", "rtn", "gptq", "awq", "sq", "smoothquant", "mbq", "qig", "qig+gptq", "loo")
+METHOD_ORDER = ("fp16", "rtn", "gptq", "awq", "sq", "smoothquant", "mbq", "qig", "qig+gptq", "loo", "qvlm", "tlq")
 PAPER_FORMATS = ("W3A16", "W4A8")
 FP_LABEL = "FP16"
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from qigbench.quant import parse_format
 from qigbench.results.row import ConfigKey, config_hash
 from qigbench.suite.options import FIDELITY_TASK, SuiteOptions
 
@@ -136,9 +137,9 @@ def table5(opts: SuiteOptions) -> Matrix:
 
 
 def table6(opts: SuiteOptions) -> Matrix:
-    """Calibration cost of MBQ, QIG and leave-one-out sensitivity (paper: GPU hours; W3A16 here)."""
+    """Calibration cost of MBQ, QIG, leave-one-out sensitivity, Q-VLM and TLQ (paper: GPU hours; W3A16 here)."""
     formats = opts.formats_among(("W3A16",)) or opts.formats[:1]
-    methods = ("mbq", "qig", ("qig", (("sensitivity", "leave_one_out"),), "loo"))
+    methods = ("mbq", "qig", ("qig", (("sensitivity", "leave_one_out"),), "loo"), "qvlm", "tlq")
     return _quantized("table6", opts, opts.vlm_models, methods, formats, (FIDELITY_TASK,))
 
 
@@ -201,6 +202,53 @@ def ablation_tableA1(opts: SuiteOptions) -> Matrix:
     return _quantized("tableA1", opts, opts.vlm_models, methods, opts.formats_among(("W4A8",)), tasks)
 
 
+#: TLQ's ablations (reference/q-vlm-and-tlq.md 2(e)): importance on/off x exposure on/off, and the
+#: token selection ratio (the default, 1.0, is plain ``tlq``).
+TLQ_ABLATION: tuple[tuple[tuple[str, str], ...], ...] = (
+    (("importance", "uniform"),),
+    (("exposure", "false"),),
+    (("importance", "uniform"), ("exposure", "false")),
+    (("selection", "0.5"),),
+    (("selection", "0.25"),),
+)
+#: Q-VLM's own setting: LLaVA-v1.3-13B fine-tuned on ScienceQA, W4A4 (the paper reports 80.78).
+QVLM_FORMAT = "W4A4"
+QVLM_VARIANTS: tuple[Any, ...] = (
+    "rtn",
+    "smoothquant",
+    "qvlm",
+    ("qvlm", (("mode", "paper"),), None),
+    # what the release does on any hidden size but 4096 (the 13B model): every range dynamic
+    ("qvlm", (("dynamic_all", "true"),), None),
+)
+
+
+def tlq_ablation(opts: SuiteOptions) -> Matrix:
+    methods: list[Any] = ["tlq", *(("tlq", options, None) for options in TLQ_ABLATION)]
+    tasks = _ablation_tasks(opts, ("vizwiz", "scienceqa"))
+    return _quantized("tlq_ablation", opts, opts.vlm_models, methods, opts.formats_among(("W4A8",)), tasks)
+
+
+def tlq_comparison(opts: SuiteOptions) -> Matrix:
+    """TLQ's own comparison: TLQ vs MBQ vs RTN vs SmoothQuant (W4A8 only) on the given VLMs (paper:
+    LLaVA-OneVision and Qwen2-VL), W3A16 and W4A8."""
+    tasks = _with_fidelity(opts.vlm_tasks())
+    out: Matrix = []
+    for fmt in opts.formats_among(("W3A16", "W4A8")):
+        methods = ("rtn", "mbq", "tlq", *(("smoothquant",) if not parse_format(fmt).weight_only else ()))
+        out += _quantized("tlq_compare", opts, opts.vlm_models, methods, (fmt,), tasks)
+    return out
+
+
+def qvlm_setting(opts: SuiteOptions) -> Matrix:
+    """Q-VLM's setting at W4A4 (always: it is the paper's format) on the given VLMs; the paper's
+    model is LLaVA-v1.3-13B-ScienceQA (``--model`` a converted checkpoint folder of that name),
+    on ScienceQA (tiny models: the offline multiple-choice task)."""
+    tasks = _with_fidelity(("qig_mc_chart",) if opts.tiny else ("scienceqa",))
+    out: Matrix = [(Case("qvlm_setting", m, FP_METHOD, FP_FORMAT, 0), _eval_tasks(tasks)) for m in opts.vlm_models]
+    return out + _quantized("qvlm_setting", opts, opts.vlm_models, QVLM_VARIANTS, (QVLM_FORMAT,), tasks)
+
+
 def items(matrix: Matrix) -> list[tuple[Case, str]]:
     """Flatten to ``(case, task)`` pairs, configuration-major so a configuration's tasks run together."""
     return [(case, task) for case, tasks in matrix for task in tasks]
@@ -220,11 +268,15 @@ TABLES = {
     "table1": ablation_table1,
     "table4": ablation_table4,
     "tableA1": ablation_tableA1,
+    "tlq_ablation": tlq_ablation,
+    "tlq_compare": tlq_comparison,
+    "qvlm_setting": qvlm_setting,
 }
 
 
 def is_slow(case: Case) -> bool:
-    """Items left out of the CI selection (``-m "not slow"``): the ablations, leave-one-out
+    """Items left out of the CI selection (``-m "not slow"``): the ablations (and the Q-VLM / TLQ
+    setting suites, whose methods CI checks in Table 2), leave-one-out
     sensitivity (one forward per token) and Table A3's doubled calibration set."""
-    ablation = case.table in ("table1", "table4", "tableA1")
+    ablation = case.table in ("table1", "table4", "tableA1", "tlq_ablation", "tlq_compare", "qvlm_setting")
     return ablation or ("sensitivity", "leave_one_out") in case.options or case.heavy

@@ -19,8 +19,9 @@ from qigbench.quant import parse_format
 
 OnConflict = Literal["replace", "skip"]
 
-#: The paper's Table 2 methods and formats (SmoothQuant applies to W4A8 only in the paper).
-DEFAULT_METHODS: tuple[str, ...] = ("rtn", "awq", "mbq", "qig")
+#: The paper's Table 2 methods and formats (SmoothQuant applies to W4A8 only in the paper), plus the
+#: project's two other seed methods, Q-VLM and TLQ.
+DEFAULT_METHODS: tuple[str, ...] = ("rtn", "awq", "mbq", "qig", "qvlm", "tlq")
 DEFAULT_FORMATS: tuple[str, ...] = ("W3A16", "W4A8")
 #: Table 2 benchmarks, as paper aliases (lmms-eval tasks).
 PAPER_VLM_TASKS: tuple[str, ...] = ("vizwiz", "mmmu", "chartqa", "ai2d", "scienceqa")

@@ -14,7 +14,7 @@ from qigbench.data import CalibrationDataError, CalibrationImageError, load_cali
 from qigbench.data.batch import IGNORE_INDEX, CalibrationBatch
 from qigbench.tokens import TokenType
 
-VLMS = ("tiny-qwen2vl", "tiny-qwen2.5vl", "tiny-llava-ov", "tiny-internvl")
+VLMS = ("tiny-qwen2vl", "tiny-qwen2.5vl", "tiny-llava-ov", "tiny-internvl", "tiny-llava")
 
 
 @contextmanager

@@ -20,6 +20,7 @@ HAS_O_GROUP = {
     "tiny-qwen2.5vl": False,
     "tiny-llava-ov": False,
     "tiny-internvl": True,
+    "tiny-llava": True,
     "tiny-llama": True,
 }
 

@@ -9,6 +9,7 @@ from qigbench.models.errors import UnknownModelError
 from qigbench.models.tiny.common import BUILD_VERSION, atomic_build
 from qigbench.models.tiny.internvl import build_internvl
 from qigbench.models.tiny.llama import build_llama
+from qigbench.models.tiny.llava import build_llava
 from qigbench.models.tiny.llava_onevision import build_llava_onevision
 from qigbench.models.tiny.qwen2vl import build_qwen2_5_vl, build_qwen2vl
 
@@ -18,6 +19,7 @@ TINY_BUILDERS: dict[str, Callable[[Path], None]] = {
     "tiny-llava-ov": build_llava_onevision,
     "tiny-internvl": build_internvl,
     "tiny-llama": build_llama,
+    "tiny-llava": build_llava,
 }
 
 

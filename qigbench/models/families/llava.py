@@ -1,0 +1,26 @@
+"""LLaVA 1.x (``LlavaForConditionalGeneration``, model_type ``llava``): CLIP tower, MLP projector,
+LLaMA/Vicuna decoder — the family of Q-VLM's models (LLaVA-v1.3/v1.5 7B and 13B).
+
+The original LLaVA checkpoints (``liuhaotian/llava-*``, the code's ``LlavaLlamaForCausalLM``) must
+first be converted to this HF layout (transformers' ``convert_llava_weights_to_hf``); the
+``llava-hf/llava-1.5-*-hf`` repositories already are.
+"""
+
+from __future__ import annotations
+
+from qigbench.models.families._llama_style import LLAMA_STYLE_GROUPS
+from qigbench.models.family import ModelFamily
+
+FAMILY = ModelFamily(
+    name="llava",
+    model_types=("llava",),
+    blocks="model.language_model.layers",
+    embed_tokens="model.language_model.embed_tokens",
+    final_norm="model.language_model.norm",
+    lm_head="lm_head",
+    groups=LLAMA_STYLE_GROUPS,
+    vision=("model.vision_tower", "model.multi_modal_projector"),
+    rotary="model.language_model.rotary_emb",
+    vision_token_config_keys=("image_token_index",),
+    auto_class="AutoModelForImageTextToText",
+)
