@@ -14,7 +14,6 @@ import argparse
 import sys
 from pathlib import Path
 
-
 NAME = "check"
 HELP = "fail (exit 1) when results regress against a baseline JSON, or write that baseline"
 
