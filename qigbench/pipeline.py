@@ -21,6 +21,7 @@ from qigbench.engine.method import config_hash, get_method
 from qigbench.engine.restore import quantized_linear_names
 from qigbench.engine.run import CalibrationReport, EngineConfig, calibrate
 from qigbench.errors import QigbenchError
+from qigbench.memory import parse_bytes
 from qigbench.models.loading import LoadedModel, load_model
 from qigbench.models.registry import get_blocks
 from qigbench.quant import QuantLinear, parse_format, set_submodule
@@ -47,6 +48,8 @@ class QuantizeRequest:
     resume_dir: str | None = None
     propagation: str = "auto"
     progress: bool = True
+    #: e.g. "8GiB": bytes a streamed chunk may take (None: a safe share of free memory); not in the fingerprint
+    memory_budget: str | None = None
 
     def torch_dtype(self) -> torch.dtype:
         if self.dtype == "auto":
@@ -130,6 +133,7 @@ def quantize(request: QuantizeRequest, loaded: LoadedModel | None = None) -> Qua
         propagation=request.propagation,  # type: ignore[arg-type]
         resume_dir=Path(request.resume_dir) if request.resume_dir else None,
         progress=request.progress,
+        memory_budget=parse_bytes(request.memory_budget),
     )
     report = calibrate(loaded.model, loaded.family, batches, method, request.format, engine, request.fingerprint())
     return QuantizeResult(loaded=loaded, report=report, request=request, calibration=calibration)

@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-remote-code", action="store_true")
     parser.add_argument("--cache-dir", help="where tiny models and synthetic data are built (env QIGBENCH_CACHE)")
     parser.add_argument("--resume-dir", help="save each finished block here and resume from it after an interruption")
+    parser.add_argument("--memory-budget", help="bytes a streamed chunk of attribution / search may take, e.g. 8GiB "
+                        "(default: half the device's free memory); lower it after an out-of-memory error")
     parser.add_argument("--save", help="directory for the quantized model and its record")
     parser.add_argument("--heatmap", help="write the token-sensitivity heatmap (token-weighting methods) to this PNG")
     parser.add_argument("--no-progress", action="store_true")
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         calib=args.calib, samples=args.samples, seed=args.seed, batch_size=args.batch_size,
         max_length=args.max_length, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
         cache_dir=args.cache_dir, resume_dir=args.resume_dir, propagation=args.propagation,
-        progress=not args.no_progress,
+        progress=not args.no_progress, memory_budget=args.memory_budget,
     )
     result = quantize(request)
     record = result.record()

@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--cache-dir", help="qigbench cache (models, calibration sets, task pack)")
     parser.add_argument("--no-report", action="store_true", help="only fill the database")
+    parser.add_argument("--memory-budget", help="bytes a streamed chunk of attribution / search may take, e.g. "
+                        "8GiB (default: half the device's free memory)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         on_conflict=args.on_conflict,
         cache_dir=args.cache_dir,
         device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+        memory_budget=args.memory_budget,
     )
     pin_threads(options)
     if options.limit is None and options.tiny:

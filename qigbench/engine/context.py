@@ -81,6 +81,8 @@ class BlockContext:
     answer_mask: torch.Tensor | None  # [N, T]
     device: torch.device | str
     propagation: Literal["fp", "quantized"]
+    #: bytes one streamed chunk (attribution, scale candidates) may take; None: a safe share of free memory
+    memory_budget: int | None = None
     stats: dict[str, Any] = field(default_factory=dict)  # JSON-able per-block numbers (saved, reported)
     artifacts: dict[str, Any] = field(default_factory=dict)  # tensors for plots (token weights), not saved
     _records: dict[str, dict[str, list[Call]]] = field(default_factory=dict, repr=False)
@@ -98,6 +100,12 @@ class BlockContext:
         for spec in self.family.groups:
             names.extend(n for n in spec.linears if n not in names)
         return names
+
+    def budget(self) -> int:
+        """The memory budget in bytes (resolved now when the run set none: free memory changes)."""
+        from qigbench.memory import resolve_budget
+
+        return resolve_budget(self.memory_budget, self.device)
 
     # ------------------------------------------------------------------ inputs
     def inputs(self, stream: Stream = "calib") -> list[torch.Tensor]:

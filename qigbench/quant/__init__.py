@@ -1,7 +1,7 @@
 """Quantizer math: formats, pure quantize/dequantize functions, and the fake-quantized linear."""
 
 from qigbench.quant.formats import FLOAT_BITS, Granularity, QuantFormat, QuantSpec, parse_format
-from qigbench.quant.linear import QuantLinear, quantize_linears_, set_submodule
+from qigbench.quant.linear import QuantLinear, quantize_linears_, set_submodule, straight_through_surrogate
 from qigbench.quant.quantizer import (
     QuantizedTensor,
     check_tensor,
@@ -38,4 +38,5 @@ __all__ = [
     "quantize_codes",
     "quantize_linears_",
     "set_submodule",
+    "straight_through_surrogate",
 ]

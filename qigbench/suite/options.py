@@ -86,6 +86,8 @@ class SuiteOptions:
     eval_batch_size: int = 1
     keep_models: int = 2  # quantized models kept in memory (tasks of one configuration run together)
     heatmaps: bool = True
+    #: e.g. "8GiB", passed to every calibration (None: a safe share of free memory)
+    memory_budget: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
