@@ -156,3 +156,44 @@ def test_parse_bytes() -> None:
 
     with pytest.raises(QigbenchError, match="--memory-budget"):
         parse_bytes("lots")
+
+
+class RunsOutOfMemory(Method):
+    """RTN, except that block ``fail_at`` raises the allocator's out-of-memory error."""
+
+    name = "rtn"  # the checkpoint fingerprint of a plain RTN run
+
+    def __init__(self, fail_at: int | None, error: type[BaseException]) -> None:
+        super().__init__()
+        self.fail_at, self.error, self.seen = fail_at, error, []  # type: ignore[var-annotated]
+
+    def quantize_block(self, ctx: BlockContext) -> None:
+        self.seen.append(ctx.index)
+        if ctx.index == self.fail_at:
+            raise self.error("CUDA out of memory. Tried to allocate 20.00 GiB")
+        ctx.rtn_()
+
+
+@pytest.mark.parametrize("error", [torch.cuda.OutOfMemoryError, MemoryError])
+def test_out_of_memory_is_an_actionable_error_and_the_run_resumes(
+    tiny_llama_dir: Path, tools: Any, tmp_path: Path, error: type[BaseException]
+) -> None:
+    from qigbench.memory import CalibrationOutOfMemoryError
+    from qigbench.models.registry import family_for
+
+    batches = tools.batches(tiny_llama_dir)
+    config = EngineConfig(progress=False, resume_dir=tmp_path / "ckpt", memory_budget=parse_bytes("64MiB"))
+    model = tools.load(tiny_llama_dir)
+    with pytest.raises(CalibrationOutOfMemoryError) as info:
+        calibrate(model, family_for(model), batches, RunsOutOfMemory(1, error), "W3A16g32", config)
+    message = str(info.value)
+    assert "--memory-budget 32.0MiB" in message and "block 1" in message
+    assert f"--resume-dir {tmp_path / 'ckpt'}" in message and "continue from block 1" in message
+    again = RunsOutOfMemory(None, error)
+    model = tools.load(tiny_llama_dir)
+    report = calibrate(model, family_for(model), batches, again, "W3A16g32", config)
+    assert report.resumed_from_block == 1 and again.seen[0] == 1  # blocks before 1 were not redone
+    no_resume = EngineConfig(progress=False)
+    with pytest.raises(CalibrationOutOfMemoryError, match="add --resume-dir DIR"):
+        calibrate(tools.load(tiny_llama_dir), family_for(model), batches, RunsOutOfMemory(0, error), "W3A16g32",
+                  no_resume)  # fmt: skip
