@@ -81,6 +81,7 @@ def _spread(values: list[float]) -> str:
     return f"{statistics.median(values):.3f} [{min(values):.3f}, {max(values):.3f}]"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_bench_qig_at_scale(
     benchmark: Any, fmt: str, bench_cache: Path, tmp_path: Path, summary: list[str]
