@@ -95,6 +95,13 @@ def _grad_sum(
     return acc
 
 
+def _relative_change(new: Tensor, old: Tensor) -> float:
+    """Worst row's ``sum_t |new - old| / sum_t |new|``."""
+    num = (new - old).abs().sum(dim=-1)
+    den = new.abs().sum(dim=-1).clamp_min(torch.finfo(new.dtype).tiny)
+    return float((num / den).max()) if num.numel() else 0.0
+
+
 @torch.no_grad()
 def _evaluate(G_fn: GFn, x: Tensor) -> Tensor:
     return G_fn(x).detach().float()
@@ -158,10 +165,16 @@ def integrate_adaptive(
     batched: bool = True,
     G_check: GFn | None = None,
 ) -> tuple[IGResult, list[tuple[int, float]]]:
-    """Double ``steps`` until the worst row's completeness residual is under ``tolerance``.
+    """Double ``steps`` until the worst row's completeness residual is under ``tolerance``, or the
+    token scores ``mean_h |attr|`` moved by less than ``tolerance`` (relative, worst row) in the last
+    doubling.
 
     The residual is a *computable* proxy of the quadrature error (the exact integral satisfies
-    completeness), so it is a sound stopping rule. Stops at ``max_steps`` even if not converged;
+    completeness), so it is a sound stopping rule — where completeness can hold. With
+    straight-through quantizers (W-A formats) the gradient is taken at rounded activations, so even
+    against the surrogate the residual plateaus at the straight-through mismatch (a few percent)
+    that no quadrature removes; the second rule (the quadrature has converged) stops there.
+    Stops at ``max_steps`` even if not converged;
     the history ``[(steps, residual), ...]`` says what happened. ``G(x)`` and ``G(x')`` are
     evaluated once. The trapezoid rule is *nested* (the nodes of m are among those of 2m), so a
     refinement evaluates only the m new points and the total cost is that of the final ``steps``;
@@ -178,6 +191,7 @@ def integrate_adaptive(
     nested = quadrature == "trapezoid"
     ends: Tensor | None = None
     interior: Tensor | None = None
+    previous: Tensor | None = None
     while True:
         if nested:
             if ends is None:
@@ -191,8 +205,11 @@ def integrate_adaptive(
         res = IGResult(delta * avg_grad, g_x, g_b, m)
         worst = float(res.residual().max()) if res.residual().numel() else 0.0
         history.append((m, worst))
-        if not math.isfinite(worst) or worst < tolerance or m * 2 > max_steps:
+        scores = res.attributions.abs().mean(dim=-1)
+        settled = previous is not None and _relative_change(scores, previous) < tolerance
+        if not math.isfinite(worst) or worst < tolerance or settled or m * 2 > max_steps:
             return res, history
+        previous = scores
         if nested:
             new = [(2 * j + 1) / (2 * m) for j in range(m)]
             interior = interior + _grad_sum(G_fn, x, baseline, new, [1.0] * m, chunk_size, batched)  # type: ignore[operator]

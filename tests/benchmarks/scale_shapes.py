@@ -22,7 +22,7 @@ GROUP = 128  # W3A16's group size must divide every linear's input
 
 
 def _round(value: float, multiple: int) -> int:
-    return max(multiple, int(round(value / multiple)) * multiple)
+    return max(multiple, round(value / multiple) * multiple)
 
 
 def narrow_qwen2vl_dir(cache: Path, divisor: int, layers: int, pixels: int, vision_layers: int = 2) -> Path:

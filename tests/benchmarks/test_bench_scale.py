@@ -128,7 +128,8 @@ def test_bench_qig_at_scale(
         f"{ {v: round(w / mib) for v, w in work.items()} } MiB); vs m=32: Spearman mean {agree['spearman_mean']:.4f} "
         f"(min {agree['spearman_min']:.3f}), max|dlambda| {agree['max_abs_dlambda']:.2e} (max lambda "
         f"{agree['max_lambda']:.2e}), block error {err:.5g} vs {err_paper:.5g} ({result['block_error_delta']:+.3%}, "
-        f"goal within 1%); m=32 took {paper['seconds']:.1f}s vs default {statistics.median(result['seconds']['qig']):.1f}s"
+        f"goal within 1%); m=32 took {paper['seconds']:.1f}s vs default "
+        f"{statistics.median(result['seconds']['qig']):.1f}s"
     )
     out = os.environ.get("QIGBENCH_SCALE_OUT")
     if out:

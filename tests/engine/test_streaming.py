@@ -13,6 +13,7 @@ embeddings are per batch) and keeps each block's context unquantized. On those r
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +146,7 @@ def test_row_spans_cover_every_row_once_and_respect_the_cap() -> None:
     for sizes, cap in [([2, 2, 2], 3), ([4], 1), ([1, 5, 2], 2), ([3, 3], 100)]:
         spans = row_spans(sizes, cap)
         assert spans[0][0] == 0 and spans[-1][1] == sum(sizes)
-        assert all(b == c for (_, b), (c, _) in zip(spans, spans[1:], strict=False))
+        assert all(b == c for (_, b), (c, _) in itertools.pairwise(spans))
         assert all(0 < b - a <= cap for a, b in spans)
 
 
