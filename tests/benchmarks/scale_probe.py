@@ -5,12 +5,16 @@
 A fresh process per run so its peak RSS is its own: ``working = peak RSS - RSS just before
 calibrate()`` (model and calibration batches loaded), as in memory_probe.py. The token weights
 of every block and group are saved to ``WEIGHTS_OUT`` (torch.save) to compare variants.
+
+``QIGBENCH_BENCH_DEVICE=cuda`` calibrates on the GPU in bfloat16; then ``peak`` is the CUDA peak
+allocation of the calibration and ``working`` the same minus what was allocated before it.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 from typing import Any
 
@@ -26,10 +30,15 @@ from qigbench.sensitivity.qig import QIGProvider
 
 
 def main(model_dir: str, cache: str, method: str, fmt: str, samples: int, options: dict[str, str], out: str) -> Any:
-    torch.set_num_threads(1)
-    loaded = load_model(model_dir)
+    device = os.environ.get("QIGBENCH_BENCH_DEVICE", "cpu")
+    cuda = torch.device(device).type == "cuda"
+    if not cuda:
+        torch.set_num_threads(1)
+    loaded = load_model(model_dir, dtype=torch.bfloat16 if cuda else torch.float32)
     source = default_calibration(loaded, cache, n=samples, seed=0)
     batches: Any = load_calibration(source, model=loaded, n_samples=samples, batch_size=4).batches
+    if cuda:
+        batches = [b.to("cpu", torch.bfloat16) for b in batches]
     with torch.no_grad():
         for tensor in [*loaded.model.parameters(), *loaded.model.buffers()]:
             tensor.data = tensor.data.clone()  # out of the safetensors mapping (see memory_probe.py)
@@ -37,9 +46,13 @@ def main(model_dir: str, cache: str, method: str, fmt: str, samples: int, option
     baseline = current_rss_bytes()
     reset_peak_rss()
     plugin = get_method(method, options)
+    before = torch.cuda.memory_allocated(device) if cuda else 0
     with time_calls(QIGProvider, "__call__") as provider:
-        report = calibrate(loaded.model, loaded.family, batches, plugin, fmt, EngineConfig(progress=False))
-    peak = peak_rss_bytes()
+        engine = EngineConfig(device=device, progress=False)
+        report = calibrate(loaded.model, loaded.family, batches, plugin, fmt, engine)
+    peak = report.peak_memory_bytes if cuda else peak_rss_bytes()
+    if cuda:
+        baseline = before
     torch.save({"weights": report.token_weights, "token_types": report.token_types}, out)
     return {
         "method": method,
