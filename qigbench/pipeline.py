@@ -102,6 +102,7 @@ def quantized_modules(loaded: LoadedModel) -> list[str]:
 
 def quantize(request: QuantizeRequest, loaded: LoadedModel | None = None) -> QuantizeResult:
     parse_format(request.format)  # fail on a bad format before loading anything
+    budget = parse_bytes(request.memory_budget)  # ... or a bad --memory-budget
     method = get_method(request.method, dict(request.options))
     if loaded is None:
         loaded = load_model(
@@ -133,7 +134,7 @@ def quantize(request: QuantizeRequest, loaded: LoadedModel | None = None) -> Qua
         propagation=request.propagation,  # type: ignore[arg-type]
         resume_dir=Path(request.resume_dir) if request.resume_dir else None,
         progress=request.progress,
-        memory_budget=parse_bytes(request.memory_budget),
+        memory_budget=budget,
     )
     report = calibrate(loaded.model, loaded.family, batches, method, request.format, engine, request.fingerprint())
     return QuantizeResult(loaded=loaded, report=report, request=request, calibration=calibration)

@@ -198,3 +198,11 @@ def test_out_of_memory_is_an_actionable_error_and_the_run_resumes(
     with pytest.raises(CalibrationOutOfMemoryError, match="add --resume-dir DIR"):
         calibrate(tools.load(tiny_llama_dir), family_for(model), batches, RunsOutOfMemory(0, error), "W3A16g32",
                   no_resume)  # fmt: skip
+
+
+def test_quantize_refuses_a_bad_memory_budget_before_loading(capsys: pytest.CaptureFixture[str]) -> None:
+    from qigbench.cli import main
+
+    argv = ["quantize", "--model", "no-such-model", "--method", "rtn", "--memory-budget", "lots"]
+    assert main(argv) == 2
+    assert "--memory-budget 8GiB" in capsys.readouterr().err
