@@ -112,23 +112,7 @@ def quantize(request: QuantizeRequest, loaded: LoadedModel | None = None) -> Qua
             trust_remote_code=request.trust_remote_code,
             cache_dir=request.cache_dir,
         )
-    batches: list[Any] = []
-    calibration: dict[str, Any] = {"source": None}
-    if method.needs_calibration:
-        source = request.calib or default_calibration(loaded, request.cache_dir, seed=request.seed)
-        calib = load_calibration(
-            source,
-            model=loaded,
-            n_samples=request.samples,
-            seed=request.seed,
-            batch_size=request.batch_size,
-            max_length=request.max_length,
-        )
-        batches = [b.to("cpu", request.torch_dtype()) for b in calib.batches]
-        calibration = {"source": calib.source, "kind": calib.kind, "n_samples": calib.n_samples,
-                       "seed": calib.seed, "sha256": calib.sha256}
-    else:
-        batches = _probe_batch(loaded)
+    batches, calibration = calibration_batches(request, loaded, method)
     engine = EngineConfig(
         device=request.device,
         propagation=request.propagation,  # type: ignore[arg-type]
@@ -138,6 +122,25 @@ def quantize(request: QuantizeRequest, loaded: LoadedModel | None = None) -> Qua
     )
     report = calibrate(loaded.model, loaded.family, batches, method, request.format, engine, request.fingerprint())
     return QuantizeResult(loaded=loaded, report=report, request=request, calibration=calibration)
+
+
+def calibration_batches(request: QuantizeRequest, loaded: LoadedModel, method: Any) -> tuple[list[Any], dict[str, Any]]:
+    """The batches ``method`` calibrates on (on CPU, in the request's dtype) and where they came from."""
+    if not method.needs_calibration:
+        return _probe_batch(loaded), {"source": None}
+    source = request.calib or default_calibration(loaded, request.cache_dir, seed=request.seed)
+    calib = load_calibration(
+        source,
+        model=loaded,
+        n_samples=request.samples,
+        seed=request.seed,
+        batch_size=request.batch_size,
+        max_length=request.max_length,
+    )
+    batches = [b.to("cpu", request.torch_dtype()) for b in calib.batches]
+    calibration = {"source": calib.source, "kind": calib.kind, "n_samples": calib.n_samples,
+                   "seed": calib.seed, "sha256": calib.sha256}
+    return batches, calibration
 
 
 def _probe_batch(loaded: LoadedModel) -> list[Any]:

@@ -21,6 +21,8 @@ def run(args: argparse.Namespace) -> int:
         source = f"{alias.kind.value}:{alias.source}"
         if alias.kind is SourceKind.TINY:
             source = f"tiny: built offline into {cache}/tiny"
+        elif alias.kind is SourceKind.SHAPE:
+            source = f"shape of {alias.source}, built offline into {cache}/shapes"
         elif alias.kind is SourceKind.PACKAGE:
             source = f"package:{alias.source}"
         notes = [alias.note] if alias.note else []

@@ -7,7 +7,7 @@ from typing import Any
 
 from qigbench.data.cache import build_atomically, default_cache_dir
 from qigbench.data.synthetic import write_caption_set, write_text_set
-from qigbench.models.aliases import ALIAS_BY_NAME
+from qigbench.models.aliases import alias_for
 from qigbench.models.registry import family_for, family_named
 
 #: passages per requested text sample: the synthetic passages are ~40-80 words, so this yields
@@ -21,8 +21,9 @@ def is_multimodal(model: Any) -> bool:
     if hasattr(family, "multimodal"):
         return bool(family.multimodal)
     name = str(model)
-    if name in ALIAS_BY_NAME:
-        return family_named(ALIAS_BY_NAME[name].family).multimodal
+    alias = alias_for(name)
+    if alias is not None:
+        return family_named(alias.family).multimodal
     if Path(name).expanduser().is_dir():
         from transformers import AutoConfig
 

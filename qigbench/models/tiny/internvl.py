@@ -20,6 +20,23 @@ from qigbench.models.tiny.common import (
 _TILE = {"height": 56, "width": 56}
 
 
+def internvl_tokenizer():  # type: ignore[no-untyped-def]
+    """The tiny BPE tokenizer with InternVL's named ``<img>``/``<IMG_CONTEXT>``/``</img>`` tokens."""
+    named = {
+        "eos_token": "<|im_end|>",
+        "pad_token": "<|endoftext|>",
+        "start_image_token": "<img>",
+        "end_image_token": "</img>",
+        "context_image_token": "<IMG_CONTEXT>",
+        "video_token": "<video>",
+    }
+    return train_bpe_tokenizer(
+        (*CHATML_SPECIALS, "<img>", "</img>", "<IMG_CONTEXT>", "<video>"),
+        named_tokens=named,
+        chat_template=chat_template(image="<IMG_CONTEXT>\n", video="<video>\n"),
+    )
+
+
 def build_internvl(out: Path) -> None:
     from transformers import (
         GotOcr2ImageProcessor,
@@ -29,19 +46,7 @@ def build_internvl(out: Path) -> None:
         InternVLVideoProcessor,
     )
 
-    named = {
-        "eos_token": "<|im_end|>",
-        "pad_token": "<|endoftext|>",
-        "start_image_token": "<img>",
-        "end_image_token": "</img>",
-        "context_image_token": "<IMG_CONTEXT>",
-        "video_token": "<video>",
-    }
-    tok = train_bpe_tokenizer(
-        (*CHATML_SPECIALS, "<img>", "</img>", "<IMG_CONTEXT>", "<video>"),
-        named_tokens=named,
-        chat_template=chat_template(image="<IMG_CONTEXT>\n", video="<video>\n"),
-    )
+    tok = internvl_tokenizer()
     text = tiny_text_config(
         model_type="qwen2", vocab_size=len(tok), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id
     )

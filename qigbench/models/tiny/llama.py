@@ -13,11 +13,16 @@ _TEMPLATE = (
 )
 
 
+def llama_tokenizer():  # type: ignore[no-untyped-def]
+    """The tiny BPE tokenizer with LLaMA-2's ``<s>``/``</s>`` tokens and chat format."""
+    named = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
+    return train_bpe_tokenizer(("<unk>", "<s>", "</s>", "<pad>"), named_tokens=named, chat_template=_TEMPLATE)
+
+
 def build_llama(out: Path) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    named = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
-    tok = train_bpe_tokenizer(("<unk>", "<s>", "</s>", "<pad>"), named_tokens=named, chat_template=_TEMPLATE)
+    tok = llama_tokenizer()
     config = LlamaConfig(
         **tiny_text_config(
             vocab_size=len(tok),

@@ -20,6 +20,21 @@ _TILE = {"height": 28, "width": 28}
 _GRID = [[28, 28]]
 
 
+def llava_tokenizer():  # type: ignore[no-untyped-def]
+    """The tiny BPE tokenizer with LLaVA-OV's ``<image>``/``<video>`` tokens and ChatML template."""
+    named = {
+        "eos_token": "<|im_end|>",
+        "pad_token": "<|endoftext|>",
+        "image_token": "<image>",
+        "video_token": "<video>",
+    }
+    return train_bpe_tokenizer(
+        (*CHATML_SPECIALS, "<image>", "<video>"),
+        named_tokens=named,
+        chat_template=chat_template(image="<image>\n", video="<video>\n"),
+    )
+
+
 def build_llava_onevision(out: Path) -> None:
     from transformers import (
         LlavaOnevisionConfig,
@@ -29,17 +44,7 @@ def build_llava_onevision(out: Path) -> None:
         LlavaOnevisionVideoProcessor,
     )
 
-    named = {
-        "eos_token": "<|im_end|>",
-        "pad_token": "<|endoftext|>",
-        "image_token": "<image>",
-        "video_token": "<video>",
-    }
-    tok = train_bpe_tokenizer(
-        (*CHATML_SPECIALS, "<image>", "<video>"),
-        named_tokens=named,
-        chat_template=chat_template(image="<image>\n", video="<video>\n"),
-    )
+    tok = llava_tokenizer()
     text = tiny_text_config(
         model_type="qwen2",
         vocab_size=len(tok),

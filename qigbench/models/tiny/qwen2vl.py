@@ -33,14 +33,14 @@ _PIXELS: dict[str, Any] = dict(
 _ROPE = {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}
 
 
-def _tokenizer():  # type: ignore[no-untyped-def]
+def qwen_tokenizer():  # type: ignore[no-untyped-def]
     template = chat_template(
         image="<|vision_start|><|image_pad|><|vision_end|>", video="<|vision_start|><|video_pad|><|vision_end|>"
     )
     return train_bpe_tokenizer(_SPECIALS, named_tokens=_NAMED, chat_template=template)
 
 
-def _token_ids(tok) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def qwen_token_ids(tok) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     ids = tok.convert_tokens_to_ids
     return dict(
         image_token_id=ids("<|image_pad|>"),
@@ -59,12 +59,12 @@ def build_qwen2vl(out: Path) -> None:
         Qwen2VLVideoProcessor,
     )
 
-    tok = _tokenizer()
+    tok = qwen_tokenizer()
     text = tiny_text_config(
         vocab_size=len(tok), rope_parameters=_ROPE, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id
     )
     vision = dict(depth=2, embed_dim=32, hidden_size=128, num_heads=2, mlp_ratio=2, patch_size=14, spatial_merge_size=2)
-    config = Qwen2VLConfig(text_config=text, vision_config=vision, **_token_ids(tok))
+    config = Qwen2VLConfig(text_config=text, vision_config=vision, **qwen_token_ids(tok))
     model = seeded_init(lambda: Qwen2VLForConditionalGeneration(config))
     processor = Qwen2VLProcessor(
         image_processor=Qwen2VLImageProcessor(**_PIXELS),
@@ -85,7 +85,7 @@ def build_qwen2_5_vl(out: Path) -> None:
         Qwen2VLVideoProcessor,
     )
 
-    tok = _tokenizer()
+    tok = qwen_tokenizer()
     text = tiny_text_config(
         vocab_size=len(tok),
         num_key_value_heads=2,
@@ -104,7 +104,7 @@ def build_qwen2_5_vl(out: Path) -> None:
         window_size=56,
         fullatt_block_indexes=[1],
     )
-    config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **_token_ids(tok))
+    config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **qwen_token_ids(tok))
     model = seeded_init(lambda: Qwen2_5_VLForConditionalGeneration(config))
     processor = Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(**_PIXELS),

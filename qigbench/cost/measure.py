@@ -1,0 +1,232 @@
+"""Run one method on a reduced-depth real-shape model and measure what :mod:`predict` needs.
+
+The run goes through the real pipeline pieces (``calibration_batches``, ``engine.calibrate``); the
+phases are measured from outside, by wrapping the method's ``prepare`` and the engine's capture
+for the duration of the run and by hooks on the vision tower's layers, so the engine loop itself
+knows nothing about cost measurement.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+import qigbench.engine.run as engine_run
+from qigbench.cost.predict import Measurement, Phase
+from qigbench.data.defaults import default_calibration
+from qigbench.engine.collate import unify_lengths
+from qigbench.engine.method import Method, get_method
+from qigbench.engine.run import CalibrationReport, EngineConfig, RunContext, calibrate
+from qigbench.engine.timing import parameter_bytes, peak_rss_bytes, reset_peak_rss
+from qigbench.models.loading import LoadedModel, load_model
+from qigbench.models.registry import get_blocks
+from qigbench.models.shapes.alias import ShapeRequest
+from qigbench.models.shapes.data import SHAPES, ShapeSpec
+from qigbench.pipeline import QuantizeRequest, calibration_batches
+from qigbench.quant import parse_format
+
+
+@dataclass(frozen=True)
+class CostRequest:
+    shape: ShapeRequest  # the real shape and how much of it to build (layers = blocks measured)
+    method: str
+    options: tuple[tuple[str, str], ...] = ()
+    format: str = "W3A16"
+    samples: int = 128
+    batch_size: int = 4
+    image_size: int = 448  # synthetic calibration images: the real models' native tile
+    device: str = "cpu"
+    dtype: str = "auto"
+    seed: int = 0
+    cache_dir: str | None = None
+    progress: bool = True
+
+    @property
+    def spec(self) -> ShapeSpec:
+        return SHAPES[self.shape.name]
+
+
+@dataclass
+class MeasuredRun:
+    request: CostRequest
+    measurement: Measurement
+    report: CalibrationReport
+
+
+def _sync(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _reset_peak(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        reset_peak_rss()
+
+
+def _peak(device: str) -> int:
+    if torch.device(device).type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    return peak_rss_bytes()
+
+
+class VisionLayerTimer:
+    """Seconds spent inside the vision tower's repeated layers, per phase (hooks, synchronised on CUDA)."""
+
+    def __init__(self, loaded: LoadedModel, built_layers: int, device: str) -> None:
+        self.device = device
+        self.phase = "other"
+        self.seconds: dict[str, float] = {}
+        self.layer_bytes = 0
+        self._start: list[float] = []
+        self._handles: list[Any] = []
+        layers = _vision_layers(loaded, built_layers)
+        if layers is None:
+            return
+        self.layer_bytes = parameter_bytes(layers[0])
+        for layer in layers:
+            self._handles.append(layer.register_forward_pre_hook(self._enter))
+            self._handles.append(layer.register_forward_hook(self._leave))
+
+    def _enter(self, *_: Any) -> None:
+        _sync(self.device)
+        self._start.append(time.perf_counter())
+
+    def _leave(self, *_: Any) -> None:
+        _sync(self.device)
+        self.seconds[self.phase] = self.seconds.get(self.phase, 0.0) + time.perf_counter() - self._start.pop()
+
+    def take(self, phase: str) -> float:
+        return self.seconds.pop(phase, 0.0)
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+def _vision_layers(loaded: LoadedModel, built_layers: int) -> nn.ModuleList | None:
+    """The vision tower's layer list: its largest ModuleList with ``built_layers`` entries."""
+    if not loaded.family.vision or not built_layers:
+        return None
+    tower = loaded.model.get_submodule(loaded.family.vision[0])
+    lists = [m for m in tower.modules() if isinstance(m, nn.ModuleList) and len(m) == built_layers]
+    return max(lists, key=parameter_bytes, default=None)
+
+
+class _Phases:
+    def __init__(self, device: str, vision: VisionLayerTimer) -> None:
+        self.device, self.vision = device, vision
+        self.measured: dict[str, Phase] = {}
+
+    def run(self, name: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        _sync(self.device)
+        _reset_peak(self.device)
+        self.vision.phase = name
+        start = time.perf_counter()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            _sync(self.device)
+            seconds = time.perf_counter() - start
+            self.vision.phase = "other"
+            self.measured[name] = Phase(seconds, _peak(self.device), self.vision.take(name))
+            _reset_peak(self.device)  # the next phase's peak starts from here
+
+    def wrap(self, name: str, call: Callable[..., Any]) -> Callable[..., Any]:
+        return lambda *args, **kwargs: self.run(name, call, *args, **kwargs)
+
+
+@contextmanager
+def _replaced(owner: Any, attribute: str, value: Any) -> Iterator[None]:
+    had_own = attribute in vars(owner)
+    original = vars(owner).get(attribute)
+    setattr(owner, attribute, value)
+    try:
+        yield
+    finally:
+        if had_own:
+            setattr(owner, attribute, original)
+        else:
+            delattr(owner, attribute)
+
+
+def _has_prepare(method: Method) -> bool:
+    return type(method).prepare is not Method.prepare
+
+
+def _prepare_with_blocks(loaded: LoadedModel, n: int, run: Callable[[], None]) -> None:
+    """Run ``run()`` with the decoder truncated to its first ``n`` blocks (restored afterwards)."""
+    parent_path, _, name = loaded.family.blocks.rpartition(".")
+    parent = loaded.model.get_submodule(parent_path)
+    blocks = get_blocks(loaded.model, loaded.family)
+    setattr(parent, name, nn.ModuleList(list(blocks)[:n]))
+    try:
+        run()
+    finally:
+        setattr(parent, name, blocks)
+
+
+def measure(request: CostRequest) -> MeasuredRun:
+    """Build (once) the reduced real-shape model, calibrate it with the method, measure every phase."""
+    quantize_request = QuantizeRequest(
+        model="", method=request.method, format=request.format, options=request.options, samples=request.samples,
+        seed=request.seed, batch_size=request.batch_size, device=request.device, dtype=request.dtype,
+        cache_dir=request.cache_dir, progress=request.progress,
+    )
+    dtype = quantize_request.torch_dtype()
+    dtype_name = str(dtype).removeprefix("torch.")
+    folder = replace(request.shape, dtype=dtype_name).build(request.cache_dir)
+    loaded = load_model(folder, dtype=dtype, device="cpu")
+    calib = None
+    if loaded.family.multimodal:
+        n, size = max(128, request.samples), request.image_size
+        calib = str(default_calibration(loaded, request.cache_dir, n=n, seed=request.seed, image_size=size))
+    quantize_request = replace(quantize_request, model=str(folder), calib=calib)
+    method = get_method(request.method, dict(request.options))
+    batches, _ = calibration_batches(quantize_request, loaded, method)
+    fmt = parse_format(request.format)
+    config = EngineConfig(device=request.device, progress=request.progress)
+    blocks = get_blocks(loaded.model, loaded.family)
+    k = len(blocks)
+    block_bytes = parameter_bytes(blocks[0])
+    built_vision = request.shape.resolved_vision_layers() or 0
+    vision = VisionLayerTimer(loaded, built_vision, request.device)
+    phases = _Phases(request.device, vision)
+    try:
+        shallower = None
+        if _has_prepare(method) and k >= 2:
+            twin = get_method(request.method, dict(request.options))
+            run = RunContext(loaded.model, loaded.family, fmt, unify_lengths(list(batches)), config)
+            _prepare_with_blocks(loaded, k - 1, lambda: phases.run("prepare", twin.prepare, run))
+            shallower = phases.measured.pop("prepare")
+        prepare = phases.wrap("prepare", method.prepare) if _has_prepare(method) else method.prepare
+        capture = phases.wrap("capture", engine_run.capture_block_inputs)
+        with _replaced(method, "prepare", prepare), _replaced(engine_run, "capture_block_inputs", capture):
+            fingerprint = quantize_request.fingerprint()
+            report = calibrate(loaded.model, loaded.family, batches, method, fmt, config, fingerprint)
+        block_phase_peak = _peak(request.device)
+    finally:
+        vision.remove()
+    on_host = torch.device(request.device).type == "cpu"
+    measurement = Measurement(
+        blocks=k,
+        block_seconds=tuple(float(b["seconds"]) for b in report.blocks),
+        block_phase_peak_bytes=block_phase_peak,
+        capture=phases.measured.get("capture", Phase()),
+        prepare=phases.measured.get("prepare", Phase()),
+        prepare_shallower=shallower,
+        total_seconds=report.seconds,
+        resident_bytes_per_block=block_bytes if on_host else 0,
+        block_bytes=block_bytes,
+        vision_layers_built=built_vision,
+        vision_layer_bytes=vision.layer_bytes,
+        vision_resident=on_host,
+    )
+    return MeasuredRun(request=request, measurement=measurement, report=report)

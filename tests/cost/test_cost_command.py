@@ -1,0 +1,36 @@
+"""``qigbench cost`` end to end on a narrowed real shape: 2 blocks, 2 samples, a method with a prepare pass."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from qigbench.cli import main
+
+
+def test_cost_measures_blocks_and_predicts_the_real_depth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cost.json"
+    code = main([
+        "cost", "--model", "shape:llama2-7b", "--blocks", "2", "--width-divisor", "8", "--method", "mbq",
+        "--format", "W4A8", "--samples", "2", "--batch-size", "2", "--cache-dir", str(tmp_path),
+        "--no-progress", "--json", str(out),
+    ])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "Table 6 layout" in text and "2 of 32 decoder blocks" in text and "not in the paper's Table 6" in text
+    row = json.loads(out.read_text())["rows"][0]
+    m, p = row["measurement"], row["prediction"]
+    assert m["blocks"] == 2 and len(m["block_seconds"]) == 2
+    assert m["prepare"]["seconds"] > 0 and m["prepare_shallower"] is not None  # MBQ's gradient pass, at 2 and 1 blocks
+    assert m["capture"]["seconds"] > 0
+    assert p["depth"] == 32
+    assert p["parts"]["blocks"] == pytest.approx(32 * sum(m["block_seconds"]) / 2)
+    assert p["seconds"] > m["total_seconds"]  # 30 more blocks cost more than the 2 measured
+    assert 0 < row["mean_block_error"] < 1
+
+
+def test_cost_refuses_a_model_without_a_real_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cost", "--model", "tiny-llama", "--method", "rtn"]) == 2
+    assert "shape:qwen2vl-7b" in capsys.readouterr().err
