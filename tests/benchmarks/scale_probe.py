@@ -35,7 +35,8 @@ def main(model_dir: str, cache: str, method: str, fmt: str, samples: int, option
     if not cuda:
         torch.set_num_threads(1)
     loaded = load_model(model_dir, dtype=torch.bfloat16 if cuda else torch.float32)
-    source = default_calibration(loaded, cache, n=samples, seed=0)
+    image_size = int(os.environ.get("QIGBENCH_SCALE_IMAGE_SIZE", "64"))  # the processor resizes to its own pixels
+    source = default_calibration(loaded, cache, n=samples, seed=0, image_size=image_size)
     batches: Any = load_calibration(source, model=loaded, n_samples=samples, batch_size=4).batches
     if cuda:
         batches = [b.to("cpu", torch.bfloat16) for b in batches]

@@ -72,9 +72,14 @@ def narrow_qwen2vl_dir(cache: Path, divisor: int, layers: int, pixels: int, visi
 
 
 def scale_model_dir(cache: Path, divisor: int, layers: int, pixels: int) -> Path:
-    """The real-shape builder's model when it is installed, else :func:`narrow_qwen2vl_dir`."""
-    try:
-        from qigbench.models.shapes import shape_model_dir  # type: ignore[import-not-found]
-    except ImportError:
+    """:func:`narrow_qwen2vl_dir` (the model the committed numbers were measured on), or with
+    ``QIGBENCH_SCALE_BUILDER=shapes`` the real-shape builder's ``shape:qwen2vl-7b`` (exact widths at
+    divisor 1, real vision tower geometry; calibration images are then drawn at ``pixels``)."""
+    import os
+
+    if os.environ.get("QIGBENCH_SCALE_BUILDER", "narrow") != "shapes":
         return narrow_qwen2vl_dir(cache, divisor, layers, pixels)
-    return shape_model_dir("qwen2vl-7b", layers, vision_layers=2, width_divisor=divisor, cache_dir=cache)  # type: ignore[no-any-return]
+    from qigbench.models.shapes import shape_model_dir
+
+    os.environ["QIGBENCH_SCALE_IMAGE_SIZE"] = str(pixels)  # read by scale_probe.py
+    return shape_model_dir("qwen2vl-7b", layers, vision_layers=2, width_divisor=divisor, cache_dir=cache)
