@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from qigbench.models.tiny.common import atomic_build, seeded_init
-from qigbench.models.tiny.qwen2vl import _token_ids, _tokenizer
+from qigbench.models.tiny.qwen2vl import qwen_token_ids, qwen_tokenizer
 
 QWEN2VL_7B = {"hidden": 3584, "intermediate": 18944, "heads": 28, "kv_heads": 4, "vocab": 152064, "head_dim": 128}
 GROUP = 128  # W3A16's group size must divide every linear's input
@@ -41,7 +41,7 @@ def narrow_qwen2vl_dir(cache: Path, divisor: int, layers: int, pixels: int, visi
         hidden = _round(real["hidden"] / divisor, real["head_dim"])
         heads = hidden // real["head_dim"]
         kv = max(1, heads * real["kv_heads"] // real["heads"])
-        tok = _tokenizer()
+        tok = qwen_tokenizer()
         text = dict(
             hidden_size=hidden,
             intermediate_size=_round(real["intermediate"] / divisor, GROUP),
@@ -57,7 +57,7 @@ def narrow_qwen2vl_dir(cache: Path, divisor: int, layers: int, pixels: int, visi
         )
         vision = dict(depth=vision_layers, embed_dim=256, hidden_size=hidden, num_heads=2, mlp_ratio=4,
                       patch_size=14, spatial_merge_size=2)  # fmt: skip
-        config = Qwen2VLConfig(text_config=text, vision_config=vision, **_token_ids(tok))
+        config = Qwen2VLConfig(text_config=text, vision_config=vision, **qwen_token_ids(tok))
         model = seeded_init(lambda: Qwen2VLForConditionalGeneration(config))
         px = dict(min_pixels=pixels * pixels, max_pixels=pixels * pixels, patch_size=14, merge_size=2,
                   temporal_patch_size=2)  # fmt: skip
