@@ -27,6 +27,7 @@ from qigbench.engine.method import config_hash, get_method
 from qigbench.engine.restore import quantized_linear_names
 from qigbench.engine.run import CalibrationReport, EngineConfig, calibrate
 from qigbench.errors import QigbenchError, check_positive
+from qigbench.memory import parse_bytes
 from qigbench.models.loading import LoadedModel, load_model
 from qigbench.models.registry import get_blocks
 from qigbench.quant import QuantLinear, parse_format, quant_linear_from_state, quantizer_state, set_submodule
@@ -55,6 +56,8 @@ class QuantizeRequest:
     resume_dir: str | None = None
     propagation: str = "auto"
     progress: bool = True
+    #: e.g. "8GiB": bytes a streamed chunk may take (None: a safe share of free memory); not in the fingerprint
+    memory_budget: str | None = None
 
     def validate(self) -> None:
         """Fail on bad input before anything loads (format, sizes, device)."""
@@ -119,6 +122,7 @@ def quantized_modules(loaded: LoadedModel) -> list[str]:
 
 def quantize(request: QuantizeRequest, loaded: LoadedModel | None = None) -> QuantizeResult:
     request.validate()  # fail on bad input before loading anything
+    budget = parse_bytes(request.memory_budget)  # ... and a bad --memory-budget
     method = get_method(request.method, dict(request.options))
     if loaded is None:
         loaded = load_model(
@@ -134,6 +138,7 @@ def quantize(request: QuantizeRequest, loaded: LoadedModel | None = None) -> Qua
         propagation=request.propagation,  # type: ignore[arg-type]
         resume_dir=Path(request.resume_dir) if request.resume_dir else None,
         progress=request.progress,
+        memory_budget=budget,
     )
     report = calibrate(loaded.model, loaded.family, batches, method, request.format, engine, request.fingerprint())
     return QuantizeResult(loaded=loaded, report=report, request=request, calibration=calibration)

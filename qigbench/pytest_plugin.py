@@ -80,6 +80,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="a configuration/task already in the db: skip it (default) or re-run and replace it",
     )
     group.addoption("--cache-dir", dest="qig_cache_dir", help="qigbench cache (models, calibration sets, task pack)")
+    group.addoption("--memory-budget", dest="qig_memory_budget",
+                    help="bytes a streamed calibration chunk may take, e.g. 8GiB (default: half the free memory)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -174,6 +176,7 @@ def suite_options(config: pytest.Config) -> SuiteOptions:
             device=device,
             on_conflict=get("qig_on_conflict"),
             cache_dir=get("qig_cache_dir"),
+            memory_budget=get("qig_memory_budget"),
         )
         pin_threads(config.stash[_OPTIONS])
     return config.stash[_OPTIONS]

@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", help="where shapes and synthetic data are built (env QIGBENCH_CACHE)")
     parser.add_argument("--json", help="also write the measurements and predictions to this JSON file")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--memory-budget", help="bytes a streamed chunk of attribution / search may take, e.g. 8GiB "
+                        "(default: half the device's free memory)")
 
 
 def _shape(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -75,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from qigbench.cost.measure import CostRequest, measure
     from qigbench.cost.predict import predict
     from qigbench.cost.table import CostRow, Setting, format_table
+    from qigbench.memory import CalibrationOutOfMemoryError, parse_bytes
     from qigbench.models.shapes.data import SHAPES
 
     shape = _shape(args)
@@ -87,10 +90,12 @@ def run(args: argparse.Namespace) -> int:
             shape=shape, method=method, options=options, format=args.format, samples=args.samples,
             batch_size=args.batch_size, image_size=args.image_size, device=args.device, dtype=args.dtype,
             seed=args.seed, cache_dir=args.cache_dir, progress=not args.no_progress,
+            memory_budget=parse_bytes(args.memory_budget),
         )
         try:
             measured = measure(request)
-        except torch.OutOfMemoryError as err:  # one method running out of memory must not lose the others
+        # one method running out of memory must not lose the others
+        except (torch.OutOfMemoryError, CalibrationOutOfMemoryError) as err:
             rows.append(CostRow(entry, None, None, error=f"out of memory ({str(err).splitlines()[0][:120]})"))
             torch.cuda.empty_cache()
             continue

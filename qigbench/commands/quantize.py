@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-remote-code", action="store_true")
     parser.add_argument("--cache-dir", help="where tiny models and synthetic data are built (env QIGBENCH_CACHE)")
     parser.add_argument("--resume-dir", help="save each finished block here and resume from it after an interruption")
+    parser.add_argument("--memory-budget", help="bytes a streamed chunk of attribution / search may take, e.g. 8GiB "
+                        "(default: half the device's free memory); lower it after an out-of-memory error")
     parser.add_argument("--save", help="directory for the quantized model and its record")
     parser.add_argument("--export", default="compressed-tensors", choices=["compressed-tensors", "fake-quant"],
                         help="layout of the saved weights: packed integer codes + quantization_config (vLLM, "
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         calib=args.calib, samples=args.samples, seed=args.seed, batch_size=args.batch_size,
         max_length=args.max_length, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
         cache_dir=args.cache_dir, resume_dir=args.resume_dir, propagation=args.propagation,
-        progress=not args.no_progress,
+        progress=not args.no_progress, memory_budget=args.memory_budget,
     )
     request.validate()
     if args.save:  # outputs are checked before calibrating: a late failure would lose the calibration

@@ -45,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from qigbench.distributed.cli import add_arguments as add_distributed_arguments
 
     add_distributed_arguments(parser)
+    parser.add_argument("--memory-budget", help="bytes a streamed chunk of attribution / search may take, e.g. "
+                        "8GiB (default: half the device's free memory)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
         heatmap_dir=args.out / "heatmaps",  # with the report they belong to, not next to --db
         verify_device=not args.dry_run and args.executor == "local",
+        memory_budget=args.memory_budget,
     )
     pin_threads(options)
     if options.limit is None and options.tiny:

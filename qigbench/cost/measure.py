@@ -46,6 +46,8 @@ class CostRequest:
     seed: int = 0
     cache_dir: str | None = None
     progress: bool = True
+    #: bytes a streamed chunk may take (None: a safe share of free memory), see qigbench.memory
+    memory_budget: int | None = None
 
     @property
     def spec(self) -> ShapeSpec:
@@ -192,7 +194,7 @@ def measure(request: CostRequest) -> MeasuredRun:
     method = get_method(request.method, dict(request.options))
     batches, _ = calibration_batches(quantize_request, loaded, method)
     fmt = parse_format(request.format)
-    config = EngineConfig(device=request.device, progress=request.progress)
+    config = EngineConfig(device=request.device, progress=request.progress, memory_budget=request.memory_budget)
     blocks = get_blocks(loaded.model, loaded.family)
     k = len(blocks)
     block_bytes = parameter_bytes(blocks[0])

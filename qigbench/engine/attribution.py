@@ -15,13 +15,15 @@ later groups see the error of the quantized sub-layers before them — as in the
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 from torch import nn
 
 from qigbench.engine.context import BlockContext, ResolvedGroup
 from qigbench.engine.replay import Recorder, Replay, run_calls
-from qigbench.quant import QuantLinear, set_submodule
+from qigbench.memory import row_bytes
+from qigbench.quant import QuantLinear, set_submodule, straight_through_surrogate
 from qigbench.sensitivity.base import AttributionTarget, SensitivityProvider, get_provider
 from qigbench.sensitivity.qig import QIGConfig, QIGProvider, SearchCounter
 
@@ -58,9 +60,12 @@ def attribution_target(
     """The target for ``group``; ``quantized_reference`` adds ``x_q`` for weight-only formats too."""
     g = ctx.group(group.name)
     fp_calls = ctx.compared(g, "fp")
-    quantized = Replay(rtn_copy(g.inspect, _relative_linears(g, ctx), ctx), fp_calls.calls, ctx.device)
+    twin = rtn_copy(g.inspect, _relative_linears(g, ctx), ctx)
+    quantized = Replay(twin, fp_calls.calls, ctx.device)
     x = ctx.group_input(g, "fp")
     x_q = quantized_path_input(ctx, g) if quantized_reference or not ctx.fmt.weight_only else None
+    tokens = int(x.shape[1])
+    grad_row = row_bytes(g.inspect, tokens, autograd=True) + row_bytes(twin, tokens, autograd=True)
     return AttributionTarget(
         f_fp=fp_calls,
         f_q=quantized,
@@ -70,9 +75,21 @@ def attribution_target(
         block_index=ctx.index,
         group=g.name,
         answer_mask=None if ctx.answer_mask is None else ctx.answer_mask.to(ctx.device),
-        attention_probs=attention_probabilities(ctx) if with_attention else None,
         weight_activation=not ctx.fmt.weight_only,
+        attention_rows=functools.partial(attention_probabilities, ctx) if with_attention else None,
+        memory_budget=attribution_budget(ctx, g),
+        row_bytes=grad_row,
+        surrogate=lambda: straight_through_surrogate(twin),
     )
+
+
+def attribution_budget(ctx: BlockContext, group: ResolvedGroup) -> int:
+    """Bytes an attribution chunk may take: the run's memory budget, but never more than the scale
+    search of this group needs for all samples at once (so attributing costs no more peak memory
+    than the search that follows it; the extra path points become more, smaller calls)."""
+    tokens = int(ctx.token_types.shape[1])
+    search = row_bytes(group.inspect, tokens, autograd=False) * int(ctx.token_types.shape[0])
+    return min(ctx.budget(), search)
 
 
 @torch.no_grad()
@@ -87,10 +104,10 @@ def quantized_path_input(ctx: BlockContext, group: ResolvedGroup) -> torch.Tenso
 
 
 @torch.no_grad()
-def attention_probabilities(ctx: BlockContext) -> torch.Tensor:
-    """The block's attention probabilities ``[N, heads, T, T]`` on the fp stream (Table 1's
-    attention-based sensitivity). The attention module is replayed once with transformers' eager
-    attention, the only implementation that returns the probabilities."""
+def attention_probabilities(ctx: BlockContext, start: int = 0, stop: int | None = None) -> torch.Tensor:
+    """The block's attention probabilities ``[n, heads, T, T]`` of samples ``start:stop`` on the fp
+    stream (Table 1's attention-based sensitivity). The attention module is replayed once with
+    transformers' eager attention, the only implementation that returns the probabilities."""
     group = next((g for g in ctx.groups() if g.spec.kind.value == "attention" and g.spec.inspect not in g.spec.linears),
                  None)
     if group is None:
@@ -99,10 +116,12 @@ def attention_probabilities(ctx: BlockContext) -> torch.Tensor:
     config = getattr(attention, "config", None)
     if config is None or not hasattr(config, "_attn_implementation"):
         raise RuntimeError(f"{type(attention).__name__} has no config._attn_implementation to switch to eager")
+    replay = ctx.compared(group, "fp")
+    replay = replay.rows(start, replay.total if stop is None else stop)
     previous = config._attn_implementation
     config._attn_implementation = "eager"
     try:
-        probs = [attention(*call.args, **call.kwargs)[1] for call in ctx.compared(group, "fp").calls]
+        probs = [attention(*call.args, **call.kwargs)[1] for call in replay.calls]
     finally:
         config._attn_implementation = previous
     return torch.cat(probs, dim=0)

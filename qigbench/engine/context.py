@@ -108,6 +108,8 @@ class BlockContext:
     #: JSON-able method state carried from block to block (the same dict for every block of a run;
     #: saved with each block's checkpoint, so a resumed run continues with it)
     carried: dict[str, Any] = field(default_factory=dict)
+    #: bytes one streamed chunk (attribution, scale candidates) may take; None: a safe share of free memory
+    memory_budget: int | None = None
     stats: dict[str, Any] = field(default_factory=dict)  # JSON-able per-block numbers (saved, reported)
     artifacts: dict[str, Any] = field(default_factory=dict)  # tensors for plots (token weights), not saved
     _records: dict[str, dict[str, list[Call]]] = field(default_factory=dict, repr=False)
@@ -126,6 +128,12 @@ class BlockContext:
         if self._linear_names is None:
             self._linear_names = block_linear_names(self.block, self.family)
         return self._linear_names
+
+    def budget(self) -> int:
+        """The memory budget in bytes (resolved now when the run set none: free memory changes)."""
+        from qigbench.memory import resolve_budget
+
+        return resolve_budget(self.memory_budget, self.device)
 
     # ------------------------------------------------------------------ inputs
     def inputs(self, stream: Stream = "calib") -> list[torch.Tensor]:

@@ -13,6 +13,7 @@ import torch
 
 from qigbench.engine.context import BlockContext, ResolvedGroup
 from qigbench.engine.method import Method, MethodConfig
+from qigbench.memory import row_bytes, rows_per_chunk
 from qigbench.quant import fake_quantize
 from qigbench.solvers.clip_search import search_clip
 from qigbench.solvers.scale_search import ScaleSearchConfig, search_scales
@@ -38,10 +39,18 @@ class CWEMethod(Method):
         """lambda[N, T] for this group's loss; ``None`` = uniform."""
         return None
 
-    def search_config(self) -> ScaleSearchConfig:
+    def search_config(self, batch_chunk: int | None = None) -> ScaleSearchConfig:
         cfg = self.config
         assert isinstance(cfg, CWEConfig)
-        return ScaleSearchConfig(n_grid=cfg.n_grid, loss=cfg.loss)  # type: ignore[arg-type]
+        return ScaleSearchConfig(n_grid=cfg.n_grid, loss=cfg.loss, batch_chunk=batch_chunk)  # type: ignore[arg-type]
+
+    @staticmethod
+    def search_chunk(ctx: BlockContext, group: ResolvedGroup) -> int:
+        """Samples per scale-candidate evaluation that fit the memory budget (all of them if they fit)."""
+        samples, tokens = int(ctx.token_types.shape[0]), int(ctx.token_types.shape[1])
+        # x2: the candidate's output beside the (kept) reference output of the same rows
+        per_row = 2 * row_bytes(group.inspect, tokens, autograd=False)
+        return rows_per_chunk(ctx.budget(), per_row, samples)
 
     def quantize_block(self, ctx: BlockContext) -> None:
         cfg = self.config
@@ -69,7 +78,7 @@ class CWEMethod(Method):
             ctx.fmt,
             token_weights=None if lam is None else lam.to(ctx.device),
             token_types=ctx.token_types.to(ctx.device),
-            cfg=self.search_config(),
+            cfg=self.search_config(self.search_chunk(ctx, group)),
         )
         ctx.apply_scales_(group, result.scales)
         ctx.log(group.name, alpha=float(result.alpha))

@@ -60,7 +60,13 @@ class GPTQMethod(Method):
             key = tuple(id(call.input()) for call in calls)
             if key not in by_input:
                 acc = HessianAccumulator(ctx.linear(name).in_features, device=ctx.device)
-                acc.add(torch.cat([c.input() for c in calls]).to(ctx.device), weights, types)
+                start = 0  # streamed per recorded batch: H' is a sum over samples
+                for call in calls:
+                    x = call.input()
+                    stop = start + int(x.shape[0])
+                    lam = None if weights is None else weights[start:stop]
+                    acc.add(x.to(ctx.device), lam, types[start:stop])
+                    start = stop
                 by_input[key] = acc.hessian
             out[name] = by_input[key]
         return out

@@ -7,7 +7,9 @@ architecture, and what gives solvers a plain ``compared(x) -> y`` callable.
 
 Solvers concatenate all calibration batches along dim 0, and QIG additionally stacks its
 integration path points on top (``[k * N, T, H]``); :class:`Replay` splits such a tensor back into
-per-batch calls and repeats each batch's recorded tensors ``k`` times.
+per-batch calls and repeats each batch's recorded tensors ``k`` times. :meth:`Replay.rows` restricts
+a replay to a subset of the calibration samples (slicing the recorded per-batch calls), which is
+how attribution and the solvers stream over samples under a memory budget.
 """
 
 from __future__ import annotations
@@ -73,6 +75,23 @@ def _repeat_batch(obj: Any, batch: int, times: int) -> Any:
     return map_tensors(obj, rep)
 
 
+def _slice_batch(obj: Any, batch: int, lo: int, hi: int) -> Any:
+    """Rows ``lo:hi`` of every tensor whose leading dim is the batch (the rule :func:`_repeat_batch` uses)."""
+
+    def cut(t: torch.Tensor) -> torch.Tensor:
+        return t[lo:hi] if t.dim() > 0 and t.shape[0] == batch and batch > 1 else t
+
+    return map_tensors(obj, cut)
+
+
+def slice_call(call: Call, lo: int, hi: int) -> Call:
+    """The recorded call restricted to samples ``lo:hi`` of its batch (masks, rotary, input)."""
+    b = int(call.input().shape[0])
+    if lo == 0 and hi == b:
+        return call
+    return Call(_slice_batch(call.args, b, lo, hi), _slice_batch(call.kwargs, b, lo, hi))
+
+
 def first_tensor(out: Any) -> torch.Tensor:
     """Decoder blocks return a tensor in transformers 5, attention modules ``(out, weights)``."""
     while isinstance(out, (tuple, list)):
@@ -97,6 +116,24 @@ class Replay:
     @property
     def total(self) -> int:
         return sum(self.batch_sizes)
+
+    def rows(self, start: int, stop: int) -> Replay:
+        """This replay restricted to calibration samples ``start:stop`` (in concatenation order).
+
+        Whole recorded batches are kept as they are; a batch cut by the range is sliced (its input
+        and every tensor whose leading dim is that batch: attention masks, rotary embeddings).
+        The result keeps the copy-major contract: it accepts any multiple of ``stop - start`` rows.
+        """
+        if not 0 <= start < stop <= self.total:
+            raise ValueError(f"rows {start}:{stop} outside the {self.total} recorded calibration samples")
+        calls: list[Call] = []
+        offset = 0
+        for call, b in zip(self.calls, self.batch_sizes, strict=True):
+            lo, hi = max(start, offset) - offset, min(stop, offset + b) - offset
+            if lo < hi:
+                calls.append(slice_call(call, lo, hi))
+            offset += b
+        return Replay(self.module, calls, self.device)
 
     def inputs(self) -> torch.Tensor:
         """The recorded inputs of all batches, concatenated along dim 0."""

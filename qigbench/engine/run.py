@@ -34,6 +34,7 @@ from qigbench.engine.collate import unify_lengths
 from qigbench.engine.context import BlockContext
 from qigbench.engine.method import Method
 from qigbench.engine.restore import quantized_linear_names, restore_block_
+from qigbench.memory import CalibrationOutOfMemoryError, format_bytes, is_out_of_memory, resolve_budget
 from qigbench.models.family import ModelFamily
 from qigbench.quant import QuantFormat, parse_format
 from qigbench.tokens import valid_mask
@@ -56,6 +57,8 @@ class EngineConfig:
     propagation: Literal["auto", "fp", "quantized"] = "auto"
     resume_dir: Path | None = None
     progress: bool = True
+    #: bytes a streamed chunk (attribution, scale candidates) may take; None: a safe share of free memory
+    memory_budget: int | None = None
 
     def resolve_propagation(self, fmt: QuantFormat) -> Literal["fp", "quantized"]:
         if self.propagation == "auto":
@@ -111,8 +114,52 @@ def calibrate(
     config: EngineConfig | None = None,
     fingerprint: dict[str, Any] | None = None,
 ) -> CalibrationReport:
-    """Quantize ``model`` in place with ``method``; returns per-block errors and timing."""
+    """Quantize ``model`` in place with ``method``; returns per-block errors and timing.
+
+    Running out of memory (CUDA or host) raises :class:`CalibrationOutOfMemoryError`, whose message
+    names ``--memory-budget`` and how to resume from the last finished block."""
     cfg = config or EngineConfig()
+    block = [0]
+    try:
+        return _calibrate(model, family, batches, method, fmt, cfg, fingerprint, block)
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        raise out_of_memory_error(exc, cfg, method.name, block[0]) from exc
+
+
+def out_of_memory_error(exc: BaseException, cfg: EngineConfig, method: str, block: int) -> CalibrationOutOfMemoryError:
+    """The message a user can act on: what ran out, the budget in force, the option, how to resume."""
+    if torch.device(cfg.device).type == "cuda":
+        torch.cuda.empty_cache()
+    budget = resolve_budget(cfg.memory_budget, cfg.device)
+    smaller = format_bytes(max(budget // 2, 2**20))
+    where = f"block {block}" if block >= 0 else "the capture pass (embeddings / vision tower)"
+    if cfg.resume_dir is not None:
+        resume = (f"blocks before {block} are saved in {cfg.resume_dir}: rerun the same command with "
+                  f"--memory-budget {smaller} (and --resume-dir {cfg.resume_dir}) to continue from block {block}")
+    else:
+        resume = ("add --resume-dir DIR to keep every finished block, so a rerun continues from the last one "
+                  "instead of starting over")
+    return CalibrationOutOfMemoryError(
+        f"{method}: out of memory on {cfg.device} in {where} with a streaming budget of {format_bytes(budget)} "
+        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}). Lower the budget with "
+        f"--memory-budget {smaller} (smaller chunks of calibration samples and path points), use a smaller "
+        f"--batch-size, or free the device; {resume}."
+    )
+
+
+def _calibrate(
+    model: nn.Module,
+    family: ModelFamily,
+    batches: Sequence[CalibBatch],
+    method: Method,
+    fmt: QuantFormat | str,
+    cfg: EngineConfig,
+    fingerprint: dict[str, Any] | None,
+    current_block: list[int],
+) -> CalibrationReport:
+    current_block[0] = -1
     fmt = parse_format(fmt)
     propagation = cfg.resolve_propagation(fmt)
     start_time = time.perf_counter()
@@ -163,6 +210,7 @@ def calibrate(
     answer_mask = torch.cat(answers, dim=0) if all(a is not None for a in answers) else None  # type: ignore[arg-type]
     bar = progress(range(first, len(blocks)), desc=f"{method.name} {fmt.name}", unit="block", disable=not cfg.progress)
     for i in bar:
+        current_block[0] = i
         t0 = time.perf_counter()
         block = blocks[i].to(cfg.device)
         calls = captured.layer_calls[i]
@@ -170,6 +218,7 @@ def calibrate(
             index=i, block=block, family=family, fmt=fmt, calls=calls, fp_inputs=fp_stream, q_inputs=q_stream,
             token_types=token_types, answer_mask=answer_mask, device=cfg.device, propagation=propagation,
             carried=carried,
+            memory_budget=cfg.memory_budget,
         )
         fp_next = ctx.run("fp")
         target = fp_next if propagation == "fp" else ctx.run("quantized")

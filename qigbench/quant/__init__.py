@@ -8,6 +8,7 @@ from qigbench.quant.linear import (
     quantize_linears_,
     quantizer_state,
     set_submodule,
+    straight_through_surrogate,
 )
 from qigbench.quant.quantizer import (
     QuantizedTensor,
@@ -48,4 +49,5 @@ __all__ = [
     "quantize_linears_",
     "quantizer_state",
     "set_submodule",
+    "straight_through_surrogate",
 ]

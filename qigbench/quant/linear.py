@@ -7,7 +7,8 @@ solver such as GPTQ); activations are quantized per call, per token, when the fo
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -42,6 +43,8 @@ class QuantLinear(nn.Module):
         self.out_features = weight.shape[0]
         #: let gradients pass the activation quantizer unchanged (needed for attribution through it)
         self.straight_through = straight_through
+        #: straight-through surrogate forward: activations pass unquantized (see ``straight_through_surrogate``)
+        self.surrogate = False
 
     @classmethod
     def from_linear(
@@ -63,7 +66,7 @@ class QuantLinear(nn.Module):
 
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         spec = self.format.activation
-        if spec is None:
+        if spec is None or (self.surrogate and self.straight_through):
             return x
         return fake_quantize_ste(x, spec) if self.straight_through else fake_quantize(x, spec)
 
@@ -156,6 +159,25 @@ def quantizer_state(module: QuantLinear, prefix: str) -> dict[str, torch.Tensor]
     if not isinstance(module, ChannelActQuantLinear):
         return {}
     return {f"{prefix}.{k}": v.detach().cpu() for k, v in module.named_buffers() if k.startswith("act_")}
+
+
+@contextmanager
+def straight_through_surrogate(module: nn.Module) -> Iterator[None]:
+    """Run ``module``'s straight-through QuantLinears as the function their gradient belongs to.
+
+    A straight-through activation quantizer rounds in the forward pass but passes gradients as
+    the identity, so the gradient autograd returns is that of the *surrogate* with the quantizer
+    replaced by the identity (weights stay quantized). Integrated-gradients completeness holds
+    for that surrogate, not for the rounded (step) function.
+    """
+    layers = [m for m in module.modules() if isinstance(m, QuantLinear) and m.straight_through]
+    for layer in layers:
+        layer.surrogate = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.surrogate = False
 
 
 def quantize_linears_(

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from qigbench.sensitivity.base import (
@@ -52,10 +53,20 @@ class AttentionProvider:
 
     def __call__(self, target: AttributionTarget) -> TokenWeights:
         t0 = time.perf_counter()
+        if self.config.attention_fn is None and target.attention_probs is None and target.attention_rows is not None:
+            # streamed: each span's probabilities [span, heads, T, T] are reduced before the next
+            spans, _ = target.chunking(1)
+            rows = target.attention_rows
+            raw = torch.cat([received_attention(rows(a, b).detach(), target.token_types[a:b]) for a, b in spans])
+            out = finalize_weights(raw, target.token_types, self.config.clipping)
+            out.diagnostics["seconds"] = time.perf_counter() - t0
+            out.diagnostics["sample_chunks"] = len(spans)
+            return out
         probs = self.config.attention_fn(target) if self.config.attention_fn else target.attention_probs
         if probs is None:
             raise SensitivityError(
                 "the attention provider needs attention probabilities: set AttributionTarget.attention_probs "
+                "(or attention_rows) "
                 "or pass attention_fn=... in its config"
             )
         raw = received_attention(probs.detach(), target.token_types)

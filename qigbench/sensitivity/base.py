@@ -13,6 +13,8 @@ padding rule, the clipping variants and the degenerate-input fallback are writte
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from qigbench.memory import batch_sizes_of, row_spans, rows_of, rows_per_chunk
 from qigbench.sensitivity.clipping import ClippingName, apply_clipping
 from qigbench.sensitivity.errors import SensitivityError
 from qigbench.tokens import uniform_token_weights, valid_mask
@@ -39,6 +42,11 @@ class AttributionTarget:
     are stacked *copy-major* (rows ``j*B:(j+1)*B`` are copy ``j``), so a closure over per-sample
     tensors (attention masks, rotary embeddings) must accept any multiple of ``B`` — e.g. with
     ``mask.repeat(N // B, ...)``. Rows must not interact (true for decoder blocks).
+
+    Streaming (``memory_budget``, ``row_bytes``): providers cut their ``samples x copies`` rows
+    into chunks of at most ``memory_budget // row_bytes`` rows (:meth:`chunking`) and run each
+    chunk on :meth:`rows` — the target restricted to a sample subset, with ``f_fp`` / ``f_q``
+    restricted too when they are replays (``.rows(start, stop)``). ``None`` runs everything at once.
     """
 
     f_fp: Callable[[Tensor], Tensor]
@@ -61,6 +69,68 @@ class AttributionTarget:
     def where(self) -> str:
         """``block 3, group attn``: how logs and errors name this target."""
         return f"block {self.block_index}, group {self.group}" if self.group else f"block {self.block_index}"
+
+    #: attention probabilities of sample rows ``start:stop`` on demand (streamed ``attention_probs``)
+    attention_rows: Callable[[int, int], Tensor] | None = None
+    #: bytes one forward/backward chunk may take (None: no limit, everything in one call)
+    memory_budget: int | None = None
+    #: estimated bytes of one row (one sample at one copy) through f_fp and f_q with autograd
+    row_bytes: int | None = None
+    #: context under which f_q computes the straight-through *surrogate* it is differentiated as
+    #: (activation quantizers as the identity): what QIG's completeness is checked against
+    surrogate: Callable[[], contextlib.AbstractContextManager[Any]] | None = None
+
+    @property
+    def batch(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def sliceable(self) -> bool:
+        """Whether f_fp / f_q can run a sample subset (replays can; closures over masks may not)."""
+        return all(callable(getattr(f, "rows", None)) for f in (self.f_fp, self.f_q))
+
+    def rows(self, start: int, stop: int) -> AttributionTarget:
+        """This target restricted to samples ``start:stop`` (the whole target when that is all of it)."""
+        B = self.batch
+        if start == 0 and stop == B:
+            return self
+        if not self.sliceable:
+            raise SensitivityError("this target's f_fp / f_q cannot run a sample subset (no .rows()); "
+                                   "pass replays, or leave memory_budget=None")
+
+        def cut(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t[start:stop]
+
+        shifted = None
+        if self.attention_rows is not None:
+            outer = self.attention_rows
+
+            def shifted(a: int, b: int) -> Tensor:
+                return outer(start + a, start + b)
+
+        return dataclasses.replace(
+            self, f_fp=rows_of(self.f_fp, start, stop, B), f_q=rows_of(self.f_q, start, stop, B),
+            x=self.x[start:stop], x_q=cut(self.x_q), token_types=self.token_types[start:stop],
+            answer_mask=cut(self.answer_mask), attention_probs=cut(self.attention_probs), attention_rows=shifted,
+        )  # fmt: skip
+
+    def chunking(self, copies: int, copies_per_call: int | None = None) -> tuple[list[tuple[int, int]], int]:
+        """Sample spans and copies per call so that ``span x copies_per_call`` rows fit the budget.
+
+        Samples are split first only when even one copy of all samples does not fit; otherwise
+        all samples go together and copies (path points, perturbations) are batched as extra rows.
+        """
+        B = self.batch
+        whole = [(0, B)]
+        if self.memory_budget is None or self.row_bytes is None:
+            return whole, copies_per_call or copies
+        rows = rows_per_chunk(self.memory_budget, self.row_bytes, B * copies)
+        if copies_per_call is not None:
+            rows = max(1, rows // copies_per_call)
+        spans = row_spans(batch_sizes_of(self.f_fp, B), rows) if self.sliceable else whole
+        widest = max(b - a for a, b in spans)
+        k = copies_per_call or max(1, min(copies, rows // widest))
+        return spans, k
 
     def __post_init__(self) -> None:
         if self.weight_activation is None:

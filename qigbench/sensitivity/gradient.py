@@ -35,15 +35,29 @@ class GradientProvider:
 
     def __call__(self, target: AttributionTarget) -> TokenWeights:
         t0 = time.perf_counter()
-        loss_fn = self.config.loss_fn or (lambda x: qig_objective(target, QIGConfig())(x).sum())
-        x = target.x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            (grad,) = torch.autograd.grad(loss_fn(x), x)
-        raw = grad.abs().float().mean(dim=-1)
         diag: dict[str, Any] = {"loss": "qig_error" if self.config.loss_fn is None else "custom"}
+        if self.config.loss_fn is not None:  # a custom loss sees the whole batch: no streaming
+            raw = _input_gradient(self.config.loss_fn, target.x)
+        else:  # the QIG error is a sum over rows: stream sample spans under the memory budget
+            spans, _ = target.chunking(1)
+            parts = []
+            for a, b in spans:
+                sub = target.rows(a, b)
+                G = qig_objective(sub, QIGConfig())
+                parts.append(_input_gradient(lambda x, G=G: G(x).sum(), sub.x))  # type: ignore[misc]
+            raw = torch.cat(parts, dim=0)
+            diag["sample_chunks"] = len(spans)
         out = finalize_weights(raw, target.token_types, self.config.clipping, diagnostics=diag, where=target.where)
         diag["seconds"] = time.perf_counter() - t0
         return out
+
+
+def _input_gradient(loss_fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """``mean_h |dL/dx|`` per token, ``[B, T]``."""
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(loss_fn(x), x)
+    return grad.abs().float().mean(dim=-1)
 
 
 @register_provider("gradient")

@@ -95,6 +95,13 @@ def _grad_sum(
     return acc
 
 
+def _relative_change(new: Tensor, old: Tensor) -> float:
+    """Worst row's ``sum_t |new - old| / sum_t |new|``."""
+    num = (new - old).abs().sum(dim=-1)
+    den = new.abs().sum(dim=-1).clamp_min(torch.finfo(new.dtype).tiny)
+    return float((num / den).max()) if num.numel() else 0.0
+
+
 @torch.no_grad()
 def _evaluate(G_fn: GFn, x: Tensor) -> Tensor:
     return G_fn(x).detach().float()
@@ -123,8 +130,15 @@ def integrate(
     chunk_size: int = 8,
     *,
     batched: bool = True,
+    G_check: GFn | None = None,
 ) -> IGResult:
-    """:func:`integrated_gradients` returning an :class:`IGResult` (with the completeness residual)."""
+    """:func:`integrated_gradients` returning an :class:`IGResult` (with the completeness residual).
+
+    ``G_check`` is the function whose end-point values completeness is checked against (default
+    ``G_fn``). With straight-through quantizers in ``G_fn`` the gradient integrated is that of a
+    *surrogate* (quantizers as the identity), not of the rounded forward, whose steps make
+    ``G(x) - G(x')`` unreachable by any quadrature; pass the surrogate here.
+    """
     if baseline.shape != x.shape:
         raise SensitivityError(
             f"baseline shape {tuple(baseline.shape)} != x shape {tuple(x.shape)}; pass a matching x'"
@@ -134,7 +148,8 @@ def integrate(
     baseline = baseline.detach().to(x.dtype)
     avg_grad = _grad_sum(G_fn, x, baseline, alphas, weights, chunk_size, batched)
     attributions = (x - baseline).float() * avg_grad
-    return IGResult(attributions, _evaluate(G_fn, x), _evaluate(G_fn, baseline), steps)
+    check = G_check or G_fn
+    return IGResult(attributions, _evaluate(check, x), _evaluate(check, baseline), steps)
 
 
 def integrate_adaptive(
@@ -148,21 +163,54 @@ def integrate_adaptive(
     tolerance: float = 1e-2,
     max_steps: int = 256,
     batched: bool = True,
+    G_check: GFn | None = None,
 ) -> tuple[IGResult, list[tuple[int, float]]]:
-    """Double ``steps`` until the worst row's completeness residual is under ``tolerance``.
+    """Double ``steps`` until the worst row's completeness residual is under ``tolerance``, or the
+    token scores ``mean_h |attr|`` moved by less than ``tolerance`` (relative, worst row) in the last
+    doubling.
 
     The residual is a *computable* proxy of the quadrature error (the exact integral satisfies
-    completeness), so it is a sound stopping rule. Stops at ``max_steps`` even if not converged;
-    the history ``[(steps, residual), ...]`` says what happened. Each refinement recomputes all
-    its points (midpoint nodes of 2m do not contain those of m), so the total cost is at most
-    twice that of the final ``steps``.
+    completeness), so it is a sound stopping rule — where completeness can hold. With
+    straight-through quantizers (W-A formats) the gradient is taken at rounded activations, so even
+    against the surrogate the residual plateaus at the straight-through mismatch (a few percent)
+    that no quadrature removes; the second rule (the quadrature has converged) stops there.
+    Stops at ``max_steps`` even if not converged;
+    the history ``[(steps, residual), ...]`` says what happened. ``G(x)`` and ``G(x')`` are
+    evaluated once. The trapezoid rule is *nested* (the nodes of m are among those of 2m), so a
+    refinement evaluates only the m new points and the total cost is that of the final ``steps``;
+    other rules recompute all their points (midpoint nodes of 2m do not contain those of m), at
+    most twice the cost of the final ``steps``.
     """
+    check = G_check or G_fn
+    x = x.detach()
+    baseline = baseline.detach().to(x.dtype)
+    g_x, g_b = _evaluate(check, x), _evaluate(check, baseline)
+    delta = (x - baseline).float()
     history: list[tuple[int, float]] = []
     m = steps
+    nested = quadrature == "trapezoid"
+    ends: Tensor | None = None
+    interior: Tensor | None = None
+    previous: Tensor | None = None
     while True:
-        res = integrate(G_fn, x, baseline, m, quadrature, chunk_size, batched=batched)
+        if nested:
+            if ends is None:
+                ends = _grad_sum(G_fn, x, baseline, [0.0, 1.0], [0.5, 0.5], chunk_size, batched)
+                inner = [j / m for j in range(1, m)]
+                interior = _grad_sum(G_fn, x, baseline, inner, [1.0] * len(inner), chunk_size, batched)
+            avg_grad = (ends + interior) / m  # type: ignore[operator]
+        else:
+            alphas, weights = quadrature_nodes(m, quadrature)
+            avg_grad = _grad_sum(G_fn, x, baseline, alphas, weights, chunk_size, batched)
+        res = IGResult(delta * avg_grad, g_x, g_b, m)
         worst = float(res.residual().max()) if res.residual().numel() else 0.0
         history.append((m, worst))
-        if not math.isfinite(worst) or worst < tolerance or m * 2 > max_steps:
+        scores = res.attributions.abs().mean(dim=-1)
+        settled = previous is not None and _relative_change(scores, previous) < tolerance
+        if not math.isfinite(worst) or worst < tolerance or settled or m * 2 > max_steps:
             return res, history
+        previous = scores
+        if nested:
+            new = [(2 * j + 1) / (2 * m) for j in range(m)]
+            interior = interior + _grad_sum(G_fn, x, baseline, new, [1.0] * m, chunk_size, batched)  # type: ignore[operator]
         m *= 2

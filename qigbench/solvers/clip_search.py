@@ -24,6 +24,8 @@ from qigbench.solvers.weights import SolverError, check_inputs, resolve_token_we
 
 #: rows of the weight processed at once on the token path (bounds memory to chunk * in * tokens)
 ROW_CHUNK = 64
+#: tokens per Gram-matrix update (bounds the float32 copy of the inputs)
+GRAM_CHUNK = 4096
 
 
 def search_clip(
@@ -56,12 +58,23 @@ def search_clip(
     batch, tokens = int(x.shape[0]), int(x.shape[1])
     lam = resolve_token_weights(token_weights, token_types, (batch, tokens)).to(x.device).reshape(-1)
     keep = lam > 0
-    rows = x.detach().reshape(-1, x.shape[-1])[keep].float() * (lam[keep] / batch).sqrt().unsqueeze(1)
+    flat = x.detach().reshape(-1, x.shape[-1])
+    root = (lam / batch).sqrt()
     w = weight.detach().float()
     grouped_w = group_view(w, spec)  # [out, g, k]
     n_groups, size = int(grouped_w.shape[1]), int(grouped_w.shape[2])
-    x_groups = rows.reshape(-1, n_groups, size)  # [N, g, k]
-    gram = torch.einsum("ngk,ngl->gkl", x_groups, x_groups) if x_groups.shape[0] >= size else None
+    n_rows = int(keep.sum())
+    gram: Tensor | None = None
+    x_groups = flat.new_zeros((0, n_groups, size), dtype=torch.float32)
+    if n_rows >= size:  # the Gram blocks, streamed over token chunks (no float copy of every row)
+        gram = torch.zeros(n_groups, size, size, device=w.device)
+        for i in range(0, flat.shape[0], GRAM_CHUNK):
+            sel = keep[i : i + GRAM_CHUNK]
+            part = (flat[i : i + GRAM_CHUNK][sel].float() * root[i : i + GRAM_CHUNK][sel].unsqueeze(1))
+            part = part.reshape(-1, n_groups, size)
+            gram += torch.einsum("ngk,ngl->gkl", part, part)
+    else:
+        x_groups = (flat[keep].float() * root[keep].unsqueeze(1)).reshape(-1, n_groups, size)  # [N, g, k]
 
     ratios = [1 - i / n_grid for i in range(max(1, int(max_shrink * n_grid)))]
     best_err = torch.full(grouped_w.shape[:2], float("inf"), device=w.device)

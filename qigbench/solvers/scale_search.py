@@ -33,6 +33,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from qigbench.memory import batch_sizes_of, row_spans, rows_of
 from qigbench.quant import QuantFormat, QuantSpec, fake_quantize, group_view, parse_format
 from qigbench.solvers.weights import SolverError, check_inputs, resolve_token_weights
 from qigbench.tokens import valid_mask
@@ -50,7 +51,8 @@ class ScaleSearchConfig:
     loss: LossName = "mse"
     #: AWQ "duo scaling": s = x_mean^alpha / w_mean^(1 - alpha)
     duo_scaling: bool = False
-    #: evaluate ``compared`` on this many samples at a time (None: the whole batch at once)
+    #: evaluate ``compared`` on at most this many samples at a time (None: the whole batch at once);
+    #: the engine sets it from the memory budget
     batch_chunk: int | None = None
 
     def __post_init__(self) -> None:
@@ -151,15 +153,17 @@ def evaluate_scales(
     batch, tokens = int(compared_input.shape[0]), int(compared_input.shape[1])
     lam = resolve_token_weights(token_weights, token_types, (batch, tokens)).to(compared_input.device)
     chunk = cfg.batch_chunk or batch
-    spans = [(b, min(b + chunk, batch)) for b in range(0, batch, chunk)]
+    # spans follow the recorded batches of a Replay (sliced with .rows); plain callables get slices
+    spans = row_spans(batch_sizes_of(compared, batch), chunk)
+    parts = [rows_of(compared, b0, b1, batch) for b0, b1 in spans]
     with torch.no_grad():
-        reference = [_output(compared, compared_input[b0:b1]) for b0, b1 in spans]
+        reference = [_output(part, compared_input[b0:b1]) for part, (b0, b1) in zip(parts, spans, strict=True)]
         losses = []
         for scales in candidates:
             total = torch.zeros((), dtype=torch.float32, device=compared_input.device)
             with scaled_linears(linears, scales, fmt):
-                for (b0, b1), y_fp in zip(spans, reference, strict=True):
-                    y_q = _output(compared, compared_input[b0:b1])
+                for part, (b0, b1), y_fp in zip(parts, spans, reference, strict=True):
+                    y_q = _output(part, compared_input[b0:b1])
                     total = total + weighted_token_loss(y_fp, y_q, lam[b0:b1], cfg.loss)
             losses.append(float(total / batch))
     return losses

@@ -90,6 +90,8 @@ class SuiteOptions:
     keep_models: int = 2  # quantized models kept in memory (tasks of one configuration run together)
     heatmaps: bool = True
     heatmap_dir: Path | None = None  # where token-sensitivity heatmaps go; None = heatmaps/ next to --db
+    #: e.g. "8GiB", passed to every calibration (None: a safe share of free memory)
+    memory_budget: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
     #: check here that ``device`` exists; off when this process only plans (``--dry-run``) or hands
     #: the jobs to other machines (Ray, SLURM), whose devices it cannot see

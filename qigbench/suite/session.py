@@ -154,6 +154,7 @@ class SuiteSession:
             device=self.options.device,
             cache_dir=self.options.cache_dir,
             progress=False,
+            memory_budget=self.options.memory_budget,
         )
 
     def _ocr_set(self, n: int, seed: int) -> str:

@@ -127,3 +127,50 @@ def test_adaptive_stops_at_max_steps() -> None:
     res, history = integrate_adaptive(G, x, torch.zeros_like(x), steps=1, tolerance=0.0, max_steps=8)
     assert [m for m, _ in history] == [1, 2, 4, 8]
     assert res.steps == 8
+
+
+def test_wa_completeness_holds_for_the_straight_through_surrogate_not_the_rounded_forward() -> None:
+    """W-A: G rounds activations (a step function of x), so G(x) - G(x_q) is unreachable by any
+    quadrature of the straight-through gradient; against the surrogate (quantizers as identity) the
+    residual is small, and adaptive refinement stops long before max_steps in W-A too."""
+    import dataclasses
+
+    from sens_blocks import WEIGHT_ACT, make_target
+
+    from qigbench.quant import straight_through_surrogate
+    from qigbench.sensitivity import QIGConfig, get_provider, qig_objective
+
+    t = make_target(b=4, t=16, h=64, fmt=WEIGHT_ACT)
+    G = qig_objective(t, QIGConfig())
+
+    def surrogate(x: torch.Tensor) -> torch.Tensor:
+        with straight_through_surrogate(t.f_q):
+            return G(x)
+
+    assert t.x_q is not None
+    forward = integrate(G, t.x, t.x_q, 32).residual().median()
+    checked = integrate(G, t.x, t.x_q, 32, G_check=surrogate).residual().median()
+    assert checked < 0.1 < forward and checked < forward / 10  # rows vary; the plateau is the STE mismatch
+    t = dataclasses.replace(t, surrogate=lambda: straight_through_surrogate(t.f_q))
+    out = get_provider("qig", steps=1, adaptive=True, quadrature="trapezoid", max_steps=256)(t)
+    assert out.diagnostics["steps_used"] <= 16, out.diagnostics["adaptive_history"]
+    fine = get_provider("qig", steps=64, clipping="iqr")(t)
+    assert float((out.weights - fine.weights).abs().max()) < 0.05 * float(fine.weights.max())
+
+
+def test_one_point_is_exact_for_a_linear_module_with_the_zero_baseline() -> None:
+    """Euler: G(x) = sum |(W - W_q) x| is positively homogeneous of degree 1, so its gradient is
+    constant along the ray from 0 and every quadrature (m = 1 included) gives the integral."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(16, 8, bias=False)
+    lin_q = torch.nn.Linear(16, 8, bias=False)
+    lin_q.weight.data = lin.weight.data + 0.1 * torch.randn_like(lin.weight)
+
+    def G(x: torch.Tensor) -> torch.Tensor:
+        return (lin(x) - lin_q(x)).abs().mean(-1).sum(-1)
+
+    x = torch.randn(2, 5, 16)
+    one = integrate(G, x, torch.zeros_like(x), 1)
+    many = integrate(G, x, torch.zeros_like(x), 32)
+    torch.testing.assert_close(one.attributions, many.attributions, rtol=1e-5, atol=1e-6)
+    assert float(one.residual().max()) < 1e-5
