@@ -13,7 +13,9 @@ from qigbench.distributed.progress import Progress
 from qigbench.suite.matrix import table2
 from qigbench.suite.options import SuiteOptions
 
-PAPER = ["run", "--model", "qwen2vl", "--device", "cuda", "--dry-run"]  # 9 configurations
+PAPER = ["run", "--model", "qwen2vl", "--device", "cuda", "--dry-run"]
+#: Table 2's configurations for one paper model with the default methods and formats
+N_PAPER = len(table2(SuiteOptions(models=("qwen2vl",), device="cuda", verify_device=False)))
 
 
 def test_one_job_per_configuration_with_the_union_of_its_tasks(tmp_path: Path) -> None:
@@ -31,7 +33,7 @@ def test_workers_dry_run_pins_one_gpu_per_worker(
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6")
     assert main([*PAPER, "--workers", "4", "--db", str(tmp_path / "r.db")]) == 0
     out = capsys.readouterr().out
-    assert "dry run: 9 jobs" in out
+    assert f"dry run: {N_PAPER} jobs" in out
     pins = re.findall(r"worker (\d): CUDA_VISIBLE_DEVICES=(\d)", out)
     assert pins == [("0", "4"), ("1", "5"), ("2", "6"), ("3", "4")]
     assert not (tmp_path / "r.db").exists()  # a dry run writes nothing
@@ -42,7 +44,7 @@ def test_ray_dry_run_asks_one_gpu_per_task(capsys: pytest.CaptureFixture[str], t
     assert main([*args, "--db", str(tmp_path / "r.db")]) == 0
     out = capsys.readouterr().out
     tasks = re.findall(r"@ray\.remote\((.*)\)", out)
-    assert len(tasks) == 9 and all("num_gpus=1.0" in t and "max_retries=2" in t for t in tasks)
+    assert len(tasks) == N_PAPER and all("num_gpus=1.0" in t and "max_retries=2" in t for t in tasks)
     assert f"memory={2 * 2**30}" in tasks[0] and "ray://head:10001" in out
 
 
@@ -51,7 +53,7 @@ def test_slurm_dry_run_renders_submitits_job_array(capsys: pytest.CaptureFixture
     args = [*PAPER, "--executor", "slurm", "--partition", "gpu", "--time", "90", "--array-parallelism", "4"]
     assert main([*args, "--db", str(tmp_path / "r.db")]) == 0
     out = capsys.readouterr().out
-    for flag in ("--array=0-8%4", "--partition=gpu", "--time=90", "--gpus-per-node=1", "--cpus-per-task=8"):
+    for flag in (f"--array=0-{N_PAPER - 1}%4", "--partition=gpu", "--time=90", "--gpus-per-node=1", "--cpus-per-task=8"):
         assert f"#SBATCH {flag}" in out, out
     assert "%A_%a_0_log.out" in out  # one log per array task
 
