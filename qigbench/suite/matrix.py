@@ -10,6 +10,7 @@ leave-one-out sensitivity as ``loo`` (Table 6), ablation variants as ``qig [key=
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -23,6 +24,14 @@ FP_FORMAT = "FP16"
 DISPLAY = {"qig-gptq": "qig+gptq"}
 
 Matrix = list[tuple["Case", tuple[str, ...]]]
+
+
+@functools.cache
+def resolved_config(method: str, options: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """``method``'s config with ``options`` applied over its defaults, as plain JSON-able data."""
+    from qigbench.engine.method import get_method
+
+    return get_method(method, dict(options)).describe()["config"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,9 @@ class Case:
             "method": self.method,
             "format": self.format,
             "options": [list(o) for o in self.options],
+            # the method's whole resolved config, defaults included: a changed default is a new
+            # configuration, never old results reused under the same hash
+            "config": resolved_config(self.method, self.options),
             "samples": self.samples,
         }
 
