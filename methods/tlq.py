@@ -11,8 +11,24 @@ What differs from the shared CWE search (AWQ's grid over alpha, MBQ's MAE loss):
 * ``exposure=true``: group-sequential calibration — each group is searched on the inputs that
   the already-quantized earlier groups of the block produce (A11), on top of the block-level
   quantized propagation. ``exposure=false`` searches every group on the block's unquantized path.
+* ``solver`` (A12): ``cwe`` (default) is the search above; ``gptq`` is GPTQ(lambda) with
+  ``H = X^T diag(lambda) X`` — the shared :class:`~qigbench.engine.gptq.GPTQMethod` block loop
+  and solver (``damp`` 1%, ``block_size`` 128), TLQ's lambda as QIG+GPTQ's. Exposure maps onto
+  GPTQ's ``true_sequential``: ``exposure=true`` re-records each group's inputs after the earlier
+  groups of the block were quantized (GPTQ's own true-sequential order, i.e. already
+  quantization-exposed), ``exposure=false`` takes every group's Hessian from the block's
+  unquantized path. The CWE-only options (``n_grid``, ``loss``) do not apply.
+* ``target`` (A13): ``same_input`` (default) scores a candidate against the fp layer on the same,
+  quantized, input (``W X^q``); ``fp_path`` against the fp model's own output ``W X^fp`` — the
+  group's inspected module on the fp stream, recorded before the block changes — so the search
+  also corrects the error that reaches the group from upstream. With the fp propagation of
+  weight-only formats and ``exposure=false`` both targets coincide. CWE only: GPTQ's solver
+  minimises ``||(W - Q) X||`` on one input and has no cross term ``X^fp X^qT`` for it; AWQ's clip
+  search (``clip_search``) keeps its same-input target.
 
-With ``importance=uniform exposure=false`` TLQ is the unweighted CWE search, bit for bit.
+With ``importance=uniform exposure=false`` TLQ is the unweighted CWE search, bit for bit; with
+``solver=gptq importance=uniform`` it is GPTQ (``exposure=true``: plain ``gptq``; ``false``:
+``gptq -o true_sequential=false``).
 """
 
 from __future__ import annotations
@@ -23,6 +39,7 @@ import torch
 
 from qigbench.engine.context import BlockContext, ResolvedGroup
 from qigbench.engine.cwe import CWEConfig, CWEMethod
+from qigbench.engine.gptq import GPTQMethod, GPTQMethodConfig
 from qigbench.engine.gradients import token_gradients
 from qigbench.engine.run import RunContext
 from qigbench.errors import QigbenchError
@@ -42,8 +59,25 @@ class TLQConfig(CWEConfig):
     clipping: str = "none"
     attention_module: str = "self_attn.o_proj"
     mlp_module: str = "mlp.down_proj"
+    solver: str = "cwe"  # "cwe" (scale search, A12 default) | "gptq" (GPTQ(lambda))
+    damp: float = 0.01  # solver=gptq: Hessian damping, a fraction of its mean diagonal
+    block_size: int = 128  # solver=gptq: columns per lazy batch update
+    target: str = "same_input"  # "same_input" (W X^q) | "fp_path" (W X^fp), A13
 
     def __post_init__(self) -> None:
+        if self.solver not in ("cwe", "gptq"):
+            raise QigbenchError(f"tlq solver={self.solver!r}: use cwe (the scale search) or gptq (GPTQ(lambda))")
+        if self.target not in ("same_input", "fp_path"):
+            raise QigbenchError(
+                f"tlq target={self.target!r}: use same_input (fp layer on the quantized input) or fp_path "
+                "(the fp model's own output)"
+            )
+        if self.solver == "gptq" and self.target == "fp_path":
+            raise QigbenchError(
+                "tlq target=fp_path needs solver=cwe: the GPTQ solver fits W on one input (no X^fp X^q cross term)"
+            )
+        if self.solver == "gptq" and (self.clip_search or self.skip_groups):
+            raise QigbenchError("tlq clip_search and skip_groups belong to solver=cwe; drop them for solver=gptq")
         if self.importance not in ("gradient", "uniform"):
             raise QigbenchError(f"tlq importance={self.importance!r}: use gradient (on) or uniform (off)")
         if self.granularity not in ("block", "module"):
@@ -64,6 +98,7 @@ class TLQ(CWEMethod):
     def __init__(self, config: TLQConfig | None = None) -> None:
         super().__init__(config)
         self.scores: dict[int, dict[str, torch.Tensor]] = {}
+        self._targets: dict[str, torch.Tensor] = {}
 
     @property
     def cfg(self) -> TLQConfig:
@@ -87,6 +122,31 @@ class TLQ(CWEMethod):
             block, _, name = key.partition("|")
             self.scores.setdefault(int(block), {})[name] = s
 
+    def quantize_block(self, ctx: BlockContext) -> None:
+        cfg = self.cfg
+        if cfg.solver == "gptq":
+            solver_cfg = GPTQMethodConfig(block_size=cfg.block_size, damp=cfg.damp, true_sequential=cfg.exposure)
+            _WeightedGPTQ(solver_cfg, self).quantize_block(ctx)
+            return
+        self._targets = self._fp_path_outputs(ctx) if cfg.target == "fp_path" else {}
+        try:
+            super().quantize_block(ctx)
+        finally:
+            self._targets = {}
+
+    def _fp_path_outputs(self, ctx: BlockContext) -> dict[str, torch.Tensor]:
+        """Each searched group's fp output on the fp model's own input (the fp stream), taken
+        before any group of the block is scaled or quantized."""
+        out = {}
+        with torch.no_grad():
+            for group in ctx.groups(scalable_only=True):
+                if group.name not in self.cfg.skip_groups:
+                    out[group.name] = ctx.compared(group, "fp")(ctx.group_input(group, "fp").to(ctx.device))
+        return out
+
+    def search_target(self, ctx: BlockContext, group: ResolvedGroup) -> torch.Tensor | None:
+        return self._targets.get(group.name)  # None (same_input): the solver's fp output on the same input
+
     def token_weights(self, ctx: BlockContext, group: ResolvedGroup) -> torch.Tensor | None:
         if self.cfg.importance == "uniform":
             return None
@@ -99,3 +159,16 @@ class TLQ(CWEMethod):
         ctx.log(group.name, **{f"tlq.{k}": v for k, v in result.diagnostics.items() if isinstance(v, (int, float))})
         ctx.artifacts.setdefault("token_weights", {})[group.name] = result.weights.detach().cpu()
         return result.weights
+
+
+class _WeightedGPTQ(GPTQMethod):
+    """The shared GPTQ block loop with TLQ's lambda in the Hessian (solver=gptq)."""
+
+    name = "tlq"
+
+    def __init__(self, config: GPTQMethodConfig, tlq: TLQ) -> None:
+        super().__init__(config)
+        self.tlq = tlq
+
+    def token_weights(self, ctx: BlockContext, group: ResolvedGroup) -> torch.Tensor | None:
+        return self.tlq.token_weights(ctx, group)

@@ -39,6 +39,11 @@ class CWEMethod(Method):
         """lambda[N, T] for this group's loss; ``None`` = uniform."""
         return None
 
+    def search_target(self, ctx: BlockContext, group: ResolvedGroup) -> torch.Tensor | None:
+        """The output ``[N, T, H]`` this group's candidates are scored against; ``None`` = the
+        compared module with fp weights on the same (searched) input."""
+        return None
+
     def search_config(self, batch_chunk: int | None = None) -> ScaleSearchConfig:
         cfg = self.config
         assert isinstance(cfg, CWEConfig)
@@ -79,6 +84,7 @@ class CWEMethod(Method):
             token_weights=None if lam is None else lam.to(ctx.device),
             token_types=ctx.token_types.to(ctx.device),
             cfg=self.search_config(self.search_chunk(ctx, group)),
+            target=self.search_target(ctx, group),
         )
         ctx.apply_scales_(group, result.scales)
         ctx.log(group.name, alpha=float(result.alpha))

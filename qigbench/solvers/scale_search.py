@@ -92,11 +92,14 @@ def search_scales(
     token_types: Tensor | None = None,
     cfg: ScaleSearchConfig | None = None,
     compared_input: Tensor | None = None,
+    target: Tensor | None = None,
 ) -> ScaleResult:
     """Grid-search AWQ-style scales for ``linears`` (which all read ``x [B, T, H_in]``).
 
     ``compared(compared_input)`` (default ``compared(x)``) must run the inspected module, whose
     forward uses ``linears``; a tuple output counts by its first element (HF attention modules).
+    ``target`` ``[B, T, H_out]`` is the output the candidates are scored against (default: the
+    fp ``compared`` on the same input; TLQ's ``target=fp_path`` passes the fp model's own output).
     """
     cfg = cfg if cfg is not None else ScaleSearchConfig()
     fmt = parse_format(fmt)
@@ -106,7 +109,7 @@ def search_scales(
     w_mean = weight_mean(linears, fmt.weight) if cfg.duo_scaling else None
     candidates = [awq_scales(x_mean, alpha, w_mean) for alpha in cfg.alphas]
     inp = x if compared_input is None else compared_input
-    losses = evaluate_scales(inp, linears, compared, fmt, candidates, token_weights, token_types, cfg)
+    losses = evaluate_scales(inp, linears, compared, fmt, candidates, token_weights, token_types, cfg, target)
     best = first_argmin(losses)
     log.debug("scale search: alpha=%.2f loss=%.4g (alpha=0: %.4g)", cfg.alphas[best], losses[best], losses[0])
     return ScaleResult(scales=candidates[best], alpha=cfg.alphas[best], losses=losses, alphas=cfg.alphas)
@@ -148,16 +151,23 @@ def evaluate_scales(
     token_weights: Tensor | None,
     token_types: Tensor | None,
     cfg: ScaleSearchConfig,
+    target: Tensor | None = None,
 ) -> list[float]:
-    """Token-weighted output loss of ``compared`` for each candidate scale vector (shared by AWQ and SQ)."""
+    """Token-weighted output loss of ``compared`` for each candidate scale vector (shared by AWQ and SQ);
+    ``target`` replaces the fp output on the same input as the reference (see :func:`search_scales`)."""
     batch, tokens = int(compared_input.shape[0]), int(compared_input.shape[1])
+    if target is not None and tuple(target.shape[:2]) != (batch, tokens):
+        raise SolverError(f"target has shape {tuple(target.shape)}, expected [{batch}, {tokens}, H] like the input")
     lam = resolve_token_weights(token_weights, token_types, (batch, tokens)).to(compared_input.device)
     chunk = cfg.batch_chunk or batch
     # spans follow the recorded batches of a Replay (sliced with .rows); plain callables get slices
     spans = row_spans(batch_sizes_of(compared, batch), chunk)
     parts = [rows_of(compared, b0, b1, batch) for b0, b1 in spans]
     with torch.no_grad():
-        reference = [_output(part, compared_input[b0:b1]) for part, (b0, b1) in zip(parts, spans, strict=True)]
+        if target is None:
+            reference = [_output(part, compared_input[b0:b1]) for part, (b0, b1) in zip(parts, spans, strict=True)]
+        else:
+            reference = [target[b0:b1].to(compared_input.device) for b0, b1 in spans]
         losses = []
         for scales in candidates:
             total = torch.zeros((), dtype=torch.float32, device=compared_input.device)

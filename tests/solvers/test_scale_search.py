@@ -16,7 +16,7 @@ from qigbench.solvers import (
     evaluate_scales,
     search_scales,
 )
-from qigbench.solvers.scale_search import weighted_token_loss
+from qigbench.solvers.scale_search import scaled_linears, weighted_token_loss
 from qigbench.tokens import TokenType, uniform_token_weights
 
 FORMATS = ["W3A16g8", "W4A8", "W4A16gc-sym"]
@@ -171,3 +171,27 @@ def test_tuple_outputs_and_bad_inputs() -> None:
         ScaleSearchConfig(n_grid=0)
     with pytest.raises(SolverError, match="must return a tensor"):
         search_scales(x, [linear], lambda inp: "nope", "W4A16g8")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_explicit_target_replaces_the_same_input_reference(fmt: str) -> None:
+    """``target`` = the fp output on the same input changes nothing (chunked too); another target
+    is what each candidate is scored against; a wrongly shaped one is refused."""
+    x, types = _inputs(5)
+    module = TwoHeads(16, 5)
+    linears = [module.a, module.b]
+    cfg = ScaleSearchConfig(n_grid=5, batch_chunk=2)
+    with torch.no_grad():
+        same = module(x)
+        other = module(x * 1.5)
+    plain = search_scales(x, linears, module, fmt, token_types=types, cfg=cfg)
+    assert search_scales(x, linears, module, fmt, token_types=types, cfg=cfg, target=same).losses == plain.losses
+    moved = search_scales(x, linears, module, fmt, token_types=types, cfg=cfg, target=other)
+    assert moved.losses != plain.losses
+    ones = torch.ones(16)  # alpha = 0: plain Q(W); its loss by hand against the other target
+    with scaled_linears(linears, ones, parse_format(fmt)), torch.no_grad():
+        y_q = module(x)
+    want = float(weighted_token_loss(other, y_q, uniform_token_weights(types), "mse") / x.shape[0])
+    assert moved.losses[0] == pytest.approx(want, rel=1e-5)
+    with pytest.raises(SolverError, match="target has shape"):
+        search_scales(x, linears, module, fmt, token_types=types, cfg=cfg, target=other[:, :2])
