@@ -53,7 +53,8 @@ def test_slurm_dry_run_renders_submitits_job_array(capsys: pytest.CaptureFixture
     args = [*PAPER, "--executor", "slurm", "--partition", "gpu", "--time", "90", "--array-parallelism", "4"]
     assert main([*args, "--db", str(tmp_path / "r.db")]) == 0
     out = capsys.readouterr().out
-    for flag in (f"--array=0-{N_PAPER - 1}%4", "--partition=gpu", "--time=90", "--gpus-per-node=1", "--cpus-per-task=8"):
+    flags = (f"--array=0-{N_PAPER - 1}%4", "--partition=gpu", "--time=90", "--gpus-per-node=1", "--cpus-per-task=8")
+    for flag in flags:
         assert f"#SBATCH {flag}" in out, out
     assert "%A_%a_0_log.out" in out  # one log per array task
 
