@@ -9,7 +9,7 @@ device (as MBQ does); a model loaded with a ``device_map`` stays where it is.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,46 @@ class ModalityGradients:
 
     vision: dict[str, torch.Tensor]  # name -> [n_blocks] mean |grad| over vision tokens
     text: dict[str, torch.Tensor]  # name -> [n_blocks] mean |grad| over answer tokens
+
+
+def caption_loss_backward(
+    model: nn.Module,
+    embed: nn.Module,
+    batches: Sequence[Any],
+    device: torch.device | str,
+    handles: list[Any],
+    before_batch: Callable[[Any], None] | None = None,
+) -> None:
+    """One forward/backward of the caption loss per batch, the whole model on ``device`` (a
+    ``device_map``'d model stays where it is) and back home afterwards. The embedding output is
+    made to require grad so the backward reaches every block; ``handles`` (the caller's hooks) are
+    removed at the end, whatever happens."""
+    handles.append(embed.register_forward_hook(_requires_grad))
+    was_training = model.training
+    model.eval()
+    home = next(model.parameters()).device
+    placed = not hasattr(model, "hf_device_map")
+    if placed:
+        model.to(device)
+    try:
+        for batch in batches:
+            if before_batch is not None:
+                before_batch(batch)
+            inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.inputs.items()}
+            with torch.enable_grad():
+                out = model(**inputs, labels=batch.labels.to(device), use_cache=False)
+                out.loss.backward()
+            model.zero_grad(set_to_none=True)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+        if placed:
+            model.to(home)
+
+
+def _requires_grad(module: nn.Module, args: Any, out: torch.Tensor) -> torch.Tensor:
+    return out.requires_grad_(True) if not out.requires_grad else out
 
 
 def modality_gradients(
@@ -49,35 +89,16 @@ def modality_gradients(
 
         return hook
 
-    def embed_hook(module: nn.Module, args: Any, out: torch.Tensor) -> torch.Tensor:
-        return out.requires_grad_(True) if not out.requires_grad else out
+    def select(batch: Any) -> None:
+        current["vision"] = (batch.token_types == TokenType.VISION).float().to(device)
+        current["text"] = batch.answer_mask.float().to(device)
+        counts["vision"] += float(current["vision"].sum())
+        counts["text"] += float(current["text"].sum())
 
     for i, block in enumerate(blocks):
         for name in module_names:
             handles.append(block.get_submodule(name).register_full_backward_hook(grad_hook(i, name)))
-    handles.append(embed.register_forward_hook(embed_hook))
-    was_training = model.training
-    model.eval()
-    home = next(model.parameters()).device
-    if not hasattr(model, "hf_device_map"):  # a device_map'd model is already placed across devices
-        model.to(device)
-    try:
-        for batch in batches:
-            inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.inputs.items()}
-            current["vision"] = (batch.token_types == TokenType.VISION).float().to(device)
-            current["text"] = batch.answer_mask.float().to(device)
-            counts["vision"] += float(current["vision"].sum())
-            counts["text"] += float(current["text"].sum())
-            with torch.enable_grad():
-                out = model(**inputs, labels=batch.labels.to(device), use_cache=False)
-                out.loss.backward()
-            model.zero_grad(set_to_none=True)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-        if not hasattr(model, "hf_device_map"):
-            model.to(home)
+    caption_loss_backward(model, embed, batches, device, handles, before_batch=select)
     return ModalityGradients(
         vision={m: (s / max(counts["vision"], 1.0)).float() for m, s in sums["vision"].items()},
         text={m: (s / max(counts["text"], 1.0)).float() for m, s in sums["text"].items()},
@@ -117,30 +138,9 @@ def token_gradients(
 
         return hook
 
-    def embed_hook(module: nn.Module, args: Any, out: torch.Tensor) -> torch.Tensor:
-        return out.requires_grad_(True) if not out.requires_grad else out
-
     for i, block in enumerate(blocks):
         for name in module_names:
             target = block.get_submodule(name) if name else block
             handles.append(target.register_forward_hook(output_hook(i, name)))
-    handles.append(embed.register_forward_hook(embed_hook))
-    was_training = model.training
-    model.eval()
-    home = next(model.parameters()).device
-    if not hasattr(model, "hf_device_map"):
-        model.to(device)
-    try:
-        for batch in batches:
-            inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.inputs.items()}
-            with torch.enable_grad():
-                out = model(**inputs, labels=batch.labels.to(device), use_cache=False)
-                out.loss.backward()
-            model.zero_grad(set_to_none=True)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-        if not hasattr(model, "hf_device_map"):
-            model.to(home)
+    caption_loss_backward(model, embed, batches, device, handles)
     return {i: {m: torch.cat(v, dim=0) for m, v in by_name.items() if v} for i, by_name in per_batch.items()}
