@@ -8,7 +8,8 @@ Output directory layout::
     leaderboard.csv, fidelity.csv, calibration.csv   raw values
     plots/*.png, plots/*.svg                        figures (heatmaps copied here too)
 
-Templates are ``string.Template`` files in ``reports/templates/`` (no jinja2 dependency).
+Templates are ``string.Template`` files in ``qigbench/report/templates/`` (package data, so an installed
+wheel renders reports too; no jinja2 dependency).
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ TEMPLATE_NAMES = ("report.html", "report.md", "tables.tex")
 
 
 def default_templates() -> Path:
-    """``reports/templates`` of the qigbench checkout."""
-    return Path(__file__).resolve().parents[2] / "reports" / "templates"
+    """The templates shipped inside the package (``qigbench/report/templates``)."""
+    return Path(__file__).resolve().parent / "templates"
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def _templates(directory: Path | None) -> dict[str, Template]:
     if missing:
         raise ResultsError(
             f"report templates {', '.join(missing)} not found in {where}; pass --templates DIR pointing at "
-            "qigbench's reports/templates"
+            "qigbench/report/templates"
         )
     return {n: Template((where / n).read_text(encoding="utf-8")) for n in TEMPLATE_NAMES}
 

@@ -193,3 +193,18 @@ def test_marks_stay_monotone_when_pairwise_ties_are_not_transitive() -> None:
 
     ranks = {head[1]: cells[0].rank for head, cells in fidelity(aggregate(rows)).rows}
     assert ranks["qig"] == 1 and ranks["mbq"] == 2 and ranks["rtn"] == 2
+
+
+def test_templates_ship_inside_the_package() -> None:
+    """An installed wheel (the GPU-box workflow) has no checkout: the templates must be package data."""
+    import tomllib
+    from pathlib import Path
+
+    import qigbench.report
+    from qigbench.report.build import TEMPLATE_NAMES, default_templates
+
+    package = Path(qigbench.report.__file__).resolve().parent
+    assert default_templates().parent == package
+    assert all((default_templates() / n).is_file() for n in TEMPLATE_NAMES)
+    pyproject = tomllib.loads((package.parents[1] / "pyproject.toml").read_text())
+    assert "templates/*" in pyproject["tool"]["setuptools"]["package-data"]["qigbench.report"]
