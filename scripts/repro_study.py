@@ -156,7 +156,8 @@ def reason(c: Claim, a: Measurement, cmp: Comparison) -> str:
         return "one value each: no spread to test against"
     if cmp.verdict is Verdict.INDISTINGUISHABLE:
         over = f"{len(a.seeds)} seeds" + (f" x {cmp.n} examples" if "bootstrap" in cmp.test else "")
-        return f"gap inside its noise at this scale ({over}, tiny random model)"
+        model = "tiny random model" if c.model.startswith("tiny-") else f"{c.model}, a small real model"
+        return f"gap inside its noise at this scale ({over}, {model})"
     return "reversed here: a random-weight model has no learned token structure for the weighting to exploit"
 
 
