@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not embed *heatmap*.png / heatmaps/*.png found next to the database",
     )
-    parser.add_argument("--templates", type=Path, help="template directory (default: the templates shipped in qigbench/report/templates)")
+    parser.add_argument("--templates", type=Path, help="template directory (default: qigbench/report/templates)")
 
 
 def run(args: argparse.Namespace) -> int:
