@@ -43,7 +43,7 @@ from qigbench.engine.gptq import GPTQMethod, GPTQMethodConfig
 from qigbench.engine.gradients import token_gradients
 from qigbench.engine.run import RunContext
 from qigbench.errors import QigbenchError
-from qigbench.models.family import GroupKind
+from qigbench.models.family import GroupKind, ModelFamily
 from qigbench.sensitivity.tlq import TLQImportanceConfig, TLQImportanceProvider
 
 
@@ -57,8 +57,10 @@ class TLQConfig(CWEConfig):
     selection: float = 1.0  # token-level calibration set: keep the top fraction (A10)
     floor: float = 0.0
     clipping: str = "none"
-    attention_module: str = "self_attn.o_proj"
-    mlp_module: str = "mlp.down_proj"
+    #: granularity=module: block paths of the attention / MLP outputs; "" = the family's attention
+    #: output and MLP down projection (the last linear of its last attention / MLP group)
+    attention_module: str = ""
+    mlp_module: str = ""
     solver: str = "cwe"  # "cwe" (scale search, A12 default) | "gptq" (GPTQ(lambda))
     damp: float = 0.01  # solver=gptq: Hessian damping, a fraction of its mean diagonal
     block_size: int = 128  # solver=gptq: columns per lazy batch update
@@ -78,6 +80,17 @@ class TLQConfig(CWEConfig):
             )
         if self.solver == "gptq" and (self.clip_search or self.skip_groups):
             raise QigbenchError("tlq clip_search and skip_groups belong to solver=cwe; drop them for solver=gptq")
+        defaults = TLQConfig.__dataclass_fields__
+        ignored = [
+            name
+            for name, used_by in (("n_grid", "cwe"), ("loss", "cwe"), ("damp", "gptq"), ("block_size", "gptq"))
+            if self.solver != used_by and getattr(self, name) != defaults[name].default
+        ]
+        if ignored:
+            raise QigbenchError(
+                f"tlq {', '.join(ignored)} only apply to solver={'gptq' if self.solver == 'cwe' else 'cwe'}; "
+                f"drop them or pass -o solver={'gptq' if self.solver == 'cwe' else 'cwe'}"
+            )
         if self.importance not in ("gradient", "uniform"):
             raise QigbenchError(f"tlq importance={self.importance!r}: use gradient (on) or uniform (off)")
         if self.granularity not in ("block", "module"):
@@ -87,8 +100,17 @@ class TLQConfig(CWEConfig):
     def importance_config(self) -> TLQImportanceConfig:
         return TLQImportanceConfig(self.statistic, self.selection, self.floor, self.clipping)  # type: ignore[arg-type]
 
-    def modules(self) -> tuple[str, ...]:
-        return ("",) if self.granularity == "block" else (self.attention_module, self.mlp_module)
+    def module_for(self, family: ModelFamily, kind: GroupKind) -> str:
+        """Where a group of ``kind`` reads its importance: the block output, or (granularity=module)
+        the attention / MLP output the family names (or the configured path)."""
+        if self.granularity == "block":
+            return ""
+        if kind is GroupKind.ATTENTION:
+            return self.attention_module or family.output_linear(GroupKind.ATTENTION)
+        return self.mlp_module or family.output_linear(GroupKind.MLP)
+
+    def modules(self, family: ModelFamily) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.module_for(family, k) for k in (GroupKind.ATTENTION, GroupKind.MLP)))
 
 
 class TLQ(CWEMethod):
@@ -110,7 +132,7 @@ class TLQ(CWEMethod):
             return
         self.scores = token_gradients(
             run.model, run.blocks, run.model.get_submodule(run.family.embed_tokens), run.batches,
-            self.cfg.modules(), run.config.device, self.cfg.statistic,
+            self.cfg.modules(run.family), run.config.device, self.cfg.statistic,
         )
 
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -150,9 +172,7 @@ class TLQ(CWEMethod):
     def token_weights(self, ctx: BlockContext, group: ResolvedGroup) -> torch.Tensor | None:
         if self.cfg.importance == "uniform":
             return None
-        key = ""
-        if self.cfg.granularity == "module":
-            key = self.cfg.attention_module if group.spec.kind is GroupKind.ATTENTION else self.cfg.mlp_module
+        key = self.cfg.module_for(ctx.family, group.spec.kind)
         result = TLQImportanceProvider(self.scores, self.cfg.importance_config()).weights(
             ctx.index, key, ctx.token_types
         )

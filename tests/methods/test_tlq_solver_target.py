@@ -110,3 +110,16 @@ def test_tlq_bad_solver_or_target_names_the_choices(options: dict[str, str], nam
     with pytest.raises(QigbenchError) as err:
         get_method("tlq", options)
     assert all(word in str(err.value) for word in named)
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [({"solver": "gptq", "n_grid": "5"}, "n_grid"), ({"solver": "gptq", "loss": "mse"}, "loss"),
+     ({"damp": "0.02"}, "damp"), ({"block_size": "64"}, "block_size")],
+)
+def test_options_of_the_other_solver_are_an_error_not_ignored(options: dict[str, str], named: str) -> None:
+    from qigbench.engine.method import get_method
+    from qigbench.errors import QigbenchError
+
+    with pytest.raises(QigbenchError, match=named):
+        get_method("tlq", options)
