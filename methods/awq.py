@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qigbench.engine.cwe import CWEConfig, CWEMethod
+from qigbench.bases.equalization import EqualizationConfig, EqualizationMethod
 
 
 @dataclass(frozen=True)
-class AWQConfig(CWEConfig):
+class AWQConfig(EqualizationConfig):
     clip_search: bool = True
 
 
-class AWQ(CWEMethod):
+class AWQ(EqualizationMethod):
     name = "awq"
     config_class = AWQConfig

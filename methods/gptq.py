@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qigbench.engine.gptq import GPTQMethod
+from qigbench.bases.gptq_family import GPTQMethod
 
 
 class GPTQ(GPTQMethod):

@@ -10,16 +10,16 @@ from dataclasses import dataclass
 
 import torch
 
+from qigbench.bases.equalization import EqualizationConfig, EqualizationMethod
+from qigbench.bases.output_gradients import modality_gradients
 from qigbench.engine.context import BlockContext, ResolvedGroup
-from qigbench.engine.cwe import CWEConfig, CWEMethod
-from qigbench.engine.gradients import modality_gradients
 from qigbench.engine.run import RunContext
 from qigbench.models.family import GroupKind
 from qigbench.sensitivity.modality import mbq_ratios, modality_weights
 
 
 @dataclass(frozen=True)
-class MBQConfig(CWEConfig):
+class MBQConfig(EqualizationConfig):
     loss: str = "mae"
     #: the released code floors each layer's ratio at the median over layers
     ratio_floor: str = "median"  # "median" | "none"
@@ -29,7 +29,7 @@ class MBQConfig(CWEConfig):
     mlp_module: str = ""
 
 
-class MBQ(CWEMethod):
+class MBQ(EqualizationMethod):
     name = "mbq"
     config_class = MBQConfig
 

@@ -10,19 +10,19 @@ from dataclasses import dataclass, field
 
 import torch
 
-from qigbench.engine.attribution import group_token_weights, make_provider
+from qigbench.bases.equalization import EqualizationConfig, EqualizationMethod
+from qigbench.bases.token_weighting import group_token_weights, make_provider
 from qigbench.engine.context import BlockContext, ResolvedGroup
-from qigbench.engine.cwe import CWEConfig, CWEMethod
-from qigbench.sensitivity.qig import QIGConfig
+from qigbench.sensitivity.qig_provider import QIGConfig
 
 
 @dataclass(frozen=True)
-class QIGMethodConfig(CWEConfig):
+class QIGMethodConfig(EqualizationConfig):
     sensitivity: str = "qig"
     qig: QIGConfig = field(default_factory=QIGConfig)
 
 
-class QIG(CWEMethod):
+class QIG(EqualizationMethod):
     name = "qig"
     config_class = QIGMethodConfig
 

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from qigbench.engine.attribution import group_token_weights, make_provider
+from qigbench.bases.gptq_family import GPTQMethod, GPTQMethodConfig
+from qigbench.bases.token_weighting import group_token_weights, make_provider
 from qigbench.engine.context import BlockContext, ResolvedGroup
-from qigbench.engine.gptq import GPTQMethod, GPTQMethodConfig
-from qigbench.sensitivity.qig import QIGConfig
+from qigbench.sensitivity.qig_provider import QIGConfig
 
 
 @dataclass(frozen=True)

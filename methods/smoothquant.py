@@ -14,7 +14,7 @@ from typing import Literal
 
 from qigbench.engine.context import BlockContext
 from qigbench.engine.method import Method, MethodConfig
-from qigbench.solvers.smoothquant import activation_absmax, activation_range, search_smooth_alpha, smooth_scales
+from qigbench.solvers.migration import activation_absmax, activation_range, search_smooth_alpha, smooth_scales
 from qigbench.solvers.weights import SolverError
 
 STATISTICS = {"absmax": activation_absmax, "range": activation_range}

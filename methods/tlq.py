@@ -12,7 +12,7 @@ What differs from the shared CWE search (AWQ's grid over alpha, MBQ's MAE loss):
   the already-quantized earlier groups of the block produce (A11), on top of the block-level
   quantized propagation. ``exposure=false`` searches every group on the block's unquantized path.
 * ``solver`` (A12): ``cwe`` (default) is the search above; ``gptq`` is GPTQ(lambda) with
-  ``H = X^T diag(lambda) X`` — the shared :class:`~qigbench.engine.gptq.GPTQMethod` block loop
+  ``H = X^T diag(lambda) X`` — the shared :class:`~qigbench.bases.gptq_family.GPTQMethod` block loop
   and solver (``damp`` 1%, ``block_size`` 128), TLQ's lambda as QIG+GPTQ's. Exposure maps onto
   GPTQ's ``true_sequential``: ``exposure=true`` re-records each group's inputs after the earlier
   groups of the block were quantized (GPTQ's own true-sequential order, i.e. already
@@ -37,18 +37,18 @@ from dataclasses import dataclass
 
 import torch
 
+from qigbench.bases.equalization import EqualizationConfig, EqualizationMethod
+from qigbench.bases.gptq_family import GPTQMethod, GPTQMethodConfig
+from qigbench.bases.output_gradients import token_gradients
 from qigbench.engine.context import BlockContext, ResolvedGroup
-from qigbench.engine.cwe import CWEConfig, CWEMethod
-from qigbench.engine.gptq import GPTQMethod, GPTQMethodConfig
-from qigbench.engine.gradients import token_gradients
 from qigbench.engine.run import RunContext
 from qigbench.errors import QigbenchError
 from qigbench.models.family import GroupKind, ModelFamily
-from qigbench.sensitivity.tlq import TLQImportanceConfig, TLQImportanceProvider
+from qigbench.sensitivity.tlq_importance import TLQImportanceConfig, TLQImportanceProvider
 
 
 @dataclass(frozen=True)
-class TLQConfig(CWEConfig):
+class TLQConfig(EqualizationConfig):
     loss: str = "mae"  # MBQ's stack (the paper's baselines) [A12]
     exposure: bool = True
     importance: str = "gradient"  # "gradient" | "uniform" (importance off)
@@ -113,7 +113,7 @@ class TLQConfig(CWEConfig):
         return tuple(dict.fromkeys(self.module_for(family, k) for k in (GroupKind.ATTENTION, GroupKind.MLP)))
 
 
-class TLQ(CWEMethod):
+class TLQ(EqualizationMethod):
     name = "tlq"
     config_class = TLQConfig
 

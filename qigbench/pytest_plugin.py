@@ -2,11 +2,11 @@
 
 ``pytest suites/ --model qwen2vl --methods rtn,awq,mbq,qig --formats w3a16,w4a8`` runs the
 paper's tables; each suite test is marked ``@pytest.mark.matrix(TABLE)``, and the builder
-``qigbench.suite.matrix.TABLES[TABLE]`` turns the options into ``[(case, tasks)]``; this plugin
+``qigbench.matrix.cases.TABLES[TABLE]`` turns the options into ``[(case, tasks)]``; this plugin
 parametrizes the test over ``(case, task)`` pairs. Tests without that marker (everything in
 ``tests/``) are untouched: the options exist everywhere, but nothing loads until a suite asks for
 the ``qig_suite`` fixture. After collection, every model and every task's data is looked up once
-(:mod:`qigbench.suite.preflight`, no network): items that cannot run here are skipped with a
+(:mod:`qigbench.matrix.preflight`, no network): items that cannot run here are skipped with a
 one-line reason, and the fixes are printed once in the header and the summary.
 
 Options (lists may be repeated or comma-separated): ``--model``, ``--methods``, ``--formats``,
@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from qigbench.suite.matrix import TABLES, Case, is_slow, item_id, items
-from qigbench.suite.options import SuiteOptions, build_options, pin_threads
+from qigbench.matrix.cases import TABLES, Case, is_slow, item_id, items
+from qigbench.matrix.options import SuiteOptions, build_options, pin_threads
 
 _OPTIONS = pytest.StashKey[SuiteOptions]()
 _SESSION = pytest.StashKey[Any]()
@@ -216,7 +216,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _skip_unrunnable(config: pytest.Config, suite: list[pytest.Item]) -> None:
     """Models not on this machine and tasks without data are found here, once, before anything is
     calibrated: their items are skipped with one message each (naming the fix)."""
-    from qigbench.suite.preflight import preflight
+    from qigbench.matrix.preflight import preflight
 
     pairs = [(i.callspec.params["case"], i.callspec.params["task"]) for i in suite]  # type: ignore[attr-defined]
     found = preflight(pairs, suite_options(config))
@@ -241,8 +241,8 @@ def qig_options(pytestconfig: pytest.Config) -> SuiteOptions:
 
 @pytest.fixture(scope="session")
 def qig_suite(pytestconfig: pytest.Config) -> Iterator[Any]:
-    """The session's :class:`~qigbench.suite.session.SuiteSession` (store, model cache, recorder)."""
-    from qigbench.suite.session import SuiteSession
+    """The session's :class:`~qigbench.matrix.session.SuiteSession` (store, model cache, recorder)."""
+    from qigbench.matrix.session import SuiteSession
 
     session = SuiteSession(suite_options(pytestconfig), note="pytest " + " ".join(pytestconfig.invocation_params.args))
     for case, tasks in pytestconfig.stash.get(_EXPECTED, []):

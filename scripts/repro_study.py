@@ -29,13 +29,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from qigbench.matrix import cases
+from qigbench.matrix.evaluate import TaskMetrics
+from qigbench.matrix.options import FIDELITY_TASK, build_options, pin_threads
+from qigbench.matrix.session import SuiteSession
 from qigbench.report.regression import Key, samples
 from qigbench.results import ResultsStore, metric_info
 from qigbench.stats import Comparison, Interval, Measurement, Verdict, compare, interval
-from qigbench.suite import matrix
-from qigbench.suite.evaluate import TaskMetrics
-from qigbench.suite.options import FIDELITY_TASK, build_options, pin_threads
-from qigbench.suite.session import SuiteSession
 
 HERE = Path(__file__).resolve().parent
 HELDOUT = HERE / "data" / "heldout_text.txt"
@@ -88,8 +88,8 @@ def run_matrix(args: argparse.Namespace) -> None:
         samples=args.samples,
     )
     pin_threads(opts)
-    work = matrix.table2(opts) + matrix.table5(opts)
-    work += [(c, (OCR_TASK, FIDELITY_TASK)) for c, _ in matrix.tableA3(opts) if not c.heavy]
+    work = cases.table2(opts) + cases.table5(opts)
+    work += [(c, (OCR_TASK, FIDELITY_TASK)) for c, _ in cases.tableA3(opts) if not c.heavy]
     session = SuiteSession(opts, note="scripts/repro_study.py")
     try:
         for case, tasks in work:
@@ -113,7 +113,7 @@ def run_lm(session: SuiteSession, args: argparse.Namespace) -> None:
     fp = session.fp_model(args.lm)
     batches = text_batches(fp.tokenizer, prose, batch_size=4)
     cases = [
-        matrix.Case("study", args.lm, method, args.lm_format, args.samples or 16, seed)
+        cases.Case("study", args.lm, method, args.lm_format, args.samples or 16, seed)
         for seed in args.seeds_list
         for method in ("gptq", "qig-gptq")
     ]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from qigbench.suite.evaluate import TaskMetrics
-from qigbench.suite.matrix import Case
+from qigbench.matrix.cases import Case
+from qigbench.matrix.evaluate import TaskMetrics
 
 BOUNDED = {"acc", "acc_norm", "accuracy", "exact_match", "relaxed_accuracy", "anls", "flip_rate"}
 

@@ -2,7 +2,7 @@
 
 The default runs offline on a laptop CPU in a few minutes: tiny-qwen2vl, RTN / AWQ / MBQ / QIG at
 W3A16 and W4A8, three offline pack tasks (10 examples each) plus fidelity to the fp model, 16
-calibration samples. The same machinery as ``pytest suites/`` (:mod:`qigbench.suite`), without
+calibration samples. The same machinery as ``pytest suites/`` (:mod:`qigbench.matrix`), without
 pytest; on a GPU, ``qigbench run --model qwen2vl --device cuda`` runs the paper's Table 2.
 """
 
@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--cache-dir", help="qigbench cache (models, calibration sets, task pack)")
     parser.add_argument("--no-report", action="store_true", help="only fill the database")
-    from qigbench.distributed.cli import add_arguments as add_distributed_arguments
+    from qigbench.distributed.arguments import add_arguments as add_distributed_arguments
 
     add_distributed_arguments(parser)
     parser.add_argument("--memory-budget", help="bytes a streamed chunk of attribution / search may take, e.g. "
@@ -52,13 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from qigbench.distributed.cli import run_jobs, wants_jobs
+    from qigbench.distributed.arguments import run_jobs, wants_jobs
     from qigbench.errors import QigbenchError
+    from qigbench.matrix.cases import TABLES, items
+    from qigbench.matrix.options import build_options, pin_threads
+    from qigbench.matrix.preflight import preflight
+    from qigbench.matrix.session import ConfigClaimed, SuiteSession
     from qigbench.report.build import ReportOptions, build_report
-    from qigbench.suite.matrix import TABLES, items
-    from qigbench.suite.options import build_options, pin_threads
-    from qigbench.suite.preflight import preflight
-    from qigbench.suite.session import ConfigClaimed, SuiteSession
 
     tables = [t for spec in (args.table or ["table2"]) for t in spec.split(",") if t]
     unknown = [t for t in tables if t not in TABLES]

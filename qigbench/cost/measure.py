@@ -19,11 +19,11 @@ from torch import nn
 
 import qigbench.engine.run as engine_run
 from qigbench.cost.predict import Measurement, Phase
+from qigbench.cost.probes import parameter_bytes, peak_rss_bytes, reset_peak_rss
 from qigbench.data.defaults import default_calibration
 from qigbench.engine.collate import unify_lengths
 from qigbench.engine.method import Method, get_method
 from qigbench.engine.run import CalibrationReport, EngineConfig, RunContext, calibrate
-from qigbench.engine.timing import parameter_bytes, peak_rss_bytes, reset_peak_rss
 from qigbench.models.loading import LoadedModel, load_model
 from qigbench.models.registry import get_blocks
 from qigbench.models.shapes.alias import ShapeRequest

@@ -19,10 +19,10 @@ from pathlib import Path
 from qigbench.distributed.executor import Executor
 from qigbench.distributed.jobs import JobSpec, build_jobs, read_records, write_record
 from qigbench.distributed.progress import Progress
+from qigbench.matrix.cases import Matrix
+from qigbench.matrix.options import SuiteOptions
 from qigbench.results import ResultsStore
 from qigbench.results.store import claim_owner
-from qigbench.suite.matrix import Matrix
-from qigbench.suite.options import SuiteOptions
 
 
 @dataclass

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from qigbench.errors import QigbenchError
+from qigbench.matrix.cases import Case, Matrix
+from qigbench.matrix.options import SuiteOptions
 from qigbench.results import ConfigKey, ResultRow, Run
 from qigbench.results.store import examples_from_json, examples_to_json
-from qigbench.suite.matrix import Case, Matrix
-from qigbench.suite.options import SuiteOptions
 
 RECORD_VERSION = 1
 
@@ -165,8 +165,8 @@ def _worker_session(options: SuiteOptions) -> Any:
     """One :class:`SuiteSession` per worker process, reused by the jobs it is handed: jobs of the
     same model share its loaded fp model and task pack."""
     global _SESSION
-    from qigbench.suite.options import pin_threads
-    from qigbench.suite.session import SuiteSession
+    from qigbench.matrix.options import pin_threads
+    from qigbench.matrix.session import SuiteSession
 
     if _SESSION is None or _SESSION.options != options:
         if _SESSION is not None:

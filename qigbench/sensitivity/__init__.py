@@ -28,7 +28,7 @@ from qigbench.sensitivity.modality import (
     mbq_ratios,
     modality_weights,
 )
-from qigbench.sensitivity.qig import QIGConfig, QIGProvider, SearchCounter, qig_objective
+from qigbench.sensitivity.qig_provider import QIGConfig, QIGProvider, SearchCounter, qig_objective
 from qigbench.sensitivity.uniform import UniformProvider
 
 __all__ = [

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from qigbench.sensitivity.base import AttributionTarget, TokenWeights, finalize_weights, register_provider
 from qigbench.sensitivity.clipping import ClippingName
-from qigbench.sensitivity.qig import QIGConfig, qig_objective
+from qigbench.sensitivity.qig_provider import QIGConfig, qig_objective
 
 
 @dataclass

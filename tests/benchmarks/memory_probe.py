@@ -26,11 +26,11 @@ from typing import Any
 
 import torch
 
+from qigbench.cost.probes import current_rss_bytes, parameter_bytes, peak_rss_bytes, reset_peak_rss
 from qigbench.data.defaults import default_calibration
 from qigbench.data.loader import load_calibration
 from qigbench.engine.method import get_method
 from qigbench.engine.run import EngineConfig, calibrate
-from qigbench.engine.timing import current_rss_bytes, parameter_bytes, peak_rss_bytes, reset_peak_rss
 from qigbench.models.loading import load_model
 
 

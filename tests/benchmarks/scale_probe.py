@@ -20,13 +20,13 @@ from typing import Any
 
 import torch
 
+from qigbench.cost.probes import current_rss_bytes, peak_rss_bytes, reset_peak_rss, time_calls
 from qigbench.data.defaults import default_calibration
 from qigbench.data.loader import load_calibration
 from qigbench.engine.method import get_method
 from qigbench.engine.run import EngineConfig, calibrate
-from qigbench.engine.timing import current_rss_bytes, peak_rss_bytes, reset_peak_rss, time_calls
 from qigbench.models.loading import load_model
-from qigbench.sensitivity.qig import QIGProvider
+from qigbench.sensitivity.qig_provider import QIGProvider
 
 
 def main(model_dir: str, cache: str, method: str, fmt: str, samples: int, options: dict[str, str], out: str) -> Any:

@@ -26,9 +26,9 @@ from bench_common import FORMAT, VLM_ALIAS, Stopwatch, fresh_model, run_method, 
 
 from methods.mbq import MBQ
 from methods.qig import QIG
-from qigbench.engine.timing import time_calls
+from qigbench.cost.probes import time_calls
 from qigbench.models.loading import LoadedModel
-from qigbench.sensitivity.qig import QIGProvider
+from qigbench.sensitivity.qig_provider import QIGProvider
 
 #: variant -> (method, options); QIG at the paper's m = 32 path points
 VARIANTS: dict[str, tuple[str, dict[str, str]]] = {

@@ -1,4 +1,4 @@
-"""The call timers of qigbench.engine.timing: what they count, and that they leave no trace."""
+"""The call timers of qigbench.cost.probes: what they count, and that they leave no trace."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from qigbench.engine.timing import TimingError, parameter_bytes, peak_rss_bytes, reset_peak_rss, time_calls
+from qigbench.cost.probes import TimingError, parameter_bytes, peak_rss_bytes, reset_peak_rss, time_calls
 
 
 class Base:

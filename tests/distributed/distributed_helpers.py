@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from qigbench.matrix.cases import table2
+from qigbench.matrix.options import SuiteOptions
 from qigbench.results import ResultsStore
-from qigbench.suite.matrix import table2
-from qigbench.suite.options import SuiteOptions
 
 #: The tiny matrix: RTN and AWQ x W3A16 and W4A8 on tiny-qwen2vl, one pack task (2 examples) plus
 #: fidelity, 2 calibration samples: 5 configurations (with the fp one), 4 x 2 + 1 tasks, 17 rows.

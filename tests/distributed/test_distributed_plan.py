@@ -10,8 +10,8 @@ import pytest
 from qigbench.cli import main
 from qigbench.distributed.jobs import JobRecord, build_jobs
 from qigbench.distributed.progress import Progress
-from qigbench.suite.matrix import table2
-from qigbench.suite.options import SuiteOptions
+from qigbench.matrix.cases import table2
+from qigbench.matrix.options import SuiteOptions
 
 PAPER = ["run", "--model", "qwen2vl", "--device", "cuda", "--dry-run"]
 #: Table 2's configurations for one paper model with the default methods and formats

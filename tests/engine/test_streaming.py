@@ -22,7 +22,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qigbench.engine.attribution import attribution_target
+from qigbench.bases.token_weighting import attribution_target
 from qigbench.engine.context import BlockContext
 from qigbench.engine.method import Method
 from qigbench.engine.run import EngineConfig, calibrate

@@ -7,7 +7,7 @@ import torch
 from methods.qig import QIGMethodConfig
 from qigbench.engine.method import get_method
 from qigbench.engine.run import EngineConfig, calibrate
-from qigbench.sensitivity.qig import QIGConfig
+from qigbench.sensitivity.qig_provider import QIGConfig
 
 
 def test_clipping_none_stays_a_name_and_optional_fields_accept_none() -> None:

@@ -20,7 +20,7 @@ from qigbench.engine.method import get_method
 from qigbench.engine.replay import Recorder, run_calls
 from qigbench.engine.run import EngineConfig, calibrate
 from qigbench.quant import ChannelActQuantLinear, QuantLinear
-from qigbench.sensitivity.tlq import TLQImportanceConfig, select_tokens, tlq_token_weights
+from qigbench.sensitivity.tlq_importance import TLQImportanceConfig, select_tokens, tlq_token_weights
 from qigbench.tokens import TokenType, valid_mask
 
 
@@ -86,7 +86,7 @@ def test_exposed_group_input_is_the_output_of_the_quantized_earlier_groups(loade
 
 
 def test_tlq_searches_each_group_on_the_final_quantized_path(loader, calib_for, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import qigbench.engine.cwe as cwe
+    import qigbench.bases.equalization as cwe
 
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
     real = cwe.search_scales

@@ -49,7 +49,7 @@ def test_tlq_gptq_importance_changes_the_hessian(loader, calib_for) -> None:  # 
 
 
 def test_fp_path_target_is_the_fp_models_own_output(loader, calib_for, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import qigbench.engine.cwe as cwe
+    import qigbench.bases.equalization as cwe
 
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []  # (target, fp layer on the searched input)
     real = cwe.search_scales

@@ -12,13 +12,13 @@ import pytest
 import torch
 from regression_env import ROOT, offline_env, run
 
+from qigbench.matrix.cases import TABLES
+from qigbench.matrix.options import build_options
 from qigbench.models.tiny import TINY_BUILDERS, ensure_tiny
 from qigbench.report.tables import aggregate, leaderboard
 from qigbench.results.store import ResultsStore
 from qigbench.sensitivity import get_provider
 from qigbench.sensitivity.base import AttributionTarget
-from qigbench.suite.matrix import TABLES
-from qigbench.suite.options import build_options
 from qigbench.tokens import TokenType
 
 LIBRARY_NOISE = ("it/s]", "examples/s]", "Loading weights", "Postprocessing", "bos_token_id", "Traceback")

@@ -142,7 +142,7 @@ def test_dead_inputs_are_rtn_and_finite() -> None:
 def test_non_positive_definite_hessian_retries_with_more_damping(caplog: pytest.LogCaptureFixture) -> None:
     # eigenvalues -0.5 and 2.5: damp 0.01 and 0.1 fail, 1.0 (x mean diag 1) makes it PD
     hessian = torch.tensor([[1.0, 1.5], [1.5, 1.0]])
-    with caplog.at_level(logging.WARNING, logger="qigbench.solvers.gptq"):
+    with caplog.at_level(logging.WARNING, logger="qigbench.solvers.gptq_solver"):
         result = gptq_quantize(torch.randn(3, 2), hessian, QuantSpec(4, True, Granularity.PER_CHANNEL))
     assert result.damp_used == pytest.approx(1.0)
     messages = [r.getMessage() for r in caplog.records]

@@ -24,13 +24,13 @@ import torch
 
 from qigbench.data.cache import build_atomically, default_cache_dir
 from qigbench.errors import QigbenchError
+from qigbench.matrix.cases import Case
+from qigbench.matrix.evaluate import TaskMetrics, evaluate_task
+from qigbench.matrix.options import FIDELITY_TASK, SuiteOptions
 from qigbench.models.loading import LoadedModel, load_model
 from qigbench.pipeline import QuantizeRequest, QuantizeResult, quantize
 from qigbench.results import ResultRow, ResultsStore, Run
 from qigbench.results.store import claim_owner
-from qigbench.suite.evaluate import TaskMetrics, evaluate_task
-from qigbench.suite.matrix import Case
-from qigbench.suite.options import FIDELITY_TASK, SuiteOptions
 
 log = logging.getLogger(__name__)
 

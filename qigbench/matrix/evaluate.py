@@ -15,11 +15,11 @@ from statistics import mean
 from typing import Any
 
 from qigbench.errors import QigbenchError
+from qigbench.matrix.options import FIDELITY_TASK, SuiteOptions
 from qigbench.models.loading import LoadedModel
 from qigbench.pipeline import QuantizeResult
 from qigbench.results import is_known_metric
 from qigbench.stats import ExampleScores
-from qigbench.suite.options import FIDELITY_TASK, SuiteOptions
 
 #: Harness metric -> stored metric.
 RENAMES = {"word_perplexity": "ppl"}

@@ -18,7 +18,7 @@ from qigbench.results import ResultsStore
 ROOT = Path(__file__).resolve().parents[2]
 INTERRUPT = """
 import os
-import qigbench.suite.session as session
+import qigbench.matrix.session as session
 
 _real = session.quantize
 _calls = 0

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from qigbench.errors import QigbenchError
-from qigbench.suite import matrix
-from qigbench.suite.options import FIDELITY_TASK, TINY_VLM_TASKS, build_options, split_list
+from qigbench.matrix import cases
+from qigbench.matrix.options import FIDELITY_TASK, TINY_VLM_TASKS, build_options, split_list
 
 PROBE = """
 import json, os
@@ -103,7 +103,7 @@ def test_tier_defaults() -> None:
 
 def test_table2_expands_methods_formats_tasks_seeds() -> None:
     opts = build_options(models="tiny-qwen2vl", methods="rtn,qig", formats="w3a16,w4a8", seeds="0,1")
-    m = matrix.table2(opts)
+    m = cases.table2(opts)
     fp, quant = m[0], m[1:]
     assert fp[0].is_fp and FIDELITY_TASK not in fp[1]
     assert len(quant) == 2 * 2 * 2
@@ -116,18 +116,18 @@ def test_table2_expands_methods_formats_tasks_seeds() -> None:
 
 def test_tables_respect_their_paper_format() -> None:
     only_w4a8 = build_options(models="tiny-qwen2vl", formats="w4a8")
-    assert matrix.table5(only_w4a8) == []  # Table 5 is W3A16
-    assert {c.format for c, _ in matrix.tableA3(only_w4a8)} == {"W4A8"}
-    assert [c.samples for c, _ in matrix.tableA3(only_w4a8)] == [16, 16, 32, 32]  # --samples and twice that
+    assert cases.table5(only_w4a8) == []  # Table 5 is W3A16
+    assert {c.format for c, _ in cases.tableA3(only_w4a8)} == {"W4A8"}
+    assert [c.samples for c, _ in cases.tableA3(only_w4a8)] == [16, 16, 32, 32]  # --samples and twice that
 
 
 def test_config_hash_is_portable_and_option_sensitive(tmp_path: Path) -> None:
-    a = matrix.Case("table2", "tiny-qwen2vl", "qig", "W4A8", 16)
-    assert a.config_hash() == matrix.Case("tableX", "tiny-qwen2vl", "qig", "W4A8", 16).config_hash()  # table-free
-    b = matrix.Case("table4", "tiny-qwen2vl", "qig", "W4A8", 16, options=(("qig.clipping", "none"),))
+    a = cases.Case("table2", "tiny-qwen2vl", "qig", "W4A8", 16)
+    assert a.config_hash() == cases.Case("tableX", "tiny-qwen2vl", "qig", "W4A8", 16).config_hash()  # table-free
+    b = cases.Case("table4", "tiny-qwen2vl", "qig", "W4A8", 16, options=(("qig.clipping", "none"),))
     assert a.config_hash() != b.config_hash()
     assert b.stored_method == "qig [qig.clipping=none]"
-    assert matrix.Case("t", "m", "qig-gptq", "W3A16", 16).stored_method == "qig+gptq"
+    assert cases.Case("t", "m", "qig-gptq", "W3A16", 16).stored_method == "qig+gptq"
 
 
 def test_suite_options_reach_the_session_without_touching_tests(tmp_path: Path) -> None:

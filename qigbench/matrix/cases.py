@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from qigbench.matrix.options import FIDELITY_TASK, SuiteOptions
 from qigbench.quant import parse_format
 from qigbench.results.row import ConfigKey, config_hash
-from qigbench.suite.options import FIDELITY_TASK, SuiteOptions
 
 FP_METHOD = "fp16"
 FP_FORMAT = "FP16"

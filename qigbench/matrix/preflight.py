@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from qigbench.suite.matrix import Case
-from qigbench.suite.options import FIDELITY_TASK, SuiteOptions
+from qigbench.matrix.cases import Case
+from qigbench.matrix.options import FIDELITY_TASK, SuiteOptions
 
 
 @dataclass(frozen=True)

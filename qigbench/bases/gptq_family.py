@@ -12,7 +12,7 @@ import torch
 
 from qigbench.engine.context import BlockContext, ResolvedGroup
 from qigbench.engine.method import Method, MethodConfig
-from qigbench.solvers.gptq import GPTQConfig, gptq_quantize
+from qigbench.solvers.gptq_solver import GPTQConfig, gptq_quantize
 from qigbench.solvers.hessian import HessianAccumulator
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from qigbench.matrix.cases import table2
+from qigbench.matrix.options import SuiteOptions
+from qigbench.matrix.session import ConfigClaimed, SuiteSession
 from qigbench.results import ConfigKey, ResultsStore
-from qigbench.suite.matrix import table2
-from qigbench.suite.options import SuiteOptions
-from qigbench.suite.session import ConfigClaimed, SuiteSession
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = ConfigKey("tiny-qwen2vl", "rtn", "W3A16", "abc", 0)

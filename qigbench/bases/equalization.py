@@ -1,7 +1,7 @@
 """Channel-wise equalisation methods (AWQ, MBQ, QIG): per scaling group, search the scales with
 a (token-weighted) loss, fold them into the block, then round the weights.
 
-A plugin subclasses :class:`CWEMethod` and overrides :meth:`CWEMethod.token_weights` (and its
+A plugin subclasses :class:`EqualizationMethod` and overrides :meth:`EqualizationMethod.token_weights` (and its
 config); ``None`` means uniform, which the solvers treat bit-identically to explicit uniform weights.
 """
 
@@ -20,7 +20,7 @@ from qigbench.solvers.scale_search import ScaleSearchConfig, search_scales
 
 
 @dataclass(frozen=True)
-class CWEConfig(MethodConfig):
+class EqualizationConfig(MethodConfig):
     n_grid: int = 20  # alpha in {0, 1/n, ..., (n-1)/n}
     loss: str = "mse"  # "mse" | "mae"
     clip_search: bool = False  # AWQ's weight-clipping search after scaling
@@ -32,8 +32,8 @@ class CWEConfig(MethodConfig):
     exposure: bool = False
 
 
-class CWEMethod(Method):
-    config_class = CWEConfig
+class EqualizationMethod(Method):
+    config_class = EqualizationConfig
 
     def token_weights(self, ctx: BlockContext, group: ResolvedGroup) -> torch.Tensor | None:
         """lambda[N, T] for this group's loss; ``None`` = uniform."""
@@ -46,7 +46,7 @@ class CWEMethod(Method):
 
     def search_config(self, batch_chunk: int | None = None) -> ScaleSearchConfig:
         cfg = self.config
-        assert isinstance(cfg, CWEConfig)
+        assert isinstance(cfg, EqualizationConfig)
         return ScaleSearchConfig(n_grid=cfg.n_grid, loss=cfg.loss, batch_chunk=batch_chunk)  # type: ignore[arg-type]
 
     @staticmethod
@@ -59,7 +59,7 @@ class CWEMethod(Method):
 
     def quantize_block(self, ctx: BlockContext) -> None:
         cfg = self.config
-        assert isinstance(cfg, CWEConfig)
+        assert isinstance(cfg, EqualizationConfig)
         weights: dict[str, torch.Tensor | None] = {}
         if cfg.exposure:
             self._quantize_block_exposed(ctx)
@@ -93,7 +93,7 @@ class CWEMethod(Method):
         """Groups in block order: search (on inputs from the already-quantized earlier groups),
         clip, quantize; the next group's inputs are then recorded anew."""
         cfg = self.config
-        assert isinstance(cfg, CWEConfig)
+        assert isinstance(cfg, EqualizationConfig)
         for group in ctx.groups():
             lam = None
             if group.scalable and group.name not in cfg.skip_groups:

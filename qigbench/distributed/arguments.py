@@ -11,8 +11,8 @@ from qigbench.errors import QigbenchError
 
 if TYPE_CHECKING:  # kept out of `qigbench --help`'s imports
     from qigbench.distributed.executor import Executor
-    from qigbench.suite.matrix import Matrix
-    from qigbench.suite.options import SuiteOptions
+    from qigbench.matrix.cases import Matrix
+    from qigbench.matrix.options import SuiteOptions
 
 EXECUTORS = ("local", "ray", "slurm")
 
