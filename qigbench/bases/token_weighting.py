@@ -24,8 +24,9 @@ from qigbench.engine.context import BlockContext, ResolvedGroup
 from qigbench.engine.replay import Recorder, Replay, run_calls
 from qigbench.memory import row_bytes
 from qigbench.quant import QuantLinear, set_submodule, straight_through_surrogate
-from qigbench.sensitivity.base import AttributionTarget, SensitivityProvider, get_provider
+from qigbench.sensitivity.base import AttributionTarget, SensitivityProvider
 from qigbench.sensitivity.qig_provider import QIGConfig, QIGProvider, SearchCounter
+from qigbench.sensitivity.registry import get_provider
 
 
 def rtn_copy(module: nn.Module, linear_names: list[str], ctx: BlockContext) -> nn.Module:
