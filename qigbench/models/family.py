@@ -8,8 +8,9 @@ by ``s``, and the module whose output is compared during the search.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
+from typing import Literal
 
 
 class GroupKind(str, Enum):
@@ -41,6 +42,9 @@ class KeptLinear:
     reason: str  # written into the calibration record next to the quantized modules
 
 
+AutoClass = Literal["AutoModelForImageTextToText", "AutoModelForCausalLM", "AutoModel"]
+
+
 @dataclass(frozen=True)
 class ModelFamily:
     """A decoder-based (V)LM architecture described as data. Paths are relative to the loaded model."""
@@ -49,21 +53,22 @@ class ModelFamily:
     model_types: tuple[str, ...]  # config.model_type values this description covers
     blocks: str  # ModuleList of language decoder blocks, e.g. "model.language_model.layers"
     embed_tokens: str  # e.g. "model.language_model.embed_tokens"
-    final_norm: str  # e.g. "model.language_model.norm"
-    lm_head: str  # e.g. "lm_head"
     #: scaling groups in block order. Every nn.Linear of a block is quantized: a linear no group
     #: covers is quantized on its own (RTN / GPTQ, never scaled) unless listed in ``keep_fp``
     groups: tuple[ScalingGroup, ...]
     keep_fp: tuple[KeptLinear, ...] = ()
     vision: tuple[str, ...] = ()  # vision tower(s) and projector: never quantized
-    rotary: str | None = None  # model-level rotary embedding module, if any
     #: config attributes (on the top-level config) holding image/video placeholder token ids
     vision_token_config_keys: tuple[str, ...] = ()
-    #: model-level modules besides blocks that must be on the compute device while capturing block 0
-    auto_class: str = "AutoModelForImageTextToText"  # transformers Auto class used to load it
+    #: tokenizer strings of placeholder tokens a config does not name (InternVL2's ``<IMG_CONTEXT>``)
+    vision_token_strings: tuple[str, ...] = ()
+    auto_class: AutoClass = "AutoModelForImageTextToText"  # transformers Auto class used to load it
     multimodal: bool = True
-    notes: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
+    #: the modelling code is remote: loading without ``trust_remote_code=True`` is refused up front
+    requires_trust_remote_code: bool = False
+    #: for wrappers whose one model_type hides several language models (``internvl_chat``): the only
+    #: ``llm_config.model_type`` this description covers
+    llm_model_type: str | None = None
 
     def output_linear(self, kind: GroupKind) -> str:
         """The block path of the last linear of the last group of ``kind`` (the attention output
