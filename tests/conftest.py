@@ -11,10 +11,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import importlib.util
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from hypothesis import settings
+
+from qigbench.cache import CACHE_ENV, cache_root
 
 torch.set_num_threads(1)
 settings.register_profile("ci", derandomize=True, print_blob=True)
@@ -36,3 +40,36 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("smollm2") is not None:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared cache when ``$QIGBENCH_CACHE`` is set (tox, CI: tiny models built once), else a
+    temporary one: tests never write into ``~/.cache/qigbench``."""
+    return cache_root() if os.environ.get(CACHE_ENV) else tmp_path_factory.mktemp("qigbench-cache")
+
+
+@pytest.fixture(scope="session")
+def calib_for(cache_dir: Path):  # type: ignore[no-untyped-def]
+    """calib_for(loaded, n) -> calibration batches for that model (synthetic, offline, seeded)."""
+
+    def make(loaded: Any, n: int = 4, max_length: int | None = None):  # type: ignore[no-untyped-def]
+        from qigbench.data.defaults import default_calibration
+        from qigbench.data.loader import load_calibration
+
+        source = default_calibration(loaded, cache_dir, n=max(n, 8), seed=0, image_size=32)
+        if not loaded.family.multimodal and max_length is None:
+            max_length = 32
+        return list(load_calibration(source, model=loaded, n_samples=n, batch_size=2, max_length=max_length).batches)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def loader(cache_dir: Path):  # type: ignore[no-untyped-def]
+    def load(alias: str) -> Any:
+        from qigbench.models.loading import load_model
+
+        return load_model(alias, cache_dir=cache_dir)
+
+    return load

@@ -29,8 +29,9 @@ class ScalingGroup:
     linears: tuple[str, ...]  # e.g. ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
     inspect: str  # module whose output is compared, e.g. "self_attn"
     kind: GroupKind
-    #: only when prev_op's output features equal the linears' input features (the "o" group
-    #: exists only without GQA: v_proj's out dim must equal o_proj's in dim)
+    #: scaled only where prev_op emits as many channels as the linears take (the "o" group: v_proj's
+    #: out dim equals o_proj's in dim only without GQA); elsewhere its linears are quantized, unscaled.
+    #: Any other group whose widths disagree is a wrong description (an error when resolved)
     requires_matching_shapes: bool = False
 
 
