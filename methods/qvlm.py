@@ -37,7 +37,7 @@ from qigbench.engine.replay import run_calls
 from qigbench.engine.run import RunContext
 from qigbench.engine.sample_major import sample_major_pass
 from qigbench.errors import QigbenchError
-from qigbench.models.registry import block_linear_names
+from qigbench.models.groups import block_linear_names
 from qigbench.quant import ChannelActQuantLinear, QuantFormat, QuantLinear, fake_quantize
 from qigbench.quant.nf4 import nf4_fake_quantize
 from qigbench.quant.static import channel_range, dead_channels

@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from qigbench.cache import cache_root
 from qigbench.errors import FormatError
 from qigbench.eval.fidelity import fidelity, text_batches
 from qigbench.export.compressed import checkpoint_files, weight_bytes
@@ -86,7 +87,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("reports/efficiency"))
     parser.add_argument("--checkpoints", type=Path,
-                        default=Path(os.environ.get("QIGBENCH_CACHE", "~/.cache/qigbench")).expanduser() / "efficiency",
+                        default=cache_root() / "efficiency",
                         help="where the packed checkpoints are written (not committed)")
     parser.add_argument("--no-memory", action="store_true", help="skip the fresh-process load-memory probe")
     parser.add_argument("--leaderboard", type=Path, help="Markdown file whose efficiency block is replaced")

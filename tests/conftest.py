@@ -1,5 +1,4 @@
-"""Test-wide settings (few threads on 2 noisy cores, offline hub, deterministic hypothesis runs) and
-the tiny-model fixtures the method and export tests share."""
+"""Test-wide settings: few threads (2 noisy cores), offline hub, deterministic hypothesis runs."""
 
 from __future__ import annotations
 
@@ -13,14 +12,13 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from hypothesis import settings
 
-from qigbench.data.defaults import default_calibration
-from qigbench.data.loader import load_calibration
-from qigbench.models.loading import LoadedModel, load_model
+from qigbench.cache import CACHE_ENV, cache_root
 
 torch.set_num_threads(1)
 settings.register_profile("ci", derandomize=True, print_blob=True)
@@ -44,18 +42,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-# -- tiny models and their calibration batches, shared by the method and export tests ------------
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    shared = os.environ.get("QIGBENCH_CACHE")
-    return Path(shared) if shared else tmp_path_factory.mktemp("qigbench-cache")
+    """The shared cache when ``$QIGBENCH_CACHE`` is set (tox, CI: tiny models built once), else a
+    temporary one: tests never write into ``~/.cache/qigbench``."""
+    return cache_root() if os.environ.get(CACHE_ENV) else tmp_path_factory.mktemp("qigbench-cache")
 
 
 @pytest.fixture(scope="session")
 def calib_for(cache_dir: Path):  # type: ignore[no-untyped-def]
     """calib_for(loaded, n) -> calibration batches for that model (synthetic, offline, seeded)."""
 
-    def make(loaded: LoadedModel, n: int = 4, max_length: int | None = None):  # type: ignore[no-untyped-def]
+    def make(loaded: Any, n: int = 4, max_length: int | None = None):  # type: ignore[no-untyped-def]
+        from qigbench.data.defaults import default_calibration
+        from qigbench.data.loader import load_calibration
+
         source = default_calibration(loaded, cache_dir, n=max(n, 8), seed=0, image_size=32)
         if not loaded.family.multimodal and max_length is None:
             max_length = 32
@@ -66,7 +67,9 @@ def calib_for(cache_dir: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def loader(cache_dir: Path):  # type: ignore[no-untyped-def]
-    def load(alias: str) -> LoadedModel:
+    def load(alias: str) -> Any:
+        from qigbench.models.loading import load_model
+
         return load_model(alias, cache_dir=cache_dir)
 
     return load

@@ -15,9 +15,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qigbench.models.aliases import ALIASES, SourceKind, default_cache_dir
+    from qigbench.cache import cache_root
+    from qigbench.models.aliases import ALIASES, SourceKind
 
-    cache = args.cache_dir or str(default_cache_dir())
+    cache = args.cache_dir or str(cache_root())
     rows = [("alias", "family", "source", "notes")]
     for alias in ALIASES:
         source = f"{alias.kind.value}:{alias.source}"

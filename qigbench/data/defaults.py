@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from qigbench.data.cache import build_atomically, default_cache_dir
+from qigbench.cache import atomic_build, cache_root
 from qigbench.data.synthetic import write_caption_set, write_text_set
 from qigbench.models.aliases import alias_for
 from qigbench.models.registry import family_for, family_named
@@ -39,11 +39,11 @@ def default_calibration(
     Vision-language models get a caption set (``caption.json`` + PNG images), language models a
     text set (``text.jsonl``). ``n`` defaults to the paper's 128 calibration samples.
     """
-    root = default_cache_dir(cache_dir) / "calibration"
+    root = cache_root(cache_dir) / "calibration"
     if is_multimodal(model):
         target = root / f"synthetic-caption-n{n}-seed{seed}-{image_size}px"
-        build_atomically(target, lambda tmp: write_caption_set(tmp, n, seed, "caption", image_size))
+        atomic_build(target, lambda tmp: write_caption_set(tmp, n, seed, "caption", image_size))
         return target / "caption.json"
     target = root / f"synthetic-text-n{n}-seed{seed}"
-    build_atomically(target, lambda tmp: write_text_set(tmp, n * PASSAGES_PER_SAMPLE, seed))
+    atomic_build(target, lambda tmp: write_text_set(tmp, n * PASSAGES_PER_SAMPLE, seed))
     return target / "text.jsonl"

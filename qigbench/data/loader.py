@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from qigbench.cache import file_sha256
 from qigbench.data.batch import CalibrationKind, CalibrationSet, chunked
 from qigbench.data.conversation import conversation_batch
-from qigbench.data.records import CalibrationDataError, file_sha256, read_conversations
+from qigbench.data.records import CalibrationDataError, read_conversations
 from qigbench.data.text import text_batches, text_chunks
 
 if TYPE_CHECKING:

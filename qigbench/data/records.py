@@ -16,7 +16,6 @@ Sampling draws indices with ``random.Random(seed)`` *before* any image is opened
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from dataclasses import dataclass
@@ -68,15 +67,6 @@ class ConversationRecord:
                 f"sample {self.sample_id!r}: image file {self.image_path} cannot be read as an image ({exc}). "
                 "Replace the file or remove the entry."
             ) from exc
-
-
-def file_sha256(path: Path) -> str:
-    """Content hash of a calibration file (recorded as provenance; images are not hashed)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _load_entries(path: Path) -> list[Any]:

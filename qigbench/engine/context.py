@@ -20,70 +20,14 @@ from torch import nn
 
 from qigbench.engine.replay import Call, Recorder, Replay, run_calls
 from qigbench.errors import QigbenchError
-from qigbench.models.errors import ScalingGroupError
-from qigbench.models.family import GroupKind, ModelFamily, ScalingGroup
-from qigbench.models.registry import block_linear_names, prev_out_features
-from qigbench.models.scaling import check_absorbs_inverse_scale
+from qigbench.models.family import ModelFamily
+from qigbench.models.groups import ResolvedGroup, apply_scales_, block_linear_names, resolve_groups
 from qigbench.quant import QuantFormat, QuantizedTensor, QuantLinear, dequantize, set_submodule
 from qigbench.quant.codes import recover_codes
 
 log = logging.getLogger(__name__)
 
 Stream = Literal["calib", "fp", "quantized"]
-
-
-@dataclass
-class ResolvedGroup:
-    """A scaling group bound to the modules of one block."""
-
-    spec: ScalingGroup
-    prev_op: nn.Module
-    linears: list[nn.Linear]
-    linear_names: list[str]
-    inspect: nn.Module
-    #: False when the previous op cannot absorb a scale (GQA's o group): still quantized, not scaled
-    scalable: bool = True
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-
-def resolve_groups(block: nn.Module, family: ModelFamily) -> list[ResolvedGroup]:
-    """Bind the family's groups to ``block``'s current modules (quantized linears included), in block order.
-
-    A group whose previous op cannot absorb the scale (GQA's o: v_proj emits fewer channels than
-    o_proj takes) is kept — its linears are still quantized — but marked not scalable. A linear
-    that no group covers (and the family does not keep in full precision) becomes a group of its
-    own (kind ``LINEAR``, never scaled), so every method quantizes it.
-    A previous op that cannot absorb ``1/s`` at all (a Gemma-style norm) is an error here, before
-    any search runs.
-    """
-    order = {name: i for i, name in enumerate(block_linear_names(block, family))}
-    covered = {name for spec in family.groups for name in spec.linears}
-    lone = [
-        ScalingGroup(name=name, prev_op="", linears=(name,), inspect=name, kind=GroupKind.LINEAR)
-        for name in order
-        if name not in covered
-    ]
-    groups = []
-    for spec in (*family.groups, *lone):
-        kept = [name for name in spec.linears if name not in order]
-        if kept:
-            raise ScalingGroupError(
-                f"family {family.name!r}: group {spec.name!r} scales {kept}, which keep_fp keeps in full precision; "
-                "a kept linear cannot be part of a scaling group"
-            )
-        prev = block.get_submodule(spec.prev_op)
-        linears = [_as_linear(block.get_submodule(name), name) for name in spec.linears]
-        width = prev_out_features(prev) if not isinstance(prev, QuantLinear) else prev.out_features
-        scalable = spec.kind is not GroupKind.LINEAR and all(width == lin.in_features for lin in linears)
-        if scalable:
-            check_absorbs_inverse_scale(prev, spec.name)
-        groups.append(
-            ResolvedGroup(spec, prev, linears, list(spec.linears), block.get_submodule(spec.inspect), scalable)
-        )
-    return sorted(groups, key=lambda g: min(order[name] for name in g.linear_names))
 
 
 def _as_linear(module: nn.Module, name: str) -> nn.Linear:
@@ -124,7 +68,7 @@ class BlockContext:
 
     def linear_names(self) -> list[str]:
         """Every linear of the block that gets quantized, in block order: all of them except the
-        family's ``keep_fp`` list (see :func:`qigbench.models.registry.block_linear_names`)."""
+        family's ``keep_fp`` list (see :func:`qigbench.models.groups.block_linear_names`)."""
         if self._linear_names is None:
             self._linear_names = block_linear_names(self.block, self.family)
         return self._linear_names
@@ -197,8 +141,6 @@ class BlockContext:
 
     # ------------------------------------------------------------------ changes
     def apply_scales_(self, group: ResolvedGroup, scales: torch.Tensor) -> None:
-        from qigbench.models.scaling import apply_scales_
-
         prev = self.block.get_submodule(group.spec.prev_op)
         codes = _grid_codes(prev, self.fmt) if isinstance(prev, QuantLinear) else None
         apply_scales_(self.block, group.spec, scales)

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from qigbench.data.cache import build_atomically, default_cache_dir
+from qigbench.cache import atomic_build, cache_root
 from qigbench.errors import QigbenchError
 from qigbench.matrix.cases import Case
 from qigbench.matrix.evaluate import TaskMetrics, evaluate_task
@@ -161,8 +161,8 @@ class SuiteSession:
         """The OCR calibration set (Table A3), built once per size into the cache."""
         from qigbench.data.synthetic import write_caption_set
 
-        target = default_cache_dir(self.options.cache_dir) / "calibration" / f"synthetic-ocr-n{n}-seed{seed}-64px"
-        build_atomically(target, lambda tmp: write_caption_set(tmp, n, seed, kind="ocr"))
+        target = cache_root(self.options.cache_dir) / "calibration" / f"synthetic-ocr-n{n}-seed{seed}-64px"
+        atomic_build(target, lambda tmp: write_caption_set(tmp, n, seed, kind="ocr"))
         return str(target / "ocr.json")
 
     def quantized(self, case: Case, timer: Any = None) -> QuantizeResult:

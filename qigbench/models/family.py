@@ -8,8 +8,9 @@ by ``s``, and the module whose output is compared during the search.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
+from typing import Literal
 
 
 class GroupKind(str, Enum):
@@ -28,8 +29,9 @@ class ScalingGroup:
     linears: tuple[str, ...]  # e.g. ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
     inspect: str  # module whose output is compared, e.g. "self_attn"
     kind: GroupKind
-    #: only when prev_op's output features equal the linears' input features (the "o" group
-    #: exists only without GQA: v_proj's out dim must equal o_proj's in dim)
+    #: scaled only where prev_op emits as many channels as the linears take (the "o" group: v_proj's
+    #: out dim equals o_proj's in dim only without GQA); elsewhere its linears are quantized, unscaled.
+    #: Any other group whose widths disagree is a wrong description (an error when resolved)
     requires_matching_shapes: bool = False
 
 
@@ -41,6 +43,9 @@ class KeptLinear:
     reason: str  # written into the calibration record next to the quantized modules
 
 
+AutoClass = Literal["AutoModelForImageTextToText", "AutoModelForCausalLM", "AutoModel"]
+
+
 @dataclass(frozen=True)
 class ModelFamily:
     """A decoder-based (V)LM architecture described as data. Paths are relative to the loaded model."""
@@ -49,21 +54,22 @@ class ModelFamily:
     model_types: tuple[str, ...]  # config.model_type values this description covers
     blocks: str  # ModuleList of language decoder blocks, e.g. "model.language_model.layers"
     embed_tokens: str  # e.g. "model.language_model.embed_tokens"
-    final_norm: str  # e.g. "model.language_model.norm"
-    lm_head: str  # e.g. "lm_head"
     #: scaling groups in block order. Every nn.Linear of a block is quantized: a linear no group
     #: covers is quantized on its own (RTN / GPTQ, never scaled) unless listed in ``keep_fp``
     groups: tuple[ScalingGroup, ...]
     keep_fp: tuple[KeptLinear, ...] = ()
     vision: tuple[str, ...] = ()  # vision tower(s) and projector: never quantized
-    rotary: str | None = None  # model-level rotary embedding module, if any
     #: config attributes (on the top-level config) holding image/video placeholder token ids
     vision_token_config_keys: tuple[str, ...] = ()
-    #: model-level modules besides blocks that must be on the compute device while capturing block 0
-    auto_class: str = "AutoModelForImageTextToText"  # transformers Auto class used to load it
+    #: tokenizer strings of placeholder tokens a config does not name (InternVL2's ``<IMG_CONTEXT>``)
+    vision_token_strings: tuple[str, ...] = ()
+    auto_class: AutoClass = "AutoModelForImageTextToText"  # transformers Auto class used to load it
     multimodal: bool = True
-    notes: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
+    #: the modelling code is remote: loading without ``trust_remote_code=True`` is refused up front
+    requires_trust_remote_code: bool = False
+    #: for wrappers whose one model_type hides several language models (``internvl_chat``): the only
+    #: ``llm_config.model_type`` this description covers
+    llm_model_type: str | None = None
 
     def output_linear(self, kind: GroupKind) -> str:
         """The block path of the last linear of the last group of ``kind`` (the attention output

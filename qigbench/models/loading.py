@@ -71,7 +71,7 @@ def _load(
 
     config = _load_config(resolved, trust_remote_code)
     family = family_for(config)
-    if family.extra.get("requires_trust_remote_code") == "true" and not trust_remote_code:
+    if family.requires_trust_remote_code and not trust_remote_code:
         raise TrustRemoteCodeError(_remote_code_message(resolved))
 
     auto = getattr(transformers, family.auto_class)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from qigbench.models.aliases import default_cache_dir
-from qigbench.models.tiny.common import atomic_build, seeded_init
+from qigbench.cache import atomic_build, cache_root
+from qigbench.models.tiny.common import MARKER, seeded_init, stamped
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def ensure_random_llama(spec: RandomLlamaSpec = RandomLlamaSpec(), cache_dir: Pa
 
     from qigbench.models.tiny import ensure_tiny
 
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    root = cache_root(cache_dir)
     tokenizer_dir = ensure_tiny("tiny-llama", root)
 
     def build(out: Path) -> None:
@@ -54,4 +54,4 @@ def ensure_random_llama(spec: RandomLlamaSpec = RandomLlamaSpec(), cache_dir: Pa
         seeded_init(lambda: LlamaForCausalLM(config)).save_pretrained(out)
         tok.save_pretrained(out)
 
-    return atomic_build(root / "random" / spec.name, build, alias=spec.name)
+    return atomic_build(root / "random" / spec.name, stamped(build, alias=spec.name), marker=MARKER)

@@ -1,4 +1,4 @@
-"""Channel-wise equalisation in place: the one function AWQ, MBQ, QIG and SmoothQuant call.
+"""Channel-wise equalisation in place: the arithmetic AWQ, MBQ, QIG and SmoothQuant share.
 
 For a scaling group, ``y = W (x)`` with ``x = prev(h)``. Multiplying W's input columns by ``s``
 and dividing ``prev``'s output channels by ``s`` gives ``(W diag(s)) (diag(1/s) x) = W x``: the
@@ -8,48 +8,62 @@ fp function is unchanged while the weight distribution (and so the quantization 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from qigbench.models.errors import ScalingGroupError
-from qigbench.models.family import ScalingGroup
-from qigbench.models.registry import prev_out_features, resolve_group
 from qigbench.quant import QuantLinear
 
 
 @torch.no_grad()
-def apply_scales_(block: nn.Module, family_group: ScalingGroup, scales: torch.Tensor) -> None:
-    """Scale ``family_group`` of ``block`` in place: previous op output * 1/s, linears' input columns * s.
+def scale_(prev: nn.Module, linears: Sequence[nn.Module], scales: torch.Tensor, *, group: str) -> None:
+    """Scale one group in place: ``prev``'s output * 1/s, the ``linears``' input columns * s.
 
     The previous op may be a linear (its output rows and bias are divided), or a norm with a
     per-channel affine weight (RMSNorm: weight; LayerNorm: weight and bias). Norms whose
     output is ``x * (1 + weight)`` (Gemma-style) cannot absorb a scale this way and are not
     supported. The arithmetic is done in float32 (or float64 weights) and cast back.
+    :func:`qigbench.models.groups.apply_scales_` finds ``prev`` and ``linears`` in a block.
     """
-    resolved = resolve_group(block, family_group)
     s = scales.detach().reshape(-1)
-    width = prev_out_features(resolved.prev_op)
+    width = prev_out_features(prev)
     if width is None:
         raise ScalingGroupError(
-            f"group {family_group.name!r}: previous op {type(resolved.prev_op).__name__} has no per-channel weight "
+            f"group {group!r}: previous op {type(prev).__name__} has no per-channel weight "
             "to absorb 1/s (supported: nn.Linear, RMSNorm/LayerNorm with a 1-d weight)"
         )
-    if s.numel() != width or any(lin.in_features != width for lin in resolved.linears):
+    in_features = [int(lin.in_features) for lin in linears]  # type: ignore[arg-type]
+    if s.numel() != width or any(n != width for n in in_features):
         raise ScalingGroupError(
-            f"group {family_group.name!r}: scales have {s.numel()} entries, previous op emits {width} channels, "
-            f"linears take {[lin.in_features for lin in resolved.linears]}; they must all agree "
-            "(the 'o' group does not exist under grouped-query attention: skip it with applicable_groups)"
+            f"group {group!r}: scales have {s.numel()} entries, previous op emits {width} channels, "
+            f"linears take {in_features}; they must all agree "
+            "(the 'o' group does not exist under grouped-query attention: resolve_groups marks it not scalable)"
         )
     if not bool(torch.isfinite(s).all()) or not bool((s > 0).all()):
-        raise ScalingGroupError(f"group {family_group.name!r}: scales must be finite and > 0")
+        raise ScalingGroupError(f"group {group!r}: scales must be finite and > 0")
 
-    check_absorbs_inverse_scale(resolved.prev_op, family_group.name)
-    _divide_output_(resolved.prev_op, s)
-    for lin in resolved.linears:
+    check_absorbs_inverse_scale(prev, group)
+    _divide_output_(prev, s)
+    for lin in linears:
         w = lin.weight
+        assert isinstance(w, torch.Tensor)
         work = _work_dtype(w.dtype)
         w.copy_((w.to(work) * s.to(device=w.device, dtype=work)[None, :]).to(w.dtype))
+
+
+def prev_out_features(prev: nn.Module) -> int | None:
+    """Channels the previous op emits (the size of ``s`` it can absorb), or None if unknown."""
+    if isinstance(prev, nn.Linear):
+        return prev.out_features
+    weight = getattr(prev, "weight", None)
+    out_features = getattr(prev, "out_features", None)
+    if isinstance(out_features, int) and isinstance(weight, nn.Parameter) and weight.dim() == 2:
+        return out_features  # a QuantLinear: its rows still absorb 1/s exactly (each row has its own grid)
+    if isinstance(weight, nn.Parameter) and weight.dim() == 1:
+        return int(weight.shape[0])
+    return None
 
 
 def _divide_output_(prev: nn.Module, s: torch.Tensor) -> None:

@@ -23,8 +23,8 @@ def vision_token_ids(config: Any, tokenizer: Any, family: ModelFamily) -> set[in
         value = getattr(config, key, None)
         if isinstance(value, int):
             ids.add(value)
-    for text in filter(None, family.extra.get("vision_token_strings", "").split(",")):
-        token_id = tokenizer.convert_tokens_to_ids(text.strip())
+    for text in family.vision_token_strings:
+        token_id = tokenizer.convert_tokens_to_ids(text)
         if isinstance(token_id, int) and token_id != getattr(tokenizer, "unk_token_id", None):
             ids.add(token_id)
     return ids

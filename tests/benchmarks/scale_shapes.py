@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qigbench.models.tiny.common import atomic_build, seeded_init
+from qigbench.cache import atomic_build
+from qigbench.models.tiny.common import MARKER, seeded_init, stamped
 from qigbench.models.tiny.qwen2vl import qwen_token_ids, qwen_tokenizer
 
 QWEN2VL_7B = {"hidden": 3584, "intermediate": 18944, "heads": 28, "kv_heads": 4, "vocab": 152064, "head_dim": 128}
@@ -68,7 +69,7 @@ def narrow_qwen2vl_dir(cache: Path, divisor: int, layers: int, pixels: int, visi
         model.save_pretrained(out)
         processor.save_pretrained(out)
 
-    return atomic_build(target, build, alias=target.name)
+    return atomic_build(target, stamped(build, alias=target.name), marker=MARKER)
 
 
 def scale_model_dir(cache: Path, divisor: int, layers: int, pixels: int) -> Path:

@@ -67,9 +67,9 @@ def test_vlm_with_images(tiny_vlm):
 @pytest.mark.slow
 @pytest.mark.smollm2
 def test_kl_and_flips_grow_from_w8_to_w4_to_w3_on_smollm2():
-    from qigbench.data.smollm2 import ensure_smollm2
     from qigbench.eval.tasks import text
     from qigbench.models.loading import load_model
+    from qigbench.models.smollm2 import ensure_smollm2
 
     smol = load_model(ensure_smollm2())
     rng = __import__("random").Random(1)

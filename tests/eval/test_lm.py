@@ -23,8 +23,8 @@ def test_tiny_llama_perplexity_and_accuracy(pack, tiny_lm):
 @pytest.mark.slow
 @pytest.mark.smollm2
 def test_smollm2_beats_a_random_model_on_the_local_text(pack, tiny_lm):
-    from qigbench.data.smollm2 import ensure_smollm2
     from qigbench.models.loading import load_model
+    from qigbench.models.smollm2 import ensure_smollm2
 
     smol = load_model(ensure_smollm2())
     res = evaluate_lm(

@@ -1,5 +1,6 @@
 """Laws over *every registered family* (issue 11): no linear of a decoder block is left in full
-precision by accident, and no previous op that cannot absorb ``1/s`` is ever scaled.
+precision by accident, no previous op that cannot absorb ``1/s`` is ever scaled, and the one group
+resolver applies the same GQA rule to every family (issue 15).
 
 Each family is exercised on a specimen: its tiny offline model, or for the remote-code InternLM2
 family the InternLM2-shaped mock. A family added to the registry without a specimen fails
@@ -23,7 +24,9 @@ from qigbench.engine.run import EngineConfig, calibrate
 from qigbench.models.aliases import ALIASES, SourceKind
 from qigbench.models.errors import ScalingGroupError
 from qigbench.models.family import GroupKind, KeptLinear
-from qigbench.models.registry import FAMILIES, block_linear_names, family_for, get_blocks
+from qigbench.models.groups import apply_scales_, block_linear_names, resolve_groups
+from qigbench.models.registry import FAMILIES, family_for, get_blocks
+from qigbench.models.scaling import prev_out_features
 from qigbench.pipeline import QuantizeRequest, quantize
 from qigbench.quant import QuantLinear
 
@@ -111,6 +114,66 @@ def test_keep_list_keeps_exactly_what_it_names() -> None:
     with pytest.raises(ScalingGroupError, match="keep_fp"):
         bad = dataclasses.replace(family, keep_fp=(KeptLinear("feed_forward.nope", reason="typo"),))
         block_linear_names(block, bad)
+
+
+def _specimen_block(family_name: str, load_tiny: Any) -> tuple[nn.Module, Any, bool]:
+    """Block 0 of the family's specimen, its family, and whether it has one value head per query head
+    (InternLM2's fused ``wqkv`` never gives the "o" group a previous op of the right width)."""
+    if family_name in MOCKS:
+        model = MOCKS[family_name]()
+        one_value_head_per_query_head = False
+    else:
+        model = load_tiny(TINY_BY_FAMILY[family_name]).model
+        text = model.config.get_text_config()
+        one_value_head_per_query_head = text.num_key_value_heads == text.num_attention_heads
+    family = family_for(model)
+    return copy.deepcopy(get_blocks(model, family)[0]), family, one_value_head_per_query_head
+
+
+@pytest.mark.parametrize("family_name", FAMILY_NAMES)
+def test_the_resolver_binds_every_linear_once_and_scales_o_only_without_gqa(family_name: str, load_tiny: Any) -> None:
+    block, family, mha = _specimen_block(family_name, load_tiny)
+    groups = resolve_groups(block, family)
+    names = block_linear_names(block, family)
+    assert sorted(n for g in groups for n in g.linear_names) == sorted(names)  # each linear in exactly one group
+    firsts = [names.index(g.linear_names[0]) for g in groups]
+    assert firsts == sorted(firsts)  # block order
+    for g in groups:
+        widths_agree = all(prev_out_features(g.prev_op) == lin.in_features for lin in g.linears)
+        assert g.scalable == (g.spec.kind is not GroupKind.LINEAR and widths_agree), g.name
+        assert g.scalable or g.spec.kind is GroupKind.LINEAR or g.spec.requires_matching_shapes, g.name
+    by_name = {g.name: g for g in groups}
+    assert by_name["o"].scalable == mha  # the GQA rule: o is scaled only with one value head per query head
+    assert all(by_name[n].scalable for n in ("qkv", "gate_up", "down"))
+
+
+@pytest.mark.parametrize("family_name", FAMILY_NAMES)
+def test_under_gqa_o_stays_quantized_unscaled_and_another_mismatch_is_an_error(
+    family_name: str, load_tiny: Any
+) -> None:
+    """Halving the value projection (GQA with half the key-value heads) turns off o's scaling only;
+    the same mismatch on a group that must always match is a wrong family description."""
+    block, family, _ = _specimen_block(family_name, load_tiny)
+    specs = {g.name: g for g in family.groups}
+    before = {g.name: g.scalable for g in resolve_groups(block, family)}
+    v = block.get_submodule(specs["o"].prev_op)
+    o_width = block.get_submodule(specs["o"].linears[0]).in_features
+    block.get_submodule(specs["o"].prev_op.rpartition(".")[0]).register_module(  # v emits half of what o takes
+        specs["o"].prev_op.rpartition(".")[2], nn.Linear(v.in_features, o_width // 2, bias=v.bias is not None)
+    )
+    after = {g.name: g for g in resolve_groups(block, family)}
+    assert list(after) == list(before) and not after["o"].scalable
+    assert {n: g.scalable for n, g in after.items() if n != "o"} == {n: s for n, s in before.items() if n != "o"}
+    with pytest.raises(ScalingGroupError, match="grouped-query"):
+        apply_scales_(block, specs["o"], torch.ones(after["o"].linears[0].in_features))
+
+    up = block.get_submodule(specs["down"].prev_op)
+    assert not specs["down"].requires_matching_shapes
+    block.get_submodule(specs["down"].prev_op.rpartition(".")[0]).register_module(
+        specs["down"].prev_op.rpartition(".")[2], nn.Linear(up.in_features, up.out_features // 2, bias=False)
+    )
+    with pytest.raises(ScalingGroupError, match="family description is wrong"):
+        resolve_groups(block, family)
 
 
 class GemmaRMSNorm(nn.Module):

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from internlm2_mock import HEAD_DIM, HEADS, HIDDEN, KV_HEADS, internvl_chat_tree
 
-from qigbench.models import applicable_groups, apply_scales_, family_for, get_blocks, resolve_group
+from qigbench.models import apply_scales_, family_for, get_blocks, resolve_groups
 from qigbench.models.token_types import classify_tokens
 from qigbench.tokens import TokenType
 
@@ -21,16 +21,17 @@ def test_paths_and_shapes_resolve() -> None:
     model = internvl_chat_tree()
     family = family_for(model)
     assert family.name == "internlm2" and family.auto_class == "AutoModel"
-    for path in (family.embed_tokens, family.final_norm, family.lm_head, *family.vision):
+    for path in (family.embed_tokens, *family.vision):
         model.get_submodule(path)
     blocks = get_blocks(model, family)
     assert len(blocks) == 2
     for block in blocks:
-        assert [g.name for g in applicable_groups(block, family)] == ["qkv", "gate_up", "down"]
-        qkv = resolve_group(block, family.groups[0])
+        by_name = {g.name: g for g in resolve_groups(block, family)}
+        assert list(by_name) == ["qkv", "o", "gate_up", "down"]  # wo is in a group (quantized) ...
+        assert [g.name for g in by_name.values() if g.scalable] == ["qkv", "gate_up", "down"]  # ... never scaled
+        qkv = by_name["qkv"]
         assert qkv.linears[0].weight.shape == ((HEADS + 2 * KV_HEADS) * HEAD_DIM, HIDDEN)
-        by_name = {g.name: g for g in family.groups}
-        down = resolve_group(block, by_name["down"])
+        down = by_name["down"]
         ffn = block.get_submodule("feed_forward")
         assert down.prev_op is ffn.w3 and down.linears == [ffn.w2]
 
@@ -41,15 +42,15 @@ def test_scaling_invariance_on_internlm2_block(group_index: int, seed: int) -> N
     model = internvl_chat_tree()
     family = family_for(model)
     block = get_blocks(model, family)[0]
-    group = applicable_groups(block, family)[group_index]
+    group = [g for g in resolve_groups(block, family) if g.scalable][group_index]
     gen = torch.Generator().manual_seed(seed)
-    width = resolve_group(block, group).linears[0].in_features
+    width = group.linears[0].in_features
     scales = torch.exp(torch.randn(width, generator=gen))
     x = torch.randn(2, 5, HIDDEN, generator=gen)
     with torch.no_grad():
         before = block(x)
         scaled = copy.deepcopy(block)
-        apply_scales_(scaled, group, scales)
+        apply_scales_(scaled, group.spec, scales)
         torch.testing.assert_close(scaled(x), before, rtol=1e-4, atol=1e-5)
 
 

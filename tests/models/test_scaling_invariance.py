@@ -15,7 +15,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qigbench.models import applicable_groups, apply_scales_, get_blocks, resolve_group
+from qigbench.models import ResolvedGroup, apply_scales_, get_blocks, resolve_groups
 from qigbench.models.aliases import ALIASES, SourceKind
 from qigbench.models.errors import ScalingGroupError
 
@@ -67,19 +67,19 @@ def test_scaling_a_group_keeps_the_block_output(block_inputs, alias: str, data: 
     family, calls = block_inputs(alias)
     block_index = data.draw(st.integers(0, len(calls) - 1), label="block")
     block, args, kwargs = calls[block_index]
-    groups = applicable_groups(block, family)
+    groups = [g for g in resolve_groups(block, family) if g.scalable]
     group = data.draw(st.sampled_from(groups), label="group")
     seed = data.draw(st.integers(0, 2**31 - 1), label="seed")
     log_range = data.draw(st.floats(0.01, 2.0), label="log_range")
-    width = resolve_group(block, group).linears[0].in_features
+    width = group.linears[0].in_features
     gen = torch.Generator().manual_seed(seed)
     scales = torch.exp((torch.rand(width, generator=gen) * 2 - 1) * log_range)
 
     reference = _run(block, args, kwargs)
     scaled = copy.deepcopy(block)
-    apply_scales_(scaled, group, scales)
-    changed = resolve_group(scaled, group).linears[0].weight
-    assert not torch.allclose(changed, resolve_group(block, group).linears[0].weight)
+    apply_scales_(scaled, group.spec, scales)
+    changed = _group(scaled, family, group.name).linears[0].weight
+    assert not torch.allclose(changed, group.linears[0].weight)
     torch.testing.assert_close(_run(scaled, args, kwargs), reference, rtol=1e-4, atol=1e-5)
 
 
@@ -87,9 +87,8 @@ def test_wrong_scales_do_change_the_output(block_inputs) -> None:
     """Control: scaling only the linears (not the previous op) must change the output."""
     family, calls = block_inputs("tiny-llama")
     block, args, kwargs = calls[0]
-    group = family.groups[0]
     scaled = copy.deepcopy(block)
-    for lin in resolve_group(scaled, group).linears:
+    for lin in _group(scaled, family, "qkv").linears:
         lin.weight.data *= 2.0
     assert not torch.allclose(_run(scaled, args, kwargs), _run(block, args, kwargs), atol=1e-4)
 
@@ -120,3 +119,7 @@ def test_bad_scales_are_rejected(block_inputs) -> None:
         apply_scales_(block, by_name["qkv"], torch.ones(127))
     with pytest.raises(ScalingGroupError, match="> 0"):
         apply_scales_(block, by_name["qkv"], -torch.ones(128))
+
+
+def _group(block: torch.nn.Module, family: Any, name: str) -> ResolvedGroup:
+    return {g.name: g for g in resolve_groups(block, family)}[name]

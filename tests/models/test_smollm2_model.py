@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from qigbench.models import applicable_groups, apply_scales_, classify_tokens, get_blocks, load_model, resolve_group
+from qigbench.models import apply_scales_, classify_tokens, get_blocks, load_model, resolve_groups
 from qigbench.tokens import TokenType
 
 pytestmark = [pytest.mark.slow, pytest.mark.smollm2]
@@ -44,7 +44,7 @@ def test_smollm2_loads_resolves_and_keeps_scaling_invariance(tiny_cache: Path) -
         loaded.model(**batch, use_cache=False)
     handle.remove()
     # 9 query heads share 3 key-value heads: GQA, so there is no "o" group
-    groups = applicable_groups(block, loaded.family)
+    groups = [g for g in resolve_groups(block, loaded.family) if g.scalable]
     assert [g.name for g in groups] == ["qkv", "gate_up", "down"]
     args, kwargs = captured["args"], captured["kwargs"]
     with torch.no_grad():
@@ -52,6 +52,6 @@ def test_smollm2_loads_resolves_and_keeps_scaling_invariance(tiny_cache: Path) -
         gen = torch.Generator().manual_seed(0)
         for group in groups:
             scaled = copy.deepcopy(block)
-            width = resolve_group(scaled, group).linears[0].in_features
-            apply_scales_(scaled, group, torch.exp(torch.randn(width, generator=gen) * 0.5))
+            width = group.linears[0].in_features
+            apply_scales_(scaled, group.spec, torch.exp(torch.randn(width, generator=gen) * 0.5))
             torch.testing.assert_close(scaled(*args, **kwargs), reference, rtol=1e-3, atol=1e-4)

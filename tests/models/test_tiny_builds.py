@@ -9,7 +9,7 @@ import pytest
 
 from qigbench.models import load_model
 from qigbench.models.tiny import ensure_tiny
-from qigbench.models.tiny.common import MARKER, atomic_build
+from qigbench.models.tiny.common import MARKER
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -37,30 +37,11 @@ def test_build_is_idempotent(tiny_cache: Path) -> None:
     assert (path / "model.safetensors").stat().st_mtime_ns == stamp
 
 
-def test_interrupted_build_leaves_nothing(tmp_path: Path) -> None:
-    def crash(out: Path) -> None:
-        (out / "model.safetensors").write_bytes(b"half")
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        atomic_build(tmp_path / "tiny" / "x", crash, alias="x")
-    assert list((tmp_path / "tiny").iterdir()) == []
-
-
 def test_local_path_works_like_the_alias(tiny_cache: Path) -> None:
     path = ensure_tiny("tiny-llama", tiny_cache)
     loaded = load_model(path)
     assert loaded.family.name == "llama" and loaded.source.startswith("local:")
     assert loaded.processor is None and loaded.tokenizer.pad_token == "<pad>"
-
-
-def test_cache_dir_defaults_to_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from qigbench.models.aliases import default_cache_dir
-
-    monkeypatch.setenv("QIGBENCH_CACHE", str(tmp_path))
-    assert default_cache_dir() == tmp_path
-    monkeypatch.delenv("QIGBENCH_CACHE")
-    assert default_cache_dir() == Path.home() / ".cache" / "qigbench"
 
 
 def test_dtype_and_device_map_are_passed_to_from_pretrained(tiny_cache: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qigbench.models import applicable_groups, classify_tokens, family_for, get_blocks, resolve_group
+from qigbench.models import classify_tokens, family_for, get_blocks, resolve_groups
 from qigbench.models.aliases import ALIAS_BY_NAME, ALIASES, SourceKind
 from qigbench.models.registry import family_named
 from qigbench.models.token_types import vision_token_ids
@@ -56,23 +56,23 @@ def test_blocks_and_groups_resolve_to_real_modules(load_tiny, alias: str) -> Non
     family = loaded.family
     blocks = get_blocks(loaded.model, family)
     assert len(blocks) == loaded.model.config.get_text_config().num_hidden_layers
-    for path in (family.embed_tokens, family.final_norm, family.lm_head, *family.vision):
+    for path in (family.embed_tokens, *family.vision):
         loaded.model.get_submodule(path)
     hidden, inter = 128, 256
     for block in blocks:
-        names = [g.name for g in applicable_groups(block, family)]
-        assert names == (["qkv", "o", "gate_up", "down"] if HAS_O_GROUP[alias] else ["qkv", "gate_up", "down"])
-        by_name = {g.name: g for g in family.groups}
-        qkv = resolve_group(block, by_name["qkv"])
+        by_name = {g.name: g for g in resolve_groups(block, family)}
+        assert list(by_name) == ["qkv", "o", "gate_up", "down"]  # o exists under GQA too: wo is quantized
+        scalable = [name for name, g in by_name.items() if g.scalable]
+        assert scalable == (["qkv", "o", "gate_up", "down"] if HAS_O_GROUP[alias] else ["qkv", "gate_up", "down"])
+        qkv = by_name["qkv"]
         assert qkv.prev_op.weight.shape == (hidden,)
         assert [lin.in_features for lin in qkv.linears] == [hidden] * 3
-        gate_up = resolve_group(block, by_name["gate_up"])
+        gate_up = by_name["gate_up"]
         assert [tuple(lin.weight.shape) for lin in gate_up.linears] == [(inter, hidden)] * 2
-        prev, linears, inspect = resolve_group(block, by_name["down"])
-        assert prev is block.get_submodule("mlp.up_proj") and inspect is linears[0]
-        down = resolve_group(block, by_name["down"])
+        down = by_name["down"]
+        assert down.prev_op is block.get_submodule("mlp.up_proj") and down.inspect is down.linears[0]
         assert down.prev_op.out_features == inter and down.linears[0].weight.shape == (hidden, inter)
-        o = resolve_group(block, by_name["o"])
+        o = by_name["o"]
         assert (o.prev_op.out_features == o.linears[0].in_features) == HAS_O_GROUP[alias]
 
 

@@ -175,7 +175,7 @@ def test_smollm2_tests_skip_with_the_install_hint_when_the_package_is_missing(tm
     env["PYTHONPATH"] = f"{tmp_path}{':' + env['PYTHONPATH'] if env.get('PYTHONPATH') else ''}"
     done = run(
         [sys.executable, "-m", "pytest", "-p", "hide_smollm2", "-p", "no:cacheprovider", "-q", "-rs", "-m",
-         "not slow", "tests/data/test_smollm2.py"],
+         "not slow", "tests/models/test_smollm2_build.py"],
         env,
         timeout=300,
     )

@@ -8,9 +8,9 @@ attention output, but it is never scaled.
 
 The model only loads with ``trust_remote_code=True``; its image context token
 (``<IMG_CONTEXT>``) is not stored in the config, so it is named for token classification in
-``extra["vision_token_strings"]`` (comma-separated tokenizer strings). ``internvl_chat`` is also the
+``vision_token_strings``. ``internvl_chat`` is also the
 model_type of InternVL2-1B/2B/4B, whose language models are Qwen2/InternLM2-1.8B/Phi-3:
-``extra["llm_model_type"]`` makes the registry refuse anything but an InternLM2 language model.
+``llm_model_type`` makes the registry refuse anything but an InternLM2 language model.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ FAMILY = ModelFamily(
     model_types=("internvl_chat",),
     blocks="language_model.model.layers",
     embed_tokens="language_model.model.tok_embeddings",
-    final_norm="language_model.model.norm",
-    lm_head="language_model.output",
     groups=(
         ScalingGroup(
             name="qkv",
@@ -56,12 +54,8 @@ FAMILY = ModelFamily(
         ),
     ),
     vision=("vision_model", "mlp1"),
-    rotary=None,  # InternLM2 computes rotary embeddings inside each attention module
     auto_class="AutoModel",
-    notes="remote code: load with --trust-remote-code",
-    extra={
-        "vision_token_strings": "<IMG_CONTEXT>",
-        "requires_trust_remote_code": "true",
-        "llm_model_type": "internlm2",
-    },
+    vision_token_strings=("<IMG_CONTEXT>",),
+    requires_trust_remote_code=True,
+    llm_model_type="internlm2",
 )

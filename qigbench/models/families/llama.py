@@ -10,10 +10,7 @@ FAMILY = ModelFamily(
     model_types=("llama",),
     blocks="model.layers",
     embed_tokens="model.embed_tokens",
-    final_norm="model.norm",
-    lm_head="lm_head",
     groups=LLAMA_STYLE_GROUPS,
-    rotary="model.rotary_emb",
     auto_class="AutoModelForCausalLM",
     multimodal=False,
 )

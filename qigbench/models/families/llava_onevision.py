@@ -10,11 +10,8 @@ FAMILY = ModelFamily(
     model_types=("llava_onevision",),
     blocks="model.language_model.layers",
     embed_tokens="model.language_model.embed_tokens",
-    final_norm="model.language_model.norm",
-    lm_head="lm_head",
     groups=LLAMA_STYLE_GROUPS,
     vision=("model.vision_tower", "model.multi_modal_projector"),
-    rotary="model.language_model.rotary_emb",
     # LLaVA configs call them *_index, not *_id
     vision_token_config_keys=("image_token_index", "video_token_index"),
     auto_class="AutoModelForImageTextToText",

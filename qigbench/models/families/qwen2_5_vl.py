@@ -10,11 +10,8 @@ FAMILY = ModelFamily(
     model_types=("qwen2_5_vl",),
     blocks="model.language_model.layers",
     embed_tokens="model.language_model.embed_tokens",
-    final_norm="model.language_model.norm",
-    lm_head="lm_head",
     groups=LLAMA_STYLE_GROUPS,
     vision=("model.visual",),
-    rotary="model.language_model.rotary_emb",
     vision_token_config_keys=("image_token_id", "video_token_id"),
     auto_class="AutoModelForImageTextToText",
 )

@@ -14,9 +14,8 @@ from pathlib import Path
 
 from qigbench.models.errors import ShapeError
 from qigbench.models.shapes.build import BuildPlan, plan_build, shape_model_dir, shape_model_path
-from qigbench.models.shapes.data import SHAPES
+from qigbench.models.shapes.data import PREFIX, SHAPES
 
-PREFIX = "shape:"
 DEFAULT_LAYERS = 2
 DEFAULT_VISION_LAYERS = 2
 

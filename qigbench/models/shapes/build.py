@@ -21,9 +21,10 @@ from typing import Any
 
 import torch
 
+from qigbench.cache import atomic_build, cache_root
 from qigbench.models.errors import ShapeError, UnknownModelError
 from qigbench.models.shapes.data import SHAPES, ShapeSpec
-from qigbench.models.tiny.common import atomic_build
+from qigbench.models.tiny.common import MARKER, stamped
 
 #: Bump when a builder changes, so cached real-shape models are rebuilt rather than silently reused.
 SHAPE_BUILD_VERSION = 1
@@ -59,14 +60,12 @@ def shape_model_dir(
     """
     plan = plan_build(name, layers, vision_layers=vision_layers, width_divisor=width_divisor, seed=seed, dtype=dtype)
     target = shape_model_path(plan, width_divisor, cache_dir)
-    return atomic_build(target, lambda out: build_into(out, plan), alias=target.name)
+    return atomic_build(target, stamped(lambda out: build_into(out, plan), alias=target.name), marker=MARKER)
 
 
 def shape_model_path(plan: BuildPlan, width_divisor: int, cache_dir: str | Path | None = None) -> Path:
     """Where :func:`shape_model_dir` writes ``plan`` (one folder per distinct build)."""
-    from qigbench.models.aliases import default_cache_dir
-
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    root = cache_root(cache_dir)
     spec = plan.spec
     vis = f"-v{plan.vision[spec.vision_depth_key]}" if spec.vision_depth_key else ""
     dtype = next(k for k, v in DTYPES.items() if v == plan.dtype)

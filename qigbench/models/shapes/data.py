@@ -18,6 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+#: how a real-shape model is spelled where a model alias goes: ``shape:NAME@LAYERS...``
+PREFIX = "shape:"
+
 # Qwen2-VL / Qwen2.5-VL image processor (preprocessor_config.json of both 7B checkpoints):
 # min_pixels 56*56 = 3136, max_pixels 28*28*16384 = 12845056, 14-pixel patches, 2x2 merge, 2 frames.
 _QWEN_PIXELS: dict[str, Any] = dict(

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from qigbench.cache import atomic_build, cache_root
 from qigbench.models.errors import UnknownModelError
-from qigbench.models.tiny.common import BUILD_VERSION, atomic_build
+from qigbench.models.tiny.common import BUILD_VERSION, MARKER, stamped
 from qigbench.models.tiny.internvl import build_internvl
 from qigbench.models.tiny.llama import build_llama
 from qigbench.models.tiny.llava import build_llava
@@ -25,13 +26,15 @@ TINY_BUILDERS: dict[str, Callable[[Path], None]] = {
 
 def ensure_tiny(alias: str, cache_dir: Path | str | None = None) -> Path:
     """Folder of the tiny model ``alias`` (built on first use; idempotent and deterministic)."""
-    from qigbench.models.aliases import default_cache_dir
-
     build = TINY_BUILDERS.get(alias)
     if build is None:
         raise UnknownModelError(f"unknown tiny model {alias!r}; known: {', '.join(TINY_BUILDERS)}")
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    return atomic_build(root / "tiny" / f"{alias}-v{BUILD_VERSION}", build, alias=alias)
+    return atomic_build(tiny_path(alias, cache_dir), stamped(build, alias=alias), marker=MARKER)
 
 
-__all__ = ["TINY_BUILDERS", "ensure_tiny"]
+def tiny_path(alias: str, cache_dir: Path | str | None = None) -> Path:
+    """Where :func:`ensure_tiny` builds ``alias`` (it may not exist yet)."""
+    return cache_root(cache_dir) / "tiny" / f"{alias}-v{BUILD_VERSION}"
+
+
+__all__ = ["TINY_BUILDERS", "ensure_tiny", "tiny_path"]

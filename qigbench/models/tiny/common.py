@@ -1,4 +1,4 @@
-"""Shared pieces of the offline tiny models: tokenizer training, chat template, atomic builds.
+"""Shared pieces of the offline tiny models: tokenizer training, chat template, the build stamp.
 
 Tiny models exist so that every test and the CI report run the *real* transformers classes,
 processors and ``from_pretrained`` path without a network. They are deterministic: weights come
@@ -8,9 +8,6 @@ from a fixed seed, the tokenizer from a fixed built-in corpus.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -116,23 +113,12 @@ def seeded_init(factory: Callable[[], M]) -> M:
     return model
 
 
-def atomic_build(target: Path, build: Callable[[Path], None], *, alias: str) -> Path:
-    """Run ``build(tmp_dir)`` then rename into ``target``; an interrupted build leaves no half model."""
-    if (target / MARKER).is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        build(tmp)
-        (tmp / MARKER).write_text(json.dumps({"alias": alias, "build_version": BUILD_VERSION, "seed": SEED}))
-        if target.exists() and not (target / MARKER).is_file():
-            shutil.rmtree(target)  # leftover from a pre-marker crash: safe, it was never complete
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not (target / MARKER).is_file():  # someone else finished first: keep theirs
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+def stamped(build: Callable[[Path], None], *, alias: str) -> Callable[[Path], None]:
+    """``build`` followed by writing :data:`MARKER` (alias, build version, seed): pass the result to
+    :func:`qigbench.cache.atomic_build` with ``marker=MARKER``, so a folder without it is never reused."""
+
+    def build_and_stamp(out: Path) -> None:
+        build(out)
+        (out / MARKER).write_text(json.dumps({"alias": alias, "build_version": BUILD_VERSION, "seed": SEED}))
+
+    return build_and_stamp

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from qigbench.data import smollm2
-from qigbench.data.smollm2 import SmolLM2UnavailableError, ensure_smollm2, smollm2_gguf_path
+from qigbench.models import smollm2
+from qigbench.models.smollm2 import SmolLM2UnavailableError, ensure_smollm2, smollm2_gguf_path
 
 
 @pytest.mark.smollm2

@@ -17,8 +17,7 @@ import importlib.metadata
 import importlib.util
 from pathlib import Path
 
-from qigbench.data.cache import build_atomically, default_cache_dir
-from qigbench.data.records import file_sha256
+from qigbench.cache import atomic_build, cache_root, file_sha256
 from qigbench.errors import QigbenchError
 
 SMOLLM2_ALIAS = "smollm2-135m"
@@ -47,7 +46,7 @@ def smollm2_gguf_path() -> Path:
 
 def smollm2_dir(cache_dir: str | Path | None = None) -> Path:
     """Where the converted model lives (it may not exist yet; see :func:`ensure_smollm2`)."""
-    return default_cache_dir(cache_dir) / SMOLLM2_ALIAS
+    return cache_root(cache_dir) / SMOLLM2_ALIAS
 
 
 def ensure_smollm2(cache_dir: str | Path | None = None) -> Path:
@@ -56,11 +55,7 @@ def ensure_smollm2(cache_dir: str | Path | None = None) -> Path:
     The directory loads with ``AutoModelForCausalLM.from_pretrained`` and
     ``AutoTokenizer.from_pretrained`` offline. Conversion takes ~30 s on two CPU cores.
     """
-    target = smollm2_dir(cache_dir)
-    if (target / "config.json").is_file():
-        return target
-    gguf = smollm2_gguf_path()
-    return build_atomically(target, lambda tmp: _convert(gguf, tmp))
+    return atomic_build(smollm2_dir(cache_dir), lambda tmp: _convert(smollm2_gguf_path(), tmp), marker="config.json")
 
 
 def _convert(gguf: Path, out_dir: Path) -> None:
@@ -102,7 +97,7 @@ tags: [qigbench, dequantized-gguf]
 # {SMOLLM2_ALIAS} (qigbench build)
 
 SmolLM2-135M-Instruct ({n_layers} Llama decoder blocks), converted offline by
-`qigbench.data.smollm2.ensure_smollm2` from the GGUF file shipped in the PyPI package
+`qigbench.models.smollm2.ensure_smollm2` from the GGUF file shipped in the PyPI package
 `{SMOLLM2_PACKAGE}=={version}`:
 
 - source file: `{gguf.name}`
