@@ -32,9 +32,9 @@ import torch
 from torch import nn
 
 from qigbench.engine.context import BlockContext
+from qigbench.engine.contracts import RunContext
 from qigbench.engine.method import Method, MethodConfig
 from qigbench.engine.replay import run_calls
-from qigbench.engine.run import RunContext
 from qigbench.engine.sample_major import sample_major_pass
 from qigbench.errors import QigbenchError
 from qigbench.models.registry import block_linear_names
