@@ -213,8 +213,9 @@ def _calibrate(
         method.quantize_unit(ctx)
         if not ctx.finished:
             raise QigbenchError(
-                f"{type(method).__name__}.quantize_unit returned after {len(ctx.stats)} of the {len(unit)} blocks "
-                f"of {unit.name}; step through every block (for ctx in unit: ...)"
+                f"{type(method).__name__}.quantize_unit returned with {len(ctx.stats)} of the {len(unit)} blocks of "
+                f"{unit.name} done (a block is done once the loop over the unit moves past it); step through every "
+                "block: for ctx in unit: ..."
             )
         where.unit = None
         if multi_block:
