@@ -37,7 +37,7 @@ from qigbench.engine.collate import unify_lengths
 from qigbench.engine.contracts import CalibBatch, EngineConfig, RunContext, check_units
 from qigbench.engine.method import Method
 from qigbench.engine.restore import restore_block_
-from qigbench.engine.unit import UnitContext
+from qigbench.engine.unit import BlockSettings, UnitContext
 from qigbench.errors import QigbenchError
 from qigbench.memory import CalibrationOutOfMemoryError, format_bytes, is_out_of_memory, resolve_budget
 from qigbench.models.family import ModelFamily
@@ -201,14 +201,11 @@ def _calibrate(
     todo = [u for u in units if u.start >= first]
     bar = progress(todo, desc=f"{method.name} {fmt.name}", unit="unit" if multi_block else "block",
                    disable=not cfg.progress)
+    settings = BlockSettings(family, fmt, token_types, answer_mask, cfg.device, propagation, carried, cfg.memory_budget)
     for unit in bar:
         where.block = unit.start
-        ctx = UnitContext(
-            unit=unit, modules=[blocks[i].to(cfg.device) for i in unit], family=family, fmt=fmt,
-            calls=[captured.layer_calls[i] for i in unit], fp_inputs=fp_stream, q_inputs=q_stream,
-            token_types=token_types, answer_mask=answer_mask, device=cfg.device, propagation=propagation,
-            carried=carried, memory_budget=cfg.memory_budget,
-        )
+        modules = [blocks[i].to(cfg.device) for i in unit]
+        ctx = UnitContext(unit, modules, [captured.layer_calls[i] for i in unit], fp_stream, q_stream, settings)
         where.unit = ctx
         method.quantize_unit(ctx)
         if not ctx.finished:

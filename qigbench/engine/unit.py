@@ -37,32 +37,49 @@ from qigbench.tokens import valid_mask
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class BlockSettings:
+    """What the context of every block of a run shares (built once per run by the loop)."""
+
+    family: ModelFamily
+    fmt: QuantFormat
+    token_types: torch.Tensor  # [N, T] of the whole calibration set
+    answer_mask: torch.Tensor | None
+    device: torch.device | str
+    propagation: Literal["fp", "quantized"]
+    #: the run's carried method state: one dict for the whole run (see :attr:`BlockContext.carried`)
+    carried: dict[str, Any]
+    memory_budget: int | None = None
+
+    def context(
+        self, index: int, block: nn.Module, calls: list[Call], fp: list[torch.Tensor], q: list[torch.Tensor] | None
+    ) -> BlockContext:
+        return BlockContext(
+            index=index, block=block, family=self.family, fmt=self.fmt, calls=calls, fp_inputs=fp, q_inputs=q,
+            token_types=self.token_types, answer_mask=self.answer_mask, device=self.device,
+            propagation=self.propagation, carried=self.carried, memory_budget=self.memory_budget,
+        )
+
+
 @dataclass
 class UnitContext:
     unit: WorkUnit
     #: the unit's decoder blocks, on the compute device, in order
     modules: list[nn.Module]
-    family: ModelFamily
-    fmt: QuantFormat
     #: per block of the unit: its recorded call per calibration batch
     calls: list[list[Call]]
+    #: the streams entering the unit
     fp_inputs: list[torch.Tensor]
     q_inputs: list[torch.Tensor] | None
-    token_types: torch.Tensor  # [N, T]
-    answer_mask: torch.Tensor | None  # [N, T]
-    device: torch.device | str
-    propagation: Literal["fp", "quantized"]
-    #: the run's carried method state (see :attr:`BlockContext.carried`)
-    carried: dict[str, Any] = field(default_factory=dict)
-    memory_budget: int | None = None
-    #: the block being worked on (for error messages)
-    current: int = field(init=False)
+    settings: BlockSettings
     #: per finished block: its stats (as in :attr:`CalibrationReport.blocks`)
     stats: list[dict[str, Any]] = field(default_factory=list)
     #: per finished block: group -> lambda[N, T] (methods with token weights)
     token_weights: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
     #: span-level numbers (``log``), reported with every block of a multi-block unit
     unit_stats: dict[str, Any] = field(default_factory=dict)
+    #: the block being worked on (for error messages)
+    current: int = field(init=False)
     #: the streams leaving the last finished block (the unit's inputs before the first)
     fp_outputs: list[torch.Tensor] = field(init=False)
     q_outputs: list[torch.Tensor] | None = field(init=False)
@@ -72,12 +89,16 @@ class UnitContext:
         self.current = self.unit.start
 
     @property
+    def token_types(self) -> torch.Tensor:
+        return self.settings.token_types
+
+    @property
     def finished(self) -> bool:
         return len(self.stats) == len(self.unit)
 
     def inputs(self, stream: Stream = "calib") -> list[torch.Tensor]:
         """The streams entering the unit (``calib``: the one the run propagates)."""
-        if stream == "fp" or (stream == "calib" and self.propagation == "fp"):
+        if stream == "fp" or (stream == "calib" and self.settings.propagation == "fp"):
             return self.fp_inputs
         if self.q_inputs is None:
             raise RuntimeError("the quantized propagation stream was not kept for this run")
@@ -88,7 +109,7 @@ class UnitContext:
         """The unit's output: its blocks as they are now, one after the other, on the stream entering it."""
         hidden = self.inputs(stream)
         for module, calls in zip(self.modules, self.calls, strict=True):
-            hidden = run_calls(module, calls, hidden, self.device)
+            hidden = run_calls(module, calls, hidden, self.settings.device)
         return hidden
 
     def log(self, **values: Any) -> None:
@@ -101,25 +122,21 @@ class UnitContext:
             self.current = i
             t0 = time.perf_counter()
             block = self.modules[offset]
-            ctx = BlockContext(
-                index=i, block=block, family=self.family, fmt=self.fmt, calls=self.calls[offset],
-                fp_inputs=self.fp_outputs, q_inputs=self.q_outputs, token_types=self.token_types,
-                answer_mask=self.answer_mask, device=self.device, propagation=self.propagation,
-                carried=self.carried, memory_budget=self.memory_budget,
-            )
+            ctx = self.settings.context(i, block, self.calls[offset], self.fp_outputs, self.q_outputs)
+            propagation = self.settings.propagation
             fp_next = ctx.run("fp")
-            target = fp_next if self.propagation == "fp" else ctx.run("quantized")
+            target = fp_next if propagation == "fp" else ctx.run("quantized")
             yield ctx
             quantized = quantized_linear_names(block)
-            calib_out = ctx.run("calib") if self.propagation == "fp" else None
+            calib_out = ctx.run("calib") if propagation == "fp" else None
             q_next = ctx.run("quantized") if self.q_outputs is not None else None
             produced = calib_out if calib_out is not None else q_next
             assert produced is not None
             rel_error = relative_error(produced, target, self.token_types)
             stats = {"block": i, "rel_error": rel_error, "seconds": time.perf_counter() - t0, "quantized": quantized}
             stats.update(ctx.stats)
-            if self.carried:
-                stats["carried"] = copy.deepcopy(self.carried)
+            if self.settings.carried:
+                stats["carried"] = copy.deepcopy(self.settings.carried)
             self.stats.append(stats)
             if "token_weights" in ctx.artifacts:
                 self.token_weights[i] = ctx.artifacts["token_weights"]
