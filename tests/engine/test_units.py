@@ -159,3 +159,12 @@ def test_a_plan_that_leaves_blocks_out_is_refused(llama) -> None:  # type: ignor
     model, family, batches = llama
     with pytest.raises(QigbenchError, match=r"_BadPlan.units\(\d+\) returned the spans 0..0"):
         calibrate(model, family, batches, _BadPlan(), "W4A16g16", EngineConfig(progress=False))
+
+
+def test_out_of_memory_in_a_span_resumes_at_the_span(tmp_path: Path) -> None:
+    from qigbench.engine.run import out_of_memory_error
+
+    cfg = EngineConfig(resume_dir=tmp_path, memory_budget=2**30)
+    message = str(out_of_memory_error(MemoryError("host"), cfg, "m", block=3, resume_at=2))
+    assert "out of memory on cpu in block 3" in message and "--memory-budget 512.0MiB" in message
+    assert f"blocks before 2 are saved in {tmp_path}" in message and "continue from block 2" in message
