@@ -13,7 +13,7 @@ import torch
 from qigbench.bases.equalization import EqualizationConfig, EqualizationMethod
 from qigbench.bases.output_gradients import modality_gradients
 from qigbench.engine.context import BlockContext, ResolvedGroup
-from qigbench.engine.run import RunContext
+from qigbench.engine.contracts import RunContext
 from qigbench.models.family import GroupKind
 from qigbench.sensitivity.modality import mbq_ratios, modality_weights
 

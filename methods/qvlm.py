@@ -15,7 +15,10 @@ block engine, ranges are set group-sequentially on the quantized path, every lin
 (L1 entropy by default), the linear sequence is cut into blocks where the dependency is weak
 (the score list and the open block cross decoder-block boundaries through the engine's carried
 state), and within each block one clip ratio per linear is chosen jointly by coordinate descent on
-the error at the block's last linear against the fp model. Weight-only formats search the weight
+the error at the block's last linear against the fp model. The partition is decided during the
+loop (from the quantized inputs of each block), so it is not the engine's unit of work: paper mode
+keeps one-block units and searches a segment that crosses a block boundary in two parts
+(docs/seed_methods.md, "Partition and the engine's unit of work"). Weight-only formats search the weight
 clip ratio instead. The visual-encoder optimisation (P4) is not implemented: the tower stays fp,
 as in the release.
 """
@@ -32,9 +35,9 @@ import torch
 from torch import nn
 
 from qigbench.engine.context import BlockContext
+from qigbench.engine.contracts import RunContext
 from qigbench.engine.method import Method, MethodConfig
 from qigbench.engine.replay import run_calls
-from qigbench.engine.run import RunContext
 from qigbench.engine.sample_major import sample_major_pass
 from qigbench.errors import QigbenchError
 from qigbench.models.groups import block_linear_names

@@ -41,7 +41,7 @@ from qigbench.bases.equalization import EqualizationConfig, EqualizationMethod
 from qigbench.bases.gptq_family import GPTQMethod, GPTQMethodConfig
 from qigbench.bases.output_gradients import token_gradients
 from qigbench.engine.context import BlockContext, ResolvedGroup
-from qigbench.engine.run import RunContext
+from qigbench.engine.contracts import RunContext
 from qigbench.errors import QigbenchError
 from qigbench.models.family import GroupKind, ModelFamily
 from qigbench.sensitivity.tlq_importance import TLQImportanceConfig, TLQImportanceProvider

@@ -1,11 +1,12 @@
-"""Resumable calibration: every finished block is on disk before the next one starts.
+"""Resumable calibration: every finished unit of work (one block, or the span of blocks a method
+asks for) is on disk before the next one starts.
 
 Layout of a resume directory::
 
     manifest.json           fingerprint of the run + per-block stats, rewritten after each block
     method.safetensors      what the method's prepare() computed (e.g. MBQ ratios)
     block_0000.safetensors  the quantized block's full state (QuantLinear weights, scaled norms)
-    streams.safetensors     the propagated hidden states entering the next block (latest only)
+    streams.safetensors     the propagated hidden states entering the next unit (latest only)
 
 Files are written to a temporary name and renamed, so a run killed mid-write leaves the last
 complete state. A directory written by a different configuration is refused, not mixed.
@@ -95,16 +96,33 @@ class Checkpoint:
         q_stream: list[torch.Tensor] | None,
         elapsed_seconds: float | None = None,
     ) -> None:
-        """Persist block ``index``; ``elapsed_seconds`` = total calibration time so far (all runs)."""
+        """Persist block ``index`` (a unit of one block); see :meth:`save_unit`."""
+        self.save_unit(index, [block_state], [stats], fp_stream, q_stream, elapsed_seconds)
+
+    def save_unit(
+        self,
+        start: int,
+        block_states: list[dict[str, torch.Tensor]],
+        stats: list[dict[str, Any]],
+        fp_stream: list[torch.Tensor],
+        q_stream: list[torch.Tensor] | None,
+        elapsed_seconds: float | None = None,
+    ) -> None:
+        """Persist the blocks ``start, start + 1, ...`` of one unit and the streams leaving it; the
+        manifest, written last, then says the run continues at the next unit.
+        ``elapsed_seconds`` = total calibration time so far (all runs)."""
+        if len(block_states) != len(stats) or not block_states:
+            raise ValueError(f"a unit saves one state and one stats entry per block: {len(block_states)}, {len(stats)}")
         if elapsed_seconds is not None:
             self.elapsed_seconds = elapsed_seconds
-        _atomic_save({k: v.detach().contiguous().cpu() for k, v in block_state.items()}, self.block_path(index))
+        for offset, state in enumerate(block_states):
+            _atomic_save({k: v.detach().contiguous().cpu() for k, v in state.items()}, self.block_path(start + offset))
         tensors = {f"fp.{i}": t.contiguous().cpu() for i, t in enumerate(fp_stream)}
         if q_stream is not None:
             tensors.update({f"q.{i}": t.contiguous().cpu() for i, t in enumerate(q_stream)})
         _atomic_save(tensors, self.directory / "streams.safetensors")
-        self.block_stats.append(stats)
-        self._write_manifest(index + 1)
+        self.block_stats.extend(stats)
+        self._write_manifest(start + len(block_states))
 
     def block_path(self, index: int) -> Path:
         return self.directory / f"block_{index:04d}.safetensors"

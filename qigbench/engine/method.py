@@ -1,8 +1,12 @@
 """The one interface every PTQ method plugin implements, and the registry that finds them.
 
 A method is a class with a typed dataclass config. The engine calls ``prepare`` once (model-level
-pre-passes such as MBQ's gradient ratios) and ``quantize_block`` for each decoder block; when
-``quantize_block`` returns, every linear of the block must be a ``QuantLinear``. Plugins register
+pre-passes such as MBQ's gradient ratios), then ``quantize_unit`` for each unit of work the method
+asks for (``units``: one decoder block each by default), which calls ``quantize_block`` for each
+block of the unit; when ``quantize_block`` returns, every linear of the block must be a
+``QuantLinear``. What the hooks are given lives in :mod:`qigbench.engine.contracts` (and
+``context`` / ``unit``), so this module and the loop in :mod:`qigbench.engine.run` do not import
+each other. Plugins register
 under the entry-point group ``qigbench.methods`` (see pyproject.toml), so a new method is one
 module plus one line there.
 """
@@ -13,17 +17,19 @@ import dataclasses
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from qigbench.engine.contracts import RunContext, WorkUnit, one_block_units
 from qigbench.errors import QigbenchError
 
 if TYPE_CHECKING:
     from qigbench.engine.context import BlockContext
-    from qigbench.engine.run import RunContext
+    from qigbench.engine.unit import UnitContext
     from qigbench.quant import QuantFormat
 
 ENTRY_POINT_GROUP = "qigbench.methods"
@@ -70,6 +76,18 @@ class Method(ABC):
     @abstractmethod
     def quantize_block(self, ctx: BlockContext) -> None:
         """Quantize every linear of ``ctx.block`` (and change its norms/scales as the method needs)."""
+
+    def units(self, n_blocks: int) -> Sequence[WorkUnit]:
+        """The loop's units of work over ``n_blocks`` decoder blocks (default: one block each; a
+        method that searches across blocks asks for spans, e.g. :func:`~qigbench.engine.contracts.spans_of`)."""
+        return one_block_units(n_blocks)
+
+    def quantize_unit(self, unit: UnitContext) -> None:
+        """Quantize the blocks of one unit: by default ``quantize_block`` on each, in order (the
+        engine measures each block and propagates the streams between them). An override may look
+        at the whole span first (``unit.run("fp")``) but must step through every block."""
+        for ctx in unit:
+            self.quantize_block(ctx)
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.name, "config": config_to_dict(self.config)}

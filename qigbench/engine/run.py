@@ -2,13 +2,16 @@
 
 1. One cheap pass over the calibration set records block 0's input and every block's call
    arguments (:mod:`qigbench.engine.capture`).
-2. For each block: move it to the compute device, compute its fp outputs, let the method quantize
-   it, compute its quantized outputs, measure the reconstruction error, move it back, save it.
+2. For each unit of work (:class:`~qigbench.engine.contracts.WorkUnit`, the method's ``units``:
+   one decoder block unless the method asks for spans): move its blocks to the compute device;
+   for each of its blocks compute the fp outputs, let the method quantize it, compute its
+   quantized outputs, measure the reconstruction error (:mod:`qigbench.engine.unit`); move the
+   blocks back and save the unit.
 3. Two propagation streams: ``fp`` (next input = full-precision output) and ``quantized``
    ("distort": next input = output of the already quantized blocks). ``auto`` picks fp for
    weight-only formats and quantized for weight-activation formats, as MBQ and QIG do.
 
-Only the current block (plus the embeddings/vision tower during the capture) lives on the compute
+Only the current unit (plus the embeddings/vision tower during the capture) lives on the compute
 device, which is what lets large models calibrate on one GPU.
 """
 
@@ -22,7 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,54 +34,18 @@ from qigbench.console import progress
 from qigbench.engine.capture import capture_block_inputs, place_outside_blocks
 from qigbench.engine.checkpoint import Checkpoint
 from qigbench.engine.collate import unify_lengths
-from qigbench.engine.context import BlockContext
+from qigbench.engine.contracts import CalibBatch, EngineConfig, RunContext, check_units
 from qigbench.engine.method import Method
-from qigbench.engine.restore import quantized_linear_names, restore_block_
+from qigbench.engine.restore import restore_block_
+from qigbench.engine.unit import BlockSettings, UnitContext
+from qigbench.errors import QigbenchError
 from qigbench.memory import CalibrationOutOfMemoryError, format_bytes, is_out_of_memory, resolve_budget
 from qigbench.models.family import ModelFamily
 from qigbench.quant import QuantFormat, parse_format
-from qigbench.tokens import valid_mask
+
+__all__ = ["CalibBatch", "CalibrationReport", "EngineConfig", "RunContext", "calibrate"]
 
 log = logging.getLogger(__name__)
-
-
-class CalibBatch(Protocol):
-    """What the engine needs of a calibration batch (see :mod:`qigbench.data`)."""
-
-    inputs: dict[str, torch.Tensor]
-    token_types: torch.Tensor
-    answer_mask: torch.Tensor | None
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    device: str = "cpu"
-    offload: str = "cpu"
-    propagation: Literal["auto", "fp", "quantized"] = "auto"
-    resume_dir: Path | None = None
-    progress: bool = True
-    #: bytes a streamed chunk (attribution, scale candidates) may take; None: a safe share of free memory
-    memory_budget: int | None = None
-
-    def resolve_propagation(self, fmt: QuantFormat) -> Literal["fp", "quantized"]:
-        if self.propagation == "auto":
-            return "fp" if fmt.weight_only else "quantized"
-        return self.propagation
-
-
-@dataclass
-class RunContext:
-    """What a method's ``prepare`` sees: the whole model and the calibration batches."""
-
-    model: nn.Module
-    family: ModelFamily
-    fmt: QuantFormat
-    batches: list[CalibBatch]
-    config: EngineConfig
-
-    @property
-    def blocks(self) -> nn.ModuleList:
-        return self.model.get_submodule(self.family.blocks)  # type: ignore[return-value]
 
 
 @dataclass
@@ -117,27 +84,41 @@ def calibrate(
     """Quantize ``model`` in place with ``method``; returns per-block errors and timing.
 
     Running out of memory (CUDA or host) raises :class:`CalibrationOutOfMemoryError`, whose message
-    names ``--memory-budget`` and how to resume from the last finished block."""
+    names ``--memory-budget`` and how to resume from the last finished unit."""
     cfg = config or EngineConfig()
-    block = [0]
+    where = _Position()
     try:
-        return _calibrate(model, family, batches, method, fmt, cfg, fingerprint, block)
+        return _calibrate(model, family, batches, method, fmt, cfg, fingerprint, where)
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
-        raise out_of_memory_error(exc, cfg, method.name, block[0]) from exc
+        block = where.unit.current if where.unit is not None else where.block
+        raise out_of_memory_error(exc, cfg, method.name, block, where.block) from exc
 
 
-def out_of_memory_error(exc: BaseException, cfg: EngineConfig, method: str, block: int) -> CalibrationOutOfMemoryError:
-    """The message a user can act on: what ran out, the budget in force, the option, how to resume."""
+@dataclass
+class _Position:
+    """Where the loop is, for the out-of-memory message: the first block of the current unit
+    (-1: the capture pass) and the unit being worked on."""
+
+    block: int = 0
+    unit: UnitContext | None = None
+
+
+def out_of_memory_error(
+    exc: BaseException, cfg: EngineConfig, method: str, block: int, resume_at: int | None = None
+) -> CalibrationOutOfMemoryError:
+    """The message a user can act on: what ran out, the budget in force, the option, how to resume
+    (at ``resume_at``, the first block of the unit that ran out; default ``block``)."""
     if torch.device(cfg.device).type == "cuda":
         torch.cuda.empty_cache()
     budget = resolve_budget(cfg.memory_budget, cfg.device)
     smaller = format_bytes(max(budget // 2, 2**20))
     where = f"block {block}" if block >= 0 else "the capture pass (embeddings / vision tower)"
+    at = block if resume_at is None else resume_at
     if cfg.resume_dir is not None:
-        resume = (f"blocks before {block} are saved in {cfg.resume_dir}: rerun the same command with "
-                  f"--memory-budget {smaller} (and --resume-dir {cfg.resume_dir}) to continue from block {block}")
+        resume = (f"blocks before {at} are saved in {cfg.resume_dir}: rerun the same command with "
+                  f"--memory-budget {smaller} (and --resume-dir {cfg.resume_dir}) to continue from block {at}")
     else:
         resume = ("add --resume-dir DIR to keep every finished block, so a rerun continues from the last one "
                   "instead of starting over")
@@ -157,9 +138,9 @@ def _calibrate(
     fmt: QuantFormat | str,
     cfg: EngineConfig,
     fingerprint: dict[str, Any] | None,
-    current_block: list[int],
+    where: _Position,
 ) -> CalibrationReport:
-    current_block[0] = -1
+    where.block = -1
     fmt = parse_format(fmt)
     propagation = cfg.resolve_propagation(fmt)
     start_time = time.perf_counter()
@@ -167,10 +148,14 @@ def _calibrate(
     model.eval()
     batches = unify_lengths(list(batches))
     blocks: nn.ModuleList = model.get_submodule(family.blocks)  # type: ignore[assignment]
+    units = check_units(method.units(len(blocks)), len(blocks), type(method).__name__)
+    multi_block = any(len(u) > 1 for u in units)
     report = CalibrationReport(method.describe(), fmt.name, propagation, cfg.device)
     checkpoint = None
     if cfg.resume_dir is not None:
         identity = {**(fingerprint or {}), **method.describe(), "format": fmt.name, "propagation": propagation}
+        if multi_block:  # one-block units add nothing, so directories written before units existed still resume
+            identity["units"] = [[u.start, u.stop] for u in units]
         checkpoint = Checkpoint(Path(cfg.resume_dir), {**identity, **_numbers_fingerprint(model, batches)})
     resume = checkpoint.open() if checkpoint else None
 
@@ -194,6 +179,11 @@ def _calibrate(
     first = 0
     carried: dict[str, Any] = {}
     if resume is not None:
+        if resume.next_block not in {u.start for u in units}:
+            raise QigbenchError(
+                f"resume directory {cfg.resume_dir} stops after block {resume.next_block - 1}, inside one of "
+                f"{type(method).__name__}'s units of work; use another --resume-dir or delete it to start over"
+            )
         for i in range(resume.next_block):
             restore_block_(blocks[i], checkpoint.load_block(i), resume.block_stats[i]["quantized"], fmt)  # type: ignore[union-attr]
         fp_stream, q_stream, first = resume.fp_stream, resume.q_stream, resume.next_block
@@ -208,42 +198,37 @@ def _calibrate(
     report.token_types = token_types
     answers = [b.answer_mask for b in batches]
     answer_mask = torch.cat(answers, dim=0) if all(a is not None for a in answers) else None  # type: ignore[arg-type]
-    bar = progress(range(first, len(blocks)), desc=f"{method.name} {fmt.name}", unit="block", disable=not cfg.progress)
-    for i in bar:
-        current_block[0] = i
-        t0 = time.perf_counter()
-        block = blocks[i].to(cfg.device)
-        calls = captured.layer_calls[i]
-        ctx = BlockContext(
-            index=i, block=block, family=family, fmt=fmt, calls=calls, fp_inputs=fp_stream, q_inputs=q_stream,
-            token_types=token_types, answer_mask=answer_mask, device=cfg.device, propagation=propagation,
-            carried=carried,
-            memory_budget=cfg.memory_budget,
-        )
-        fp_next = ctx.run("fp")
-        target = fp_next if propagation == "fp" else ctx.run("quantized")
-        method.quantize_block(ctx)
-        quantized = quantized_linear_names(block)
-        calib_out = ctx.run("calib") if propagation == "fp" else None
-        q_next = ctx.run("quantized") if q_stream is not None else None
-        produced = calib_out if calib_out is not None else q_next
-        assert produced is not None
-        rel_error = _relative_error(produced, target, token_types)
-        stats = {"block": i, "rel_error": rel_error, "seconds": time.perf_counter() - t0, "quantized": quantized}
-        stats.update(ctx.stats)
-        if carried:
-            stats["carried"] = copy.deepcopy(carried)
-        report.blocks.append(stats)
-        if "token_weights" in ctx.artifacts:
-            report.token_weights[i] = ctx.artifacts["token_weights"]
-        bar.set_postfix(err=f"{rel_error:.2e}")
-        log.info("block %d: rel. error %.3e in %.2fs", i, rel_error, stats["seconds"])
-        blocks[i] = block.to(cfg.offload)
-        fp_stream = [t.to(cfg.offload) for t in fp_next]
-        q_stream = [t.to(cfg.offload) for t in q_next] if q_next is not None else None
+    todo = [u for u in units if u.start >= first]
+    bar = progress(todo, desc=f"{method.name} {fmt.name}", unit="unit" if multi_block else "block",
+                   disable=not cfg.progress)
+    settings = BlockSettings(family, fmt, token_types, answer_mask, cfg.device, propagation, carried, cfg.memory_budget)
+    for unit in bar:
+        where.block = unit.start
+        modules = [blocks[i].to(cfg.device) for i in unit]
+        ctx = UnitContext(unit, modules, [captured.layer_calls[i] for i in unit], fp_stream, q_stream, settings)
+        where.unit = ctx
+        method.quantize_unit(ctx)
+        if not ctx.finished:
+            raise QigbenchError(
+                f"{type(method).__name__}.quantize_unit returned with {len(ctx.stats)} of the {len(unit)} blocks of "
+                f"{unit.name} done (a block is done once the loop over the unit moves past it); step through every "
+                "block: for ctx in unit: ..."
+            )
+        where.unit = None
+        if multi_block:
+            for stats in ctx.stats:
+                stats["unit"] = {"start": unit.start, "stop": unit.stop, **ctx.unit_stats}
+        report.blocks.extend(ctx.stats)
+        report.token_weights.update(ctx.token_weights)
+        bar.set_postfix(err=f"{ctx.stats[-1]['rel_error']:.2e}")
+        for offset, i in enumerate(unit):
+            blocks[i] = ctx.modules[offset].to(cfg.offload)
+        fp_stream = [t.to(cfg.offload) for t in ctx.fp_outputs]
+        q_stream = [t.to(cfg.offload) for t in ctx.q_outputs] if ctx.q_outputs is not None else None
         if checkpoint:
             elapsed = report.resumed_seconds + time.perf_counter() - start_time
-            checkpoint.save_block(i, blocks[i].state_dict(), stats, fp_stream, q_stream, elapsed)
+            states = [blocks[i].state_dict() for i in unit]
+            checkpoint.save_unit(unit.start, states, ctx.stats, fp_stream, q_stream, elapsed)
     report.seconds = report.resumed_seconds + time.perf_counter() - start_time
     report.peak_memory_bytes = _peak_memory(cfg.device)
     return report
@@ -263,18 +248,6 @@ def _numbers_fingerprint(model: nn.Module, batches: Sequence[CalibBatch]) -> dic
         digest.update(batch.token_types.cpu().contiguous().numpy().tobytes())
     dtypes = sorted({str(p.dtype) for p in model.parameters()})
     return {"dtype": dtypes, "calibration_sha256": digest.hexdigest()[:16]}
-
-
-def _relative_error(out: list[torch.Tensor], ref: list[torch.Tensor], token_types: torch.Tensor) -> float:
-    num = den = 0.0
-    start = 0
-    for o, r in zip(out, ref, strict=True):
-        mask = valid_mask(token_types[start : start + o.shape[0]]).to(o.device)
-        start += o.shape[0]
-        diff = (o.float() - r.float())[mask]
-        num += float(diff.pow(2).sum())
-        den += float(r.float()[mask].pow(2).sum())
-    return num / max(den, 1e-30)
 
 
 def _reset_peak_memory(device: str) -> None:

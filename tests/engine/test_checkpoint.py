@@ -37,3 +37,18 @@ def test_manifest_is_json_with_the_fingerprint(tmp_path: Path) -> None:
     ck.open()
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["fingerprint"]["method"] == "gptq" and manifest["next_block"] == 0
+
+
+def test_a_unit_of_two_blocks_is_saved_as_a_whole(tmp_path: Path) -> None:
+    ck = Checkpoint(tmp_path, {"method": "rtn"})
+    ck.open()
+    fp, q = [torch.randn(2, 3)], [torch.randn(2, 3)]
+    ck.save_block(0, {"w": torch.zeros(1)}, {"block": 0}, fp, q)
+    ck.save_unit(1, [{"w": torch.ones(1)}, {"w": 2 * torch.ones(1)}], [{"block": 1}, {"block": 2}], fp, q)
+    state = Checkpoint(tmp_path, {"method": "rtn"}).open()
+    assert state is not None and state.next_block == 3  # the run continues after the whole unit
+    assert [s["block"] for s in state.block_stats] == [0, 1, 2]
+    assert [float(ck.load_block(i)["w"]) for i in range(3)] == [0.0, 1.0, 2.0]
+    assert state.q_stream is not None and torch.equal(state.q_stream[0], q[0])
+    with pytest.raises(ValueError, match="one state and one stats entry per block"):
+        ck.save_unit(3, [{"w": torch.ones(1)}], [], fp, q)
