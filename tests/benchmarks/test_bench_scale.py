@@ -16,8 +16,12 @@ once per format as the reference. Reported per format (``extra_info`` and the en
 
 Sizes (``QIGBENCH_SCALE``): ``ci`` (default; seconds): Qwen2-VL-7B's shape narrowed 28x, 1 block,
 8 samples, 112 px images. ``real``: narrowed 28x (hidden 128, intermediate 640, GQA, vocabulary
-5430), 1 block, vision depth 2, **128 samples**, images 224 x 224 (64 image tokens; 448 x 448
-costs 4x more and does not fit the 2 shared cores' time), 2 rounds. Override with
+5430), 1 block, vision depth 2, **128 samples at the issue's real resolution**, 448 x 448 (256 image
+tokens a sample, 42,726 tokens), 2 rounds (about 25 min a format on 2 shared cores). The real-shape
+builder (``shape:qwen2vl-7b``) cannot narrow this far: it keeps head_dim and the GQA ratio whole,
+so with 4 key-value heads its width divides by 1, 2 or 4, and it keeps the vision tower's real
+width (1280 wide, 1024 patches an image: that alone is most of a CPU run); set
+``QIGBENCH_SCALE_BUILDER=shapes`` (with a divisor of 4 or less) to measure on it. Override with
 ``QIGBENCH_SCALE_SAMPLES`` / ``_PIXELS`` / ``_DIVISOR`` / ``_LAYERS`` / ``_ROUNDS``:
 
     QIGBENCH_SCALE=real pytest tests/benchmarks/test_bench_scale.py --benchmark-only -s
@@ -60,7 +64,7 @@ class ScaleSize:
 
 def scale_size() -> ScaleSize:
     real = os.environ.get("QIGBENCH_SCALE", "ci") == "real"
-    base = ScaleSize(28, 1, 128, 224, 2) if real else ScaleSize(28, 1, 8, 112, 1)
+    base = ScaleSize(28, 1, 128, 448, 2) if real else ScaleSize(28, 1, 8, 112, 1)
     env = {k: os.environ.get(f"QIGBENCH_SCALE_{k.upper()}") for k in ("divisor", "layers", "samples", "pixels",
                                                                         "rounds")}  # fmt: skip
     return ScaleSize(**{k: int(v) if v else getattr(base, k) for k, v in env.items()})
