@@ -1,8 +1,9 @@
 """Quantize a model end to end: load it, build its calibration set, run a method, save the result.
 
 This is what ``qigbench quantize``, ``qigbench run`` and the suites call; everything it does is
-described by a :class:`QuantizeRequest`, so the same request always names the same run (its
-fingerprint keys resume directories and the results store).
+described by a :class:`QuantizeRequest`, so the same request always names the same run: its
+:meth:`QuantizeRequest.identity` (:mod:`qigbench.results.identity`, the same the suites hash) keys
+resume directories, the record's ``config_hash`` and the results store.
 """
 
 from __future__ import annotations
@@ -23,14 +24,22 @@ from torch import nn
 from qigbench.data.defaults import default_calibration
 from qigbench.data.loader import load_calibration
 from qigbench.device import check_device
-from qigbench.engine.method import config_hash, get_method
+from qigbench.engine.method import Method, get_method
 from qigbench.engine.restore import quantized_linear_names
 from qigbench.engine.run import CalibrationReport, EngineConfig, calibrate
 from qigbench.errors import QigbenchError, check_positive
 from qigbench.memory import parse_bytes
 from qigbench.models.loading import LoadedModel, load_model
 from qigbench.models.registry import get_blocks
-from qigbench.quant import QuantLinear, parse_format, quant_linear_from_state, quantizer_state, set_submodule
+from qigbench.quant import (
+    QuantFormat,
+    QuantLinear,
+    parse_format,
+    quant_linear_from_state,
+    quantizer_state,
+    set_submodule,
+)
+from qigbench.results.identity import DEFAULT_CALIBRATION, ConfigIdentity
 
 RECORD_NAME = "qigbench_quantization.json"
 #: activation-quantizer state that a plain checkpoint cannot carry (per-channel static ranges)
@@ -45,6 +54,9 @@ class QuantizeRequest:
     format: str
     options: tuple[tuple[str, str], ...] = ()
     calib: str | None = None
+    #: the identity's name for ``calib`` when it is a built-in set (the suites' ``"ocr"``); None: a
+    #: user file is named by its content, no ``calib`` is the model's default set
+    calib_name: str | None = None
     samples: int = 128
     seed: int = 0
     batch_size: int = 4
@@ -61,7 +73,7 @@ class QuantizeRequest:
 
     def validate(self) -> None:
         """Fail on bad input before anything loads (format, sizes, device)."""
-        parse_format(self.format)
+        self.quant_format()
         for name, value in (("--samples", self.samples), ("--batch-size", self.batch_size),
                             ("--max-length", self.max_length)):
             check_positive(name, value)
@@ -75,13 +87,47 @@ class QuantizeRequest:
             raise QigbenchError(f"unknown dtype {self.dtype!r}; use one of auto, {', '.join(DTYPES)}")
         return DTYPES[self.dtype]
 
+    def quant_format(self) -> QuantFormat:
+        """The format, parsed once here at the edge (a bad string names valid examples)."""
+        return parse_format(self.format)
+
+    def calibration_name(self) -> str:
+        """How the identity names the calibration set (see :mod:`qigbench.results.identity`)."""
+        if self.calib_name is not None:
+            return self.calib_name
+        if self.calib is None:
+            return DEFAULT_CALIBRATION
+        from qigbench.data.loader import resolve_source
+        from qigbench.data.records import file_sha256
+
+        path, _ = resolve_source(self.calib, "auto")
+        return f"sha256:{file_sha256(path)}"
+
+    def identity(self, method: Method[Any] | None = None) -> ConfigIdentity:
+        """What identifies the result (not where it runs or how it reports progress): the same
+        identity, and so the same ``config_hash``, the suites give this configuration."""
+        method = method if method is not None else get_method(self.method, dict(self.options))
+        fmt = self.quant_format()
+        chosen = EngineConfig(propagation=self.propagation).resolve_propagation(fmt)  # type: ignore[arg-type]
+        automatic = EngineConfig().resolve_propagation(fmt)
+        return ConfigIdentity(
+            model=self.model,
+            method=self.method,
+            format=fmt.name,
+            options=self.options,
+            config=method.describe()["config"],
+            samples=self.samples,
+            calibration=self.calibration_name(),
+            max_length=self.max_length,
+            propagation=None if chosen == automatic else chosen,
+        )
+
     def fingerprint(self) -> dict[str, Any]:
-        """What identifies the result (not where it runs or how it reports progress)."""
-        keep = ("model", "method", "format", "options", "calib", "samples", "seed", "max_length", "propagation")
-        return {k: v for k, v in asdict(self).items() if k in keep}
+        """What a resume directory must match: the identity plus the seed."""
+        return self.identity().resume_fingerprint(self.seed)
 
     def config_hash(self) -> str:
-        return config_hash(self.fingerprint())
+        return self.identity().hash()
 
 
 @dataclass
@@ -96,7 +142,7 @@ class QuantizeResult:
 
         return {
             "request": asdict(self.request),
-            "config_hash": self.request.config_hash(),
+            "config_hash": self.request.config_hash(),  # the hash the suites store for this configuration
             "model_source": self.loaded.source,
             "family": self.loaded.family.name,
             "method": self.report.method,
@@ -140,7 +186,8 @@ def quantize(request: QuantizeRequest, loaded: LoadedModel | None = None) -> Qua
         progress=request.progress,
         memory_budget=budget,
     )
-    report = calibrate(loaded.model, loaded.family, batches, method, request.format, engine, request.fingerprint())
+    fingerprint = request.identity(method).resume_fingerprint(request.seed)
+    report = calibrate(loaded.model, loaded.family, batches, method, request.quant_format(), engine, fingerprint)
     return QuantizeResult(loaded=loaded, report=report, request=request, calibration=calibration)
 
 
@@ -277,7 +324,7 @@ def _write_model(result: QuantizeResult, out: Path, export: str) -> None:
                   for k, v in quantizer_state(q, name).items()}
     if quantizers:  # per-channel activation ranges (Q-VLM): no checkpoint layout holds them
         save_file(quantizers, str(out / QUANTIZERS_NAME))
-    fmt = parse_format(result.request.format)
+    fmt = result.request.quant_format()
     method = get_method(result.request.method, dict(result.request.options))
     fallback = export == "compressed-tensors" and not method.weights_on_format_grid(fmt)
     # weights off the integer grid (Q-VLM's NF4) have no packed layout: float weights on their grid
