@@ -25,8 +25,9 @@ from qigbench.engine.context import BlockContext, ResolvedGroup
 from qigbench.engine.replay import Recorder, Replay, run_calls
 from qigbench.memory import row_bytes
 from qigbench.quant import QuantLinear, set_submodule, straight_through_surrogate
-from qigbench.sensitivity.base import AttributionTarget, SensitivityProvider, get_provider
+from qigbench.sensitivity.base import AttributionTarget, SensitivityProvider
 from qigbench.sensitivity.qig_provider import QIGConfig, QIGProvider, SearchCounter
+from qigbench.sensitivity.registry import get_provider
 
 #: the providers a token-weighted method can use by name (``-o sensitivity=NAME``): QIG, and the
 #: paper's Table 1 ablations

@@ -10,9 +10,7 @@ from qigbench.sensitivity.base import (
     SensitivityError,
     SensitivityProvider,
     TokenWeights,
-    available_providers,
     finalize_weights,
-    get_provider,
     register_provider,
     uniform_weights,
 )
@@ -29,6 +27,7 @@ from qigbench.sensitivity.modality import (
     modality_weights,
 )
 from qigbench.sensitivity.qig_provider import QIGConfig, QIGProvider, SearchCounter, qig_objective
+from qigbench.sensitivity.registry import available_providers, get_provider
 from qigbench.sensitivity.uniform import UniformProvider
 
 __all__ = [

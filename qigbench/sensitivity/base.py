@@ -30,7 +30,7 @@ from qigbench.tokens import uniform_token_weights, valid_mask
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AttributionTarget", "SensitivityError", "SensitivityProvider", "TokenWeights", "get_provider"]
+__all__ = ["AttributionTarget", "SensitivityError", "SensitivityProvider", "TokenWeights", "register_provider"]
 
 
 @dataclass
@@ -274,21 +274,3 @@ def register_provider(name: str) -> Callable[[ProviderFactory], ProviderFactory]
         return factory
 
     return deco
-
-
-def available_providers() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def get_provider(name: str, **config: Any) -> SensitivityProvider:
-    """Build a provider by name, e.g. ``get_provider("qig", steps=16, clipping="top5-mean")``."""
-    import qigbench.sensitivity  # noqa: F401  (registers the built-in providers)
-
-    if name not in _REGISTRY:
-        raise SensitivityError(
-            f"unknown sensitivity provider {name!r}; choose one of {', '.join(available_providers())}"
-        )
-    try:
-        return _REGISTRY[name](**config)
-    except TypeError as exc:
-        raise SensitivityError(f"bad config for sensitivity provider {name!r}: {exc}; check the option names") from exc

@@ -17,8 +17,9 @@ import random
 from importlib import resources
 from pathlib import Path
 
+import qigbench.eval.tasks.render as render
+import qigbench.eval.tasks.text as text
 from qigbench.eval.errors import EvalError
-from qigbench.eval.tasks import render, text
 
 LMMS_SUBDIR = "lmms"
 LM_SUBDIR = "lm"
