@@ -8,6 +8,7 @@ resume directories, the record's ``config_hash`` and the results store.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -73,7 +74,7 @@ class QuantizeRequest:
 
     def validate(self) -> None:
         """Fail on bad input before anything loads (format, sizes, device)."""
-        self.quant_format()
+        _ = self.quant_format  # parsed (and kept) here: a bad format fails before anything loads
         for name, value in (("--samples", self.samples), ("--batch-size", self.batch_size),
                             ("--max-length", self.max_length)):
             check_positive(name, value)
@@ -87,8 +88,10 @@ class QuantizeRequest:
             raise QigbenchError(f"unknown dtype {self.dtype!r}; use one of auto, {', '.join(DTYPES)}")
         return DTYPES[self.dtype]
 
+    @functools.cached_property
     def quant_format(self) -> QuantFormat:
-        """The format, parsed once here at the edge (a bad string names valid examples)."""
+        """The format, parsed once here at the edge (a bad string names valid examples); what the
+        engine, the solvers and the export get."""
         return parse_format(self.format)
 
     def calibration_name(self) -> str:
@@ -107,7 +110,7 @@ class QuantizeRequest:
         """What identifies the result (not where it runs or how it reports progress): the same
         identity, and so the same ``config_hash``, the suites give this configuration."""
         method = method if method is not None else get_method(self.method, dict(self.options))
-        fmt = self.quant_format()
+        fmt = self.quant_format
         chosen = EngineConfig(propagation=self.propagation).resolve_propagation(fmt)  # type: ignore[arg-type]
         automatic = EngineConfig().resolve_propagation(fmt)
         return ConfigIdentity(
@@ -187,7 +190,7 @@ def quantize(request: QuantizeRequest, loaded: LoadedModel | None = None) -> Qua
         memory_budget=budget,
     )
     fingerprint = request.identity(method).resume_fingerprint(request.seed)
-    report = calibrate(loaded.model, loaded.family, batches, method, request.quant_format(), engine, fingerprint)
+    report = calibrate(loaded.model, loaded.family, batches, method, request.quant_format, engine, fingerprint)
     return QuantizeResult(loaded=loaded, report=report, request=request, calibration=calibration)
 
 
@@ -324,7 +327,7 @@ def _write_model(result: QuantizeResult, out: Path, export: str) -> None:
                   for k, v in quantizer_state(q, name).items()}
     if quantizers:  # per-channel activation ranges (Q-VLM): no checkpoint layout holds them
         save_file(quantizers, str(out / QUANTIZERS_NAME))
-    fmt = result.request.quant_format()
+    fmt = result.request.quant_format
     method = get_method(result.request.method, dict(result.request.options))
     fallback = export == "compressed-tensors" and not method.weights_on_format_grid(fmt)
     # weights off the integer grid (Q-VLM's NF4) have no packed layout: float weights on their grid

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from qigbench.config import omit_default, project
 from qigbench.memory import batch_sizes_of, row_spans, rows_of
-from qigbench.quant import QuantFormat, QuantSpec, fake_quantize, group_view, parse_format
+from qigbench.quant import QuantFormat, QuantSpec, fake_quantize, group_view
 from qigbench.solvers.weights import SolverError, check_inputs, resolve_token_weights
 from qigbench.tokens import valid_mask
 
@@ -102,7 +102,7 @@ def search_scales(
     x: Tensor,
     linears: Sequence[nn.Linear],
     compared: Callable[[Tensor], Any],
-    fmt: QuantFormat | str,
+    fmt: QuantFormat,
     token_weights: Tensor | None = None,
     token_types: Tensor | None = None,
     cfg: ScaleSearchConfig | None = None,
@@ -117,7 +117,6 @@ def search_scales(
     fp ``compared`` on the same input; TLQ's ``target=fp_path`` passes the fp model's own output).
     """
     cfg = cfg if cfg is not None else ScaleSearchConfig()
-    fmt = parse_format(fmt)
     check_inputs(x)
     check_linears(linears, int(x.shape[-1]))
     x_mean = activation_mean(x, token_types)
