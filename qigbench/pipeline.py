@@ -16,7 +16,7 @@ import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -67,7 +67,7 @@ class QuantizeRequest:
     trust_remote_code: bool = False
     cache_dir: str | None = None
     resume_dir: str | None = None
-    propagation: str = "auto"
+    propagation: Literal["auto", "fp", "quantized"] = "auto"
     progress: bool = True
     #: e.g. "8GiB": bytes a streamed chunk may take (None: a safe share of free memory); not in the fingerprint
     memory_budget: str | None = None
@@ -111,7 +111,7 @@ class QuantizeRequest:
         identity, and so the same ``config_hash``, the suites give this configuration."""
         method = method if method is not None else get_method(self.method, dict(self.options))
         fmt = self.quant_format
-        chosen = EngineConfig(propagation=self.propagation).resolve_propagation(fmt)  # type: ignore[arg-type]
+        chosen = EngineConfig(propagation=self.propagation).resolve_propagation(fmt)
         automatic = EngineConfig().resolve_propagation(fmt)
         return ConfigIdentity(
             model=self.model,
@@ -143,9 +143,12 @@ class QuantizeResult:
     def record(self) -> dict[str, Any]:
         from qigbench.results.environment import environment_info
 
+        identity = self.request.identity()
         return {
             "request": asdict(self.request),
-            "config_hash": self.request.config_hash(),  # the hash the suites store for this configuration
+            # the hash the suites store for this configuration, and what it is computed from
+            "config_hash": identity.hash(),
+            "identity": {**identity.payload(), **identity.calibration_payload()},
             "model_source": self.loaded.source,
             "family": self.loaded.family.name,
             "method": self.report.method,
@@ -184,7 +187,7 @@ def quantize(request: QuantizeRequest, loaded: LoadedModel | None = None) -> Qua
     batches, calibration = calibration_batches(request, loaded, method)
     engine = EngineConfig(
         device=request.device,
-        propagation=request.propagation,  # type: ignore[arg-type]
+        propagation=request.propagation,
         resume_dir=Path(request.resume_dir) if request.resume_dir else None,
         progress=request.progress,
         memory_budget=budget,

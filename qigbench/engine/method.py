@@ -67,7 +67,7 @@ class Method(ABC, Generic[ConfigT]):
         super().__init_subclass__(**kwargs)
         if "config_class" in vars(cls):
             return
-        for base in getattr(cls, "__orig_bases__", ()):
+        for base in vars(cls).get("__orig_bases__", ()):  # this class's own bases, not inherited ones
             for arg in get_args(base):
                 arg = getattr(arg, "__bound__", None) or arg  # a TypeVar: its bound
                 if isinstance(arg, type) and issubclass(arg, MethodConfig):
