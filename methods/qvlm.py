@@ -75,12 +75,7 @@ class QVLMConfig(MethodConfig):
     }
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        checks = {"mode": ("reference", "paper"), "weights": ("auto", "nf4", "format"),
-                  "entropy_norm": ("auto", "l1", "l2")}
-        for key, allowed in checks.items():
-            if getattr(self, key) not in allowed:
-                raise QigbenchError(f"qvlm {key}={getattr(self, key)!r}: use one of {', '.join(allowed)}")
+        super().__post_init__()  # the Literal choices (mode, weights, entropy_norm) and only_with
         if not self.clip_grid or any(not 0 < r <= 1 for r in self.clip_grid):
             raise QigbenchError(f"qvlm clip_grid must hold ratios in (0, 1], got {self.clip_grid}")
 

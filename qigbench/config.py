@@ -110,6 +110,17 @@ def check_only_with(config: Any, owner: str | None = None) -> None:
         raise OptionError(f"{owner}: " + "; ".join(parts))
 
 
+def check_choices(config: Any, owner: str | None = None) -> None:
+    """Raise :class:`OptionError` when a ``Literal``-typed field of ``config`` holds another value
+    (the parser checks options; this catches a config built directly in Python)."""
+    for name, hint in type_hints(type(config)).items():
+        inner, optional = _strip_optional(hint)
+        value = getattr(config, name)
+        if get_origin(inner) is Literal and not (optional and value is None) and value not in get_args(inner):
+            allowed = ", ".join(_text(a) for a in get_args(inner))
+            raise OptionError(f"{owner or type(config).__name__} {name}={value!r}: choose one of {allowed}")
+
+
 def _text(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
@@ -156,12 +167,17 @@ def _build(config_class: type[C], options: Mapping[str, Any], owner: str, base: 
         raise OptionError(f"invalid options for {owner}: {err}") from err
 
 
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
 def type_hints(config_class: type[Any]) -> dict[str, Any]:
-    """The resolved type of every (init) field of a config dataclass."""
-    if not dataclasses.is_dataclass(config_class):
-        raise TypeError(f"{config_class!r} is not a dataclass")
-    hints = typing.get_type_hints(config_class)
-    return {f.name: hints[f.name] for f in dataclasses.fields(config_class) if f.init}
+    """The resolved type of every (init) field of a config dataclass (read once per class)."""
+    if config_class not in _HINTS:
+        if not dataclasses.is_dataclass(config_class):
+            raise TypeError(f"{config_class!r} is not a dataclass")
+        hints = typing.get_type_hints(config_class)
+        _HINTS[config_class] = {f.name: hints[f.name] for f in dataclasses.fields(config_class) if f.init}
+    return _HINTS[config_class]
 
 
 def _dataclass_of(hint: Any) -> type[Any] | None:

@@ -11,6 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from methods.mbq import MBQConfig
+from methods.qvlm import QVLMConfig
+from methods.tlq import TLQConfig
 from qigbench.config import OptionError, build, check_only_with, config_to_dict, omit_default, project
 from qigbench.engine.method import get_method
 from qigbench.errors import QigbenchError
@@ -108,7 +111,6 @@ def test_plain_form_omits_late_knobs_only_at_their_default() -> None:
 
 
 def test_project_takes_the_embedded_parts_fields() -> None:
-    from methods.tlq import TLQConfig
     from qigbench.sensitivity.tlq_importance import TLQImportanceConfig
 
     cfg = TLQConfig(statistic="fisher", selection=0.5, floor=0.1, clipping="iqr", n_grid=7)
@@ -183,3 +185,18 @@ def test_method_configs_are_frozen() -> None:
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             if dataclasses.is_dataclass(default):
                 assert type(default).__dataclass_params__.frozen, (cls.config_class, f.name)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("build_it", "words"),
+    [
+        (lambda: TLQConfig(solver="adam"), ("cwe, gptq",)),
+        (lambda: QVLMConfig(weights="int4"), ("auto, nf4, format",)),
+        (lambda: MBQConfig(ratio_floor="mean"), ("median, none",)),
+        (lambda: TLQConfig(solver="gptq", target="fp_path"), ("target applies only with solver=cwe",)),
+    ],
+)
+def test_configs_built_in_python_are_checked_too(build_it: Any, words: tuple[str, ...]) -> None:
+    with pytest.raises(OptionError) as err:
+        build_it()
+    assert all(w in str(err.value) for w in words), str(err.value)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, get_arg
 
 import torch
 
-from qigbench.config import build, check_only_with, config_to_dict
+from qigbench.config import build, check_choices, check_only_with, config_to_dict
 from qigbench.errors import QigbenchError
 
 if TYPE_CHECKING:
@@ -32,7 +32,8 @@ ENTRY_POINT_GROUP = "qigbench.methods"
 class MethodConfig:
     """Base of every method config (a frozen dataclass: hashable, stored with results).
 
-    ``only_with`` (field -> (selector, value)) names the fields that apply only with one value of
+    Construction checks ``Literal`` fields against their choices and ``only_with`` (field ->
+    (selector, value)), which names the fields that apply only with one value of
     another field; setting one without it is an error (:func:`qigbench.config.check_only_with`).
     A subclass with its own ``__post_init__`` calls ``super().__post_init__()`` first."""
 
@@ -42,6 +43,7 @@ class MethodConfig:
         parent = getattr(super(), "__post_init__", None)
         if parent is not None:  # a solver config this one embeds (e.g. ScaleSearchConfig's checks)
             parent()
+        check_choices(self)
         check_only_with(self)
 
 
