@@ -16,6 +16,5 @@ class AWQConfig(EqualizationConfig):
     clip_search: bool = True
 
 
-class AWQ(EqualizationMethod):
+class AWQ(EqualizationMethod[AWQConfig]):
     name = "awq"
-    config_class = AWQConfig

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from qigbench.bases.gptq_family import GPTQMethod
+from qigbench.bases.gptq_family import GPTQMethod, GPTQMethodConfig
 
 
-class GPTQ(GPTQMethod):
+class GPTQ(GPTQMethod[GPTQMethodConfig]):
     name = "gptq"

@@ -7,6 +7,7 @@ gate-up/down). MAE loss, as in MBQ.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -16,22 +17,22 @@ from qigbench.engine.context import BlockContext, ResolvedGroup
 from qigbench.engine.contracts import RunContext
 from qigbench.models.family import GroupKind
 from qigbench.sensitivity.modality import mbq_ratios, modality_weights
+from qigbench.solvers.scale_search import LossName
 
 
 @dataclass(frozen=True)
 class MBQConfig(EqualizationConfig):
-    loss: str = "mae"
+    loss: LossName = "mae"
     #: the released code floors each layer's ratio at the median over layers
-    ratio_floor: str = "median"  # "median" | "none"
+    ratio_floor: Literal["median", "none"] = "median"
     #: block paths whose output gradients give the attention / MLP ratios; "" = the family's
     #: attention output and MLP down projection (last linear of its last attention / MLP group)
     attention_module: str = ""
     mlp_module: str = ""
 
 
-class MBQ(EqualizationMethod):
+class MBQ(EqualizationMethod[MBQConfig]):
     name = "mbq"
-    config_class = MBQConfig
 
     def __init__(self, config: MBQConfig | None = None) -> None:
         super().__init__(config)
@@ -39,7 +40,6 @@ class MBQ(EqualizationMethod):
 
     def prepare(self, run: RunContext) -> None:
         cfg = self.config
-        assert isinstance(cfg, MBQConfig)
         attention = cfg.attention_module or run.family.output_linear(GroupKind.ATTENTION)
         mlp = cfg.mlp_module or run.family.output_linear(GroupKind.MLP)
         modules = (attention, mlp)
@@ -53,8 +53,8 @@ class MBQ(EqualizationMethod):
         )
         floor = None if cfg.ratio_floor == "none" else cfg.ratio_floor
         self.ratios = {
-            "attention": mbq_ratios(grads.vision[attention], grads.text[attention], floor),  # type: ignore[arg-type]
-            "mlp": mbq_ratios(grads.vision[mlp], grads.text[mlp], floor),  # type: ignore[arg-type]
+            "attention": mbq_ratios(grads.vision[attention], grads.text[attention], floor),
+            "mlp": mbq_ratios(grads.vision[mlp], grads.text[mlp], floor),
         }
 
     def state_dict(self) -> dict[str, torch.Tensor]:

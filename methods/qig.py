@@ -6,29 +6,32 @@ swaps the provider for the Table 1 ablations (gradient, attention, leave_one_out
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 
 from qigbench.bases.equalization import EqualizationConfig, EqualizationMethod
-from qigbench.bases.token_weighting import group_token_weights, make_provider
+from qigbench.bases.token_weighting import SensitivityName, group_token_weights, make_provider
 from qigbench.engine.context import BlockContext, ResolvedGroup
 from qigbench.sensitivity.qig_provider import QIGConfig
 
 
 @dataclass(frozen=True)
 class QIGMethodConfig(EqualizationConfig):
-    sensitivity: str = "qig"
+    sensitivity: SensitivityName = "qig"
+    #: the QIG provider's config (``-o qig.steps=32``); only with ``sensitivity=qig``
     qig: QIGConfig = field(default_factory=QIGConfig)
 
+    only_with: ClassVar[Mapping[str, tuple[str, Any]]] = {"qig": ("sensitivity", "qig")}
 
-class QIG(EqualizationMethod):
+
+class QIG(EqualizationMethod[QIGMethodConfig]):
     name = "qig"
-    config_class = QIGMethodConfig
 
     def __init__(self, config: QIGMethodConfig | None = None) -> None:
         super().__init__(config)
-        assert isinstance(self.config, QIGMethodConfig)
         self.provider = make_provider(self.config.sensitivity, self.config.qig)
 
     def keeps_quantized_stream(self) -> bool:

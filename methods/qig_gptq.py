@@ -6,29 +6,32 @@ With uniform lambda it is plain GPTQ, bit for bit.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 
 from qigbench.bases.gptq_family import GPTQMethod, GPTQMethodConfig
-from qigbench.bases.token_weighting import group_token_weights, make_provider
+from qigbench.bases.token_weighting import SensitivityName, group_token_weights, make_provider
 from qigbench.engine.context import BlockContext, ResolvedGroup
 from qigbench.sensitivity.qig_provider import QIGConfig
 
 
 @dataclass(frozen=True)
 class QIGGPTQConfig(GPTQMethodConfig):
-    sensitivity: str = "qig"
+    sensitivity: SensitivityName = "qig"
+    #: the QIG provider's config (``-o qig.steps=32``); only with ``sensitivity=qig``
     qig: QIGConfig = field(default_factory=QIGConfig)
 
+    only_with: ClassVar[Mapping[str, tuple[str, Any]]] = {"qig": ("sensitivity", "qig")}
 
-class QIGGPTQ(GPTQMethod):
+
+class QIGGPTQ(GPTQMethod[QIGGPTQConfig]):
     name = "qig-gptq"
-    config_class = QIGGPTQConfig
 
     def __init__(self, config: QIGGPTQConfig | None = None) -> None:
         super().__init__(config)
-        assert isinstance(self.config, QIGGPTQConfig)
         self.provider = make_provider(self.config.sensitivity, self.config.qig)
 
     def keeps_quantized_stream(self) -> bool:

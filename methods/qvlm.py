@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -53,9 +53,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class QVLMConfig(MethodConfig):
-    mode: str = "reference"  # "reference" (released code) | "paper" (reconstruction)
-    weights: str = "auto"  # "auto" (reference: nf4 at 4 bits; paper: the format) | "nf4" | "format"
-    entropy_norm: str = "auto"  # "auto" (reference l2, paper l1) | "l1" | "l2"
+    mode: Literal["reference", "paper"] = "reference"  # the released code | the reconstruction
+    weights: Literal["auto", "nf4", "format"] = "auto"  # auto: reference nf4 at 4 bits, paper the format
+    entropy_norm: Literal["auto", "l1", "l2"] = "auto"  # auto: reference l2, paper l1
     threshold: float = 0.0  # 0 = running mean of the scores (HEAD); e.g. 37 = the first release
     force_every: int = 3  # forced range update / forced cut every N decoder blocks (0 = never)
     # reference mode
@@ -71,12 +71,14 @@ class QVLMConfig(MethodConfig):
     max_segment: int = 7  # linears per searched block (7 = one LLaMA layer)
     sweeps: int = 2
 
+    only_with: ClassVar[Mapping[str, tuple[str, Any]]] = {
+        **{name: ("mode", "reference")
+           for name in ("calibrate_prompts", "first_search", "double_append", "clip_search")},
+        **{name: ("mode", "paper") for name in ("max_segment", "sweeps")},
+    }
+
     def __post_init__(self) -> None:
-        checks = {"mode": ("reference", "paper"), "weights": ("auto", "nf4", "format"),
-                  "entropy_norm": ("auto", "l1", "l2")}
-        for key, allowed in checks.items():
-            if getattr(self, key) not in allowed:
-                raise QigbenchError(f"qvlm {key}={getattr(self, key)!r}: use one of {', '.join(allowed)}")
+        super().__post_init__()  # the Literal choices (mode, weights, entropy_norm) and only_with
         if not self.clip_grid or any(not 0 < r <= 1 for r in self.clip_grid):
             raise QigbenchError(f"qvlm clip_grid must hold ratios in (0, 1], got {self.clip_grid}")
 
@@ -87,7 +89,7 @@ class QVLMConfig(MethodConfig):
     def norm(self) -> EntropyNorm:
         if self.entropy_norm == "auto":
             return "l2" if self.reference else "l1"
-        return self.entropy_norm  # type: ignore[return-value]
+        return self.entropy_norm
 
     def dynamic_groups(self) -> tuple[str, ...]:
         if self.dynamic == "auto":
@@ -107,9 +109,8 @@ def _block_linears(groups: Sequence[object]) -> list[str]:
     return names
 
 
-class QVLM(Method):
+class QVLM(Method[QVLMConfig]):
     name = "qvlm"
-    config_class = QVLMConfig
 
     def __init__(self, config: QVLMConfig | None = None) -> None:
         super().__init__(config)
@@ -117,7 +118,6 @@ class QVLM(Method):
 
     @property
     def cfg(self) -> QVLMConfig:
-        assert isinstance(self.config, QVLMConfig)
         return self.config
 
     # ------------------------------------------------------------------ weights

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from qigbench.engine.context import BlockContext
-from qigbench.engine.method import Method
+from qigbench.engine.method import Method, MethodConfig
 
 
-class RTN(Method):
+class RTN(Method[MethodConfig]):
     name = "rtn"
     needs_calibration = False
 

@@ -29,6 +29,7 @@ class SmoothQuantConfig(MethodConfig):
     weight_factor: float = 1.0  # multiplies max|W_j| (llm-compressor uses 2.0)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.statistic not in STATISTICS:
             raise SolverError(
                 f"SmoothQuant statistic {self.statistic!r} is unknown; use statistic=absmax (the paper) "
@@ -36,13 +37,11 @@ class SmoothQuantConfig(MethodConfig):
             )
 
 
-class SmoothQuant(Method):
+class SmoothQuant(Method[SmoothQuantConfig]):
     name = "smoothquant"
-    config_class = SmoothQuantConfig
 
     def quantize_block(self, ctx: BlockContext) -> None:
         cfg = self.config
-        assert isinstance(cfg, SmoothQuantConfig)
         for group in ctx.groups(scalable_only=True):
             if group.name not in cfg.groups:
                 continue

@@ -33,72 +33,55 @@ With ``importance=uniform exposure=false`` TLQ is the unweighted CWE search, bit
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import torch
 
 from qigbench.bases.equalization import EqualizationConfig, EqualizationMethod
 from qigbench.bases.gptq_family import GPTQMethod, GPTQMethodConfig
 from qigbench.bases.output_gradients import token_gradients
+from qigbench.config import project
 from qigbench.engine.context import BlockContext, ResolvedGroup
 from qigbench.engine.contracts import RunContext
-from qigbench.errors import QigbenchError
 from qigbench.models.family import GroupKind, ModelFamily
 from qigbench.sensitivity.tlq_importance import TLQImportanceConfig, TLQImportanceProvider
+from qigbench.solvers.scale_search import LossName
 
 
 @dataclass(frozen=True)
-class TLQConfig(EqualizationConfig):
-    loss: str = "mae"  # MBQ's stack (the paper's baselines) [A12]
+class TLQConfig(EqualizationConfig, TLQImportanceConfig):
+    """The CWE search's options, the importance provider's (``statistic``, ``selection``,
+    ``floor``, ``clipping``: embedded, flat option names) and TLQ's own switches."""
+
+    loss: LossName = "mae"  # MBQ's stack (the paper's baselines) [A12]
     exposure: bool = True
-    importance: str = "gradient"  # "gradient" | "uniform" (importance off)
-    granularity: str = "block"  # "block" (block output, A8) | "module" (attention / MLP outputs, A7)
-    statistic: str = "abs"  # "abs" (mean |g|) | "fisher" (mean g^2)
-    selection: float = 1.0  # token-level calibration set: keep the top fraction (A10)
-    floor: float = 0.0
-    clipping: str = "none"
+    importance: Literal["gradient", "uniform"] = "gradient"  # uniform: importance off
+    granularity: Literal["block", "module"] = "block"  # block output (A8) | attention / MLP outputs (A7)
     #: granularity=module: block paths of the attention / MLP outputs; "" = the family's attention
     #: output and MLP down projection (the last linear of its last attention / MLP group)
     attention_module: str = ""
     mlp_module: str = ""
-    solver: str = "cwe"  # "cwe" (scale search, A12 default) | "gptq" (GPTQ(lambda))
+    solver: Literal["cwe", "gptq"] = "cwe"  # scale search (A12 default) | GPTQ(lambda)
     damp: float = 0.01  # solver=gptq: Hessian damping, a fraction of its mean diagonal
     block_size: int = 128  # solver=gptq: columns per lazy batch update
-    target: str = "same_input"  # "same_input" (W X^q) | "fp_path" (W X^fp), A13
+    target: Literal["same_input", "fp_path"] = "same_input"  # W X^q | W X^fp (A13)
+
+    only_with: ClassVar[Mapping[str, tuple[str, Any]]] = {
+        **{name: ("solver", "cwe")
+           for name in ("n_grid", "loss", "duo_scaling", "clip_search", "skip_groups", "target")},
+        **{name: ("solver", "gptq") for name in ("damp", "block_size")},
+        **{name: ("importance", "gradient") for name in ("granularity", "statistic", "selection", "floor", "clipping")},
+        **{name: ("granularity", "module") for name in ("attention_module", "mlp_module")},
+    }
 
     def __post_init__(self) -> None:
-        if self.solver not in ("cwe", "gptq"):
-            raise QigbenchError(f"tlq solver={self.solver!r}: use cwe (the scale search) or gptq (GPTQ(lambda))")
-        if self.target not in ("same_input", "fp_path"):
-            raise QigbenchError(
-                f"tlq target={self.target!r}: use same_input (fp layer on the quantized input) or fp_path "
-                "(the fp model's own output)"
-            )
-        if self.solver == "gptq" and self.target == "fp_path":
-            raise QigbenchError(
-                "tlq target=fp_path needs solver=cwe: the GPTQ solver fits W on one input (no X^fp X^q cross term)"
-            )
-        if self.solver == "gptq" and (self.clip_search or self.skip_groups):
-            raise QigbenchError("tlq clip_search and skip_groups belong to solver=cwe; drop them for solver=gptq")
-        defaults = TLQConfig.__dataclass_fields__
-        ignored = [
-            name
-            for name, used_by in (("n_grid", "cwe"), ("loss", "cwe"), ("damp", "gptq"), ("block_size", "gptq"))
-            if self.solver != used_by and getattr(self, name) != defaults[name].default
-        ]
-        if ignored:
-            raise QigbenchError(
-                f"tlq {', '.join(ignored)} only apply to solver={'gptq' if self.solver == 'cwe' else 'cwe'}; "
-                f"drop them or pass -o solver={'gptq' if self.solver == 'cwe' else 'cwe'}"
-            )
-        if self.importance not in ("gradient", "uniform"):
-            raise QigbenchError(f"tlq importance={self.importance!r}: use gradient (on) or uniform (off)")
-        if self.granularity not in ("block", "module"):
-            raise QigbenchError(f"tlq granularity={self.granularity!r}: use block or module")
+        super().__post_init__()  # the scale search's checks and the only_with rules
         self.importance_config()  # validates statistic, selection, floor
 
     def importance_config(self) -> TLQImportanceConfig:
-        return TLQImportanceConfig(self.statistic, self.selection, self.floor, self.clipping)  # type: ignore[arg-type]
+        return TLQImportanceConfig(**project(self, TLQImportanceConfig))
 
     def module_for(self, family: ModelFamily, kind: GroupKind) -> str:
         """Where a group of ``kind`` reads its importance: the block output, or (granularity=module)
@@ -113,9 +96,8 @@ class TLQConfig(EqualizationConfig):
         return tuple(dict.fromkeys(self.module_for(family, k) for k in (GroupKind.ATTENTION, GroupKind.MLP)))
 
 
-class TLQ(EqualizationMethod):
+class TLQ(EqualizationMethod[TLQConfig]):
     name = "tlq"
-    config_class = TLQConfig
 
     def __init__(self, config: TLQConfig | None = None) -> None:
         super().__init__(config)
@@ -124,7 +106,6 @@ class TLQ(EqualizationMethod):
 
     @property
     def cfg(self) -> TLQConfig:
-        assert isinstance(self.config, TLQConfig)
         return self.config
 
     def prepare(self, run: RunContext) -> None:
@@ -181,7 +162,7 @@ class TLQ(EqualizationMethod):
         return result.weights
 
 
-class _WeightedGPTQ(GPTQMethod):
+class _WeightedGPTQ(GPTQMethod[GPTQMethodConfig]):
     """The shared GPTQ block loop with TLQ's lambda in the Hessian (solver=gptq)."""
 
     name = "tlq"

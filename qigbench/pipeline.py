@@ -1,12 +1,14 @@
 """Quantize a model end to end: load it, build its calibration set, run a method, save the result.
 
 This is what ``qigbench quantize``, ``qigbench run`` and the suites call; everything it does is
-described by a :class:`QuantizeRequest`, so the same request always names the same run (its
-fingerprint keys resume directories and the results store).
+described by a :class:`QuantizeRequest`, so the same request always names the same run: its
+:meth:`QuantizeRequest.identity` (:mod:`qigbench.results.identity`, the same the suites hash) keys
+resume directories, the record's ``config_hash`` and the results store.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -14,7 +16,7 @@ import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -23,14 +25,22 @@ from torch import nn
 from qigbench.data.defaults import default_calibration
 from qigbench.data.loader import load_calibration
 from qigbench.device import check_device
-from qigbench.engine.method import config_hash, get_method
+from qigbench.engine.method import Method, get_method
 from qigbench.engine.restore import quantized_linear_names
 from qigbench.engine.run import CalibrationReport, EngineConfig, calibrate
 from qigbench.errors import QigbenchError, check_positive
 from qigbench.memory import parse_bytes
 from qigbench.models.loading import LoadedModel, load_model
 from qigbench.models.registry import get_blocks
-from qigbench.quant import QuantLinear, parse_format, quant_linear_from_state, quantizer_state, set_submodule
+from qigbench.quant import (
+    QuantFormat,
+    QuantLinear,
+    parse_format,
+    quant_linear_from_state,
+    quantizer_state,
+    set_submodule,
+)
+from qigbench.results.identity import DEFAULT_CALIBRATION, ConfigIdentity
 
 RECORD_NAME = "qigbench_quantization.json"
 #: activation-quantizer state that a plain checkpoint cannot carry (per-channel static ranges)
@@ -45,6 +55,9 @@ class QuantizeRequest:
     format: str
     options: tuple[tuple[str, str], ...] = ()
     calib: str | None = None
+    #: the identity's name for ``calib`` when it is a built-in set (the suites' ``"ocr"``); None: a
+    #: user file is named by its content, no ``calib`` is the model's default set
+    calib_name: str | None = None
     samples: int = 128
     seed: int = 0
     batch_size: int = 4
@@ -54,14 +67,14 @@ class QuantizeRequest:
     trust_remote_code: bool = False
     cache_dir: str | None = None
     resume_dir: str | None = None
-    propagation: str = "auto"
+    propagation: Literal["auto", "fp", "quantized"] = "auto"
     progress: bool = True
     #: e.g. "8GiB": bytes a streamed chunk may take (None: a safe share of free memory); not in the fingerprint
     memory_budget: str | None = None
 
     def validate(self) -> None:
         """Fail on bad input before anything loads (format, sizes, device)."""
-        parse_format(self.format)
+        _ = self.quant_format  # parsed (and kept) here: a bad format fails before anything loads
         for name, value in (("--samples", self.samples), ("--batch-size", self.batch_size),
                             ("--max-length", self.max_length)):
             check_positive(name, value)
@@ -75,13 +88,49 @@ class QuantizeRequest:
             raise QigbenchError(f"unknown dtype {self.dtype!r}; use one of auto, {', '.join(DTYPES)}")
         return DTYPES[self.dtype]
 
+    @functools.cached_property
+    def quant_format(self) -> QuantFormat:
+        """The format, parsed once here at the edge (a bad string names valid examples); what the
+        engine, the solvers and the export get."""
+        return parse_format(self.format)
+
+    def calibration_name(self) -> str:
+        """How the identity names the calibration set (see :mod:`qigbench.results.identity`)."""
+        if self.calib_name is not None:
+            return self.calib_name
+        if self.calib is None:
+            return DEFAULT_CALIBRATION
+        from qigbench.cache import file_sha256
+        from qigbench.data.loader import resolve_source
+
+        path, _ = resolve_source(self.calib, "auto")
+        return f"sha256:{file_sha256(path)}"
+
+    def identity(self, method: Method[Any] | None = None) -> ConfigIdentity:
+        """What identifies the result (not where it runs or how it reports progress): the same
+        identity, and so the same ``config_hash``, the suites give this configuration."""
+        method = method if method is not None else get_method(self.method, dict(self.options))
+        fmt = self.quant_format
+        chosen = EngineConfig(propagation=self.propagation).resolve_propagation(fmt)
+        automatic = EngineConfig().resolve_propagation(fmt)
+        return ConfigIdentity(
+            model=self.model,
+            method=self.method,
+            format=fmt.name,
+            options=self.options,
+            config=method.describe()["config"],
+            samples=self.samples,
+            calibration=self.calibration_name(),
+            max_length=self.max_length,
+            propagation=None if chosen == automatic else chosen,
+        )
+
     def fingerprint(self) -> dict[str, Any]:
-        """What identifies the result (not where it runs or how it reports progress)."""
-        keep = ("model", "method", "format", "options", "calib", "samples", "seed", "max_length", "propagation")
-        return {k: v for k, v in asdict(self).items() if k in keep}
+        """What a resume directory must match: the identity plus the seed."""
+        return self.identity().resume_fingerprint(self.seed)
 
     def config_hash(self) -> str:
-        return config_hash(self.fingerprint())
+        return self.identity().hash()
 
 
 @dataclass
@@ -94,9 +143,12 @@ class QuantizeResult:
     def record(self) -> dict[str, Any]:
         from qigbench.results.environment import environment_info
 
+        identity = self.request.identity()
         return {
             "request": asdict(self.request),
-            "config_hash": self.request.config_hash(),
+            # the hash the suites store for this configuration, and what it is computed from
+            "config_hash": identity.hash(),
+            "identity": {**identity.payload(), **identity.calibration_payload()},
             "model_source": self.loaded.source,
             "family": self.loaded.family.name,
             "method": self.report.method,
@@ -135,12 +187,13 @@ def quantize(request: QuantizeRequest, loaded: LoadedModel | None = None) -> Qua
     batches, calibration = calibration_batches(request, loaded, method)
     engine = EngineConfig(
         device=request.device,
-        propagation=request.propagation,  # type: ignore[arg-type]
+        propagation=request.propagation,
         resume_dir=Path(request.resume_dir) if request.resume_dir else None,
         progress=request.progress,
         memory_budget=budget,
     )
-    report = calibrate(loaded.model, loaded.family, batches, method, request.format, engine, request.fingerprint())
+    fingerprint = request.identity(method).resume_fingerprint(request.seed)
+    report = calibrate(loaded.model, loaded.family, batches, method, request.quant_format, engine, fingerprint)
     return QuantizeResult(loaded=loaded, report=report, request=request, calibration=calibration)
 
 
@@ -277,7 +330,7 @@ def _write_model(result: QuantizeResult, out: Path, export: str) -> None:
                   for k, v in quantizer_state(q, name).items()}
     if quantizers:  # per-channel activation ranges (Q-VLM): no checkpoint layout holds them
         save_file(quantizers, str(out / QUANTIZERS_NAME))
-    fmt = parse_format(result.request.format)
+    fmt = result.request.quant_format
     method = get_method(result.request.method, dict(result.request.options))
     fallback = export == "compressed-tensors" and not method.weights_on_format_grid(fmt)
     # weights off the integer grid (Q-VLM's NF4) have no packed layout: float weights on their grid

@@ -8,6 +8,7 @@ config); ``None`` means uniform, which the solvers treat bit-identically to expl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
@@ -16,13 +17,14 @@ from qigbench.engine.method import Method, MethodConfig
 from qigbench.memory import row_bytes, rows_per_chunk
 from qigbench.quant import fake_quantize
 from qigbench.solvers.clip_search import search_clip
-from qigbench.solvers.scale_search import ScaleSearchConfig, search_scales
+from qigbench.solvers.scale_search import ScaleSearchConfig, ScaleSearchOptions, search_scales
 
 
 @dataclass(frozen=True)
-class EqualizationConfig(MethodConfig):
-    n_grid: int = 20  # alpha in {0, 1/n, ..., (n-1)/n}
-    loss: str = "mse"  # "mse" | "mae"
+class EqualizationConfig(MethodConfig, ScaleSearchOptions):
+    """The scale search's options (``n_grid``, ``loss``, ``duo_scaling``: embedded, so they keep
+    their flat option names) plus what the block loop does around it."""
+
     clip_search: bool = False  # AWQ's weight-clipping search after scaling
     skip_groups: tuple[str, ...] = ()  # e.g. ("o",) to leave a group unscaled
     #: group-sequential ("quantization-exposed") calibration: quantize each group right after its
@@ -32,9 +34,10 @@ class EqualizationConfig(MethodConfig):
     exposure: bool = False
 
 
-class EqualizationMethod(Method):
-    config_class = EqualizationConfig
+EqualizationConfigT = TypeVar("EqualizationConfigT", bound=EqualizationConfig)
 
+
+class EqualizationMethod(Method[EqualizationConfigT]):
     def token_weights(self, ctx: BlockContext, group: ResolvedGroup) -> torch.Tensor | None:
         """lambda[N, T] for this group's loss; ``None`` = uniform."""
         return None
@@ -45,9 +48,7 @@ class EqualizationMethod(Method):
         return None
 
     def search_config(self, batch_chunk: int | None = None) -> ScaleSearchConfig:
-        cfg = self.config
-        assert isinstance(cfg, EqualizationConfig)
-        return ScaleSearchConfig(n_grid=cfg.n_grid, loss=cfg.loss, batch_chunk=batch_chunk)  # type: ignore[arg-type]
+        return ScaleSearchConfig.of(self.config, batch_chunk)
 
     @staticmethod
     def search_chunk(ctx: BlockContext, group: ResolvedGroup) -> int:
@@ -59,7 +60,6 @@ class EqualizationMethod(Method):
 
     def quantize_block(self, ctx: BlockContext) -> None:
         cfg = self.config
-        assert isinstance(cfg, EqualizationConfig)
         weights: dict[str, torch.Tensor | None] = {}
         if cfg.exposure:
             self._quantize_block_exposed(ctx)
@@ -93,7 +93,6 @@ class EqualizationMethod(Method):
         """Groups in block order: search (on inputs from the already-quantized earlier groups),
         clip, quantize; the next group's inputs are then recorded anew."""
         cfg = self.config
-        assert isinstance(cfg, EqualizationConfig)
         for group in ctx.groups():
             lam = None
             if group.scalable and group.name not in cfg.skip_groups:

@@ -7,6 +7,7 @@ A plugin subclasses :class:`GPTQMethod` and overrides :meth:`GPTQMethod.token_we
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
@@ -17,26 +18,26 @@ from qigbench.solvers.hessian import HessianAccumulator
 
 
 @dataclass(frozen=True)
-class GPTQMethodConfig(MethodConfig):
-    block_size: int = 128
-    damp: float = 0.01
-    act_order: bool = False
+class GPTQMethodConfig(MethodConfig, GPTQConfig):
+    """The solver's config (``block_size``, ``damp``, ``act_order``, ``static_groups``,
+    ``max_damp_retries``: embedded, so they keep their flat option names) plus the block order."""
+
     #: re-record each group's inputs after the groups before it were quantized (GPTQ's
     #: "true sequential"); False takes every Hessian from the block's fp inputs (fewer passes,
     #: as llm-compressor's sequential pipeline does)
     true_sequential: bool = True
 
 
-class GPTQMethod(Method):
-    config_class = GPTQMethodConfig
+GPTQMethodConfigT = TypeVar("GPTQMethodConfigT", bound=GPTQMethodConfig)
 
+
+class GPTQMethod(Method[GPTQMethodConfigT]):
     def token_weights(self, ctx: BlockContext, group: ResolvedGroup) -> torch.Tensor | None:
         return None
 
     def quantize_block(self, ctx: BlockContext) -> None:
         cfg = self.config
-        assert isinstance(cfg, GPTQMethodConfig)
-        solver_cfg = GPTQConfig(block_size=cfg.block_size, damp=cfg.damp, act_order=cfg.act_order)
+        solver_cfg = GPTQConfig.of(cfg)
         groups = ctx.groups()
         if cfg.true_sequential:
             for group in groups:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from typing import Literal
 
 import torch
 from torch import nn
@@ -27,6 +28,10 @@ from qigbench.quant import QuantLinear, set_submodule, straight_through_surrogat
 from qigbench.sensitivity.base import AttributionTarget, SensitivityProvider
 from qigbench.sensitivity.qig_provider import QIGConfig, QIGProvider, SearchCounter
 from qigbench.sensitivity.registry import get_provider
+
+#: the providers a token-weighted method can use by name (``-o sensitivity=NAME``): QIG, and the
+#: paper's Table 1 ablations
+SensitivityName = Literal["qig", "uniform", "gradient", "attention", "leave_one_out"]
 
 
 def rtn_copy(module: nn.Module, linear_names: list[str], ctx: BlockContext) -> nn.Module:
@@ -128,7 +133,7 @@ def attention_probabilities(ctx: BlockContext, start: int = 0, stop: int | None 
     return torch.cat(probs, dim=0)
 
 
-def make_provider(sensitivity: str, qig: QIGConfig) -> SensitivityProvider:
+def make_provider(sensitivity: SensitivityName, qig: QIGConfig) -> SensitivityProvider:
     """The provider a token-weighted method uses: QIG with its config, or an ablation by name."""
     if sensitivity == "qig":
         # one counter per run: the released code's warm-up counts searches across blocks

@@ -17,9 +17,9 @@ from typing import Any
 
 from qigbench.matrix.options import FIDELITY_TASK, SuiteOptions
 from qigbench.quant import parse_format
-from qigbench.results.row import ConfigKey, config_hash
+from qigbench.results.identity import FP_METHOD, ConfigIdentity
+from qigbench.results.row import ConfigKey
 
-FP_METHOD = "fp16"
 FP_FORMAT = "FP16"
 DISPLAY = {"qig-gptq": "qig+gptq"}
 
@@ -62,27 +62,27 @@ class Case:
             return base
         return f"{base} [{','.join(f'{k}={v}' for k, v in self.options)}]"
 
-    def fingerprint(self) -> dict[str, Any]:
-        """What identifies the quantized configuration, independent of the machine (no cache paths).
-
-        The calibration seed is left out: it is its own key column (``ConfigKey.seed``), so the
-        seeds of one configuration share a hash and reports pool them into mean +/- interval.
-        """
+    def identity(self) -> ConfigIdentity:
+        """The configuration's identity (:mod:`qigbench.results.identity`): the same as
+        ``qigbench quantize`` builds for this model, method, options, format and calibration."""
         if self.is_fp:
-            return {"model": self.model, "method": FP_METHOD}
-        return {
-            "model": self.model,
-            "method": self.method,
-            "format": self.format,
-            "options": [list(o) for o in self.options],
-            # the method's whole resolved config, defaults included: a changed default is a new
-            # configuration, never old results reused under the same hash
-            "config": resolved_config(self.method, self.options),
-            "samples": self.samples,
-        }
+            return ConfigIdentity.fp(self.model)
+        return ConfigIdentity(
+            model=self.model,
+            method=self.method,
+            format=self.format,
+            options=self.options,
+            config=resolved_config(self.method, self.options),
+            samples=self.samples,
+            calibration=self.calib,
+        )
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the quantized configuration (the seed is its own key column)."""
+        return self.identity().payload()
 
     def config_hash(self) -> str:
-        return config_hash(self.fingerprint(), {"calibration": None if self.is_fp else self.calib})
+        return self.identity().hash()
 
     def key(self) -> ConfigKey:
         return ConfigKey(self.model, self.stored_method, self.format, self.config_hash(), self.seed)

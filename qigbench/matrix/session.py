@@ -148,6 +148,7 @@ class SuiteSession:
             format=case.format,
             options=case.options,
             calib=calib,
+            calib_name=case.calib,  # the identity names the set as the case does ("default", "ocr")
             samples=case.samples,
             seed=case.seed,
             batch_size=self.options.batch_size,

@@ -38,7 +38,7 @@ def received_attention(probs: Tensor, token_types: Tensor) -> Tensor:
     return (per_query * q[:, :, None]).sum(dim=1) / q.sum(dim=1, keepdim=True).clamp_min(1.0)
 
 
-@dataclass
+@dataclass(frozen=True)
 class AttentionConfig:
     clipping: ClippingName = "none"
     #: target -> [B, heads, T, T]; None means use ``target.attention_probs``

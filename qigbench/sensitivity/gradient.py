@@ -20,7 +20,7 @@ from qigbench.sensitivity.clipping import ClippingName
 from qigbench.sensitivity.qig_provider import QIGConfig, qig_objective
 
 
-@dataclass
+@dataclass(frozen=True)
 class GradientConfig:
     clipping: ClippingName = "none"
     #: x[B, T, H] -> scalar; None means the QIG error G(x) = sum_{b,t} mean_h |f_fp(x) - f_q(x)|

@@ -21,7 +21,7 @@ from qigbench.sensitivity.clipping import ClippingName
 from qigbench.sensitivity.qig_provider import QIGConfig, qig_objective
 
 
-@dataclass
+@dataclass(frozen=True)
 class LeaveOneOutConfig:
     clipping: ClippingName = "none"
     #: perturbed copies per forward call; None: as many as the memory budget allows

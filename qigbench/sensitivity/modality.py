@@ -103,7 +103,7 @@ def mbq_ratios(
     return r
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModalityConfig:
     #: per-block ratios for the attention groups (qkv, o) and the MLP groups (gate/up, down)
     attention_ratios: Sequence[float] = ()

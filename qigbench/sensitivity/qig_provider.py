@@ -49,7 +49,7 @@ from qigbench.sensitivity.base import (
     register_provider,
 )
 from qigbench.sensitivity.clipping import CLIPPING_NAMES, ClippingName
-from qigbench.sensitivity.ig import QUADRATURES, GFn, IGResult, integrate, integrate_adaptive
+from qigbench.sensitivity.ig import QUADRATURES, GFn, IGResult, Quadrature, integrate, integrate_adaptive
 from qigbench.tokens import TokenType, valid_mask
 
 Baseline = Literal["auto", "zero", "quantized"]
@@ -70,14 +70,14 @@ class SearchCounter:
         return n
 
 
-@dataclass
+@dataclass(frozen=True)
 class QIGConfig:
     #: path points. Default 1 (the midpoint alpha = 1/2): measured on Qwen2-VL-7B's narrowed shape at
     #: 128 samples it keeps QIG's cost under MBQ's with Spearman >= 0.9 vs m = 32 and the same block
     #: error (tests/benchmarks/test_bench_scale.py); exact for a linear compared module with the zero
     #: baseline (Euler: the gradient is constant along the ray). The paper's setting: steps=32.
     steps: int = 1
-    quadrature: str = "midpoint"
+    quadrature: Quadrature = "midpoint"
     #: "auto": the quantized input x^q when the target has one (W-A formats), else zero (paper)
     baseline: Baseline = "auto"
     #: "fx": plain IG of f(x, w); "fx_minus_f0": of f(x, w) - f(0, w); "fx_minus_fxq": QIG, f(x, w) - f(x, w^q)

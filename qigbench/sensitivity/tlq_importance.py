@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -29,10 +30,13 @@ from qigbench.sensitivity.clipping import ClippingName
 from qigbench.sensitivity.errors import SensitivityError
 from qigbench.tokens import valid_mask
 
+#: per-token statistic of the output gradients: mean |g| or mean g^2 (Fisher)
+TLQStatistic = Literal["abs", "fisher"]
+
 
 @dataclass(frozen=True)
 class TLQImportanceConfig:
-    statistic: str = "abs"  # "abs" | "fisher"
+    statistic: TLQStatistic = "abs"
     selection: float = 1.0  # fraction of the pool's tokens that keep a weight (1 = weighting only)
     floor: float = 0.0  # zero-importance tokens get floor * row mean (0 = pure selection)
     clipping: ClippingName = "none"

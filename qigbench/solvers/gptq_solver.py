@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from qigbench.config import omit_default, project
 from qigbench.quant import (
     Granularity,
     QuantizedTensor,
@@ -62,10 +63,16 @@ class GPTQConfig:
     damp: float = 0.01
     #: quantize columns in order of decreasing ``diag(H)`` (most-used inputs first)
     act_order: bool = False
-    #: compute every group's parameters from the original weight up front
-    static_groups: bool = False
+    #: compute every group's parameters from the original weight up front (the two knobs below are
+    #: left out of stored configs while at their defaults: they were added after results were stored)
+    static_groups: bool = omit_default(False)
     #: how many times a non-positive-definite Hessian is retried with 10x the dampening
-    max_damp_retries: int = 4
+    max_damp_retries: int = omit_default(4)
+
+    @classmethod
+    def of(cls, config: GPTQConfig) -> GPTQConfig:
+        """The solver's part of ``config`` (a method config embedding it)."""
+        return cls(**project(config, GPTQConfig))
 
     def __post_init__(self) -> None:
         if self.block_size <= 0:

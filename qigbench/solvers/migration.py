@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from qigbench.quant import QuantFormat, parse_format
+from qigbench.quant import QuantFormat
 from qigbench.solvers.scale_search import (
     ScaleResult,
     ScaleSearchConfig,
@@ -79,7 +79,7 @@ def search_smooth_alpha(
     x: Tensor,
     linears: Sequence[nn.Linear],
     compared: Callable[[Tensor], Any],
-    fmt: QuantFormat | str,
+    fmt: QuantFormat,
     token_weights: Tensor | None = None,
     token_types: Tensor | None = None,
     cfg: ScaleSearchConfig | None = None,
@@ -90,7 +90,6 @@ def search_smooth_alpha(
 ) -> ScaleResult:
     """Pick SmoothQuant's alpha (default grid: ``cfg.alphas``) by the weighted loss of the CWE search."""
     cfg = cfg if cfg is not None else ScaleSearchConfig()
-    fmt = parse_format(fmt)
     check_inputs(x)
     check_linears(linears, int(x.shape[-1]))
     grid = list(alphas) if alphas is not None else cfg.alphas

@@ -33,8 +33,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from qigbench.config import omit_default, project
 from qigbench.memory import batch_sizes_of, row_spans, rows_of
-from qigbench.quant import QuantFormat, QuantSpec, fake_quantize, group_view, parse_format
+from qigbench.quant import QuantFormat, QuantSpec, fake_quantize, group_view
 from qigbench.solvers.weights import SolverError, check_inputs, resolve_token_weights
 from qigbench.tokens import valid_mask
 
@@ -46,22 +47,36 @@ MIN_SCALE = 1e-4
 
 
 @dataclass(frozen=True)
-class ScaleSearchConfig:
-    n_grid: int = 20
+class ScaleSearchOptions:
+    """What a method chooses about the search (embedded, field for field, in equalization configs)."""
+
+    n_grid: int = 20  # alpha in {0, 1/n, ..., (n-1)/n}
     loss: LossName = "mse"
-    #: AWQ "duo scaling": s = x_mean^alpha / w_mean^(1 - alpha)
-    duo_scaling: bool = False
-    #: evaluate ``compared`` on at most this many samples at a time (None: the whole batch at once);
-    #: the engine sets it from the memory budget
-    batch_chunk: int | None = None
+    #: AWQ "duo scaling": s = x_mean^alpha / w_mean^(1 - alpha) (left out of stored configs while off)
+    duo_scaling: bool = omit_default(False)
 
     def __post_init__(self) -> None:
         if self.n_grid <= 0:
             raise SolverError(f"n_grid must be positive, got {self.n_grid}; AWQ uses 20 (alpha in 0, 0.05, ..., 0.95)")
         if self.loss not in ("mse", "mae"):
             raise SolverError(f"unknown scale-search loss {self.loss!r}; choose 'mse' or 'mae'")
+
+
+@dataclass(frozen=True)
+class ScaleSearchConfig(ScaleSearchOptions):
+    #: evaluate ``compared`` on at most this many samples at a time (None: the whole batch at once);
+    #: the engine sets it from the memory budget
+    batch_chunk: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.batch_chunk is not None and self.batch_chunk <= 0:
             raise SolverError(f"batch_chunk must be positive or None, got {self.batch_chunk}")
+
+    @classmethod
+    def of(cls, options: ScaleSearchOptions, batch_chunk: int | None = None) -> ScaleSearchConfig:
+        """The search a method's options ask for (any config embedding them), at ``batch_chunk``."""
+        return cls(**project(options, ScaleSearchOptions), batch_chunk=batch_chunk)
 
     @property
     def alphas(self) -> list[float]:
@@ -87,7 +102,7 @@ def search_scales(
     x: Tensor,
     linears: Sequence[nn.Linear],
     compared: Callable[[Tensor], Any],
-    fmt: QuantFormat | str,
+    fmt: QuantFormat,
     token_weights: Tensor | None = None,
     token_types: Tensor | None = None,
     cfg: ScaleSearchConfig | None = None,
@@ -102,7 +117,6 @@ def search_scales(
     fp ``compared`` on the same input; TLQ's ``target=fp_path`` passes the fp model's own output).
     """
     cfg = cfg if cfg is not None else ScaleSearchConfig()
-    fmt = parse_format(fmt)
     check_inputs(x)
     check_linears(linears, int(x.shape[-1]))
     x_mean = activation_mean(x, token_types)

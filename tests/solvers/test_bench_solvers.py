@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from qigbench.quant import Granularity, QuantSpec, fake_quantize
+from qigbench.quant import Granularity, QuantSpec, fake_quantize, parse_format
 from qigbench.solvers import GPTQConfig, ScaleSearchConfig, gptq_quantize, search_scales, weighted_hessian
 
 
@@ -36,7 +36,6 @@ def test_bench_scale_search_512(benchmark: Any) -> None:
     _, x = _layer(tokens=512)
     torch.manual_seed(0)
     linear = nn.Linear(512, 512)
-    result = benchmark.pedantic(
-        search_scales, args=(x, [linear], linear, "W3A16", None, None, ScaleSearchConfig()), rounds=2, iterations=1
-    )
+    args = (x, [linear], linear, parse_format("W3A16"), None, None, ScaleSearchConfig())
+    result = benchmark.pedantic(search_scales, args=args, rounds=2, iterations=1)
     assert len(result.losses) == 20

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from qigbench.quant import Granularity, QuantSpec, fake_quantize
+from qigbench.quant import Granularity, QuantSpec, fake_quantize, parse_format
 from qigbench.solvers import (
     SolverError,
     activation_absmax,
@@ -127,8 +127,9 @@ def test_smooth_alpha_search_uniform_equals_none_and_restores() -> None:
     linear = nn.Linear(16, 8)
     before = linear.weight.data.clone()
     alphas = [0.25, 0.5, 0.75]
-    a = search_smooth_alpha(x, [linear], linear, "W4A8", None, types, alphas=alphas)
-    b = search_smooth_alpha(x, [linear], linear, "W4A8", uniform_token_weights(types), types, alphas=alphas)
+    fmt = parse_format("W4A8")
+    a = search_smooth_alpha(x, [linear], linear, fmt, None, types, alphas=alphas)
+    b = search_smooth_alpha(x, [linear], linear, fmt, uniform_token_weights(types), types, alphas=alphas)
     assert a.alpha == b.alpha and a.losses == b.losses and torch.equal(a.scales, b.scales)
     assert a.alpha in alphas and a.best_loss == min(a.losses)
     assert torch.equal(linear.weight.data, before)

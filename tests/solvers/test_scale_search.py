@@ -57,7 +57,7 @@ def test_constant_activations_choose_alpha_zero(c: float, seed: int, fmt: str, l
     x = c * torch.sign(torch.randn(2, 5, 16, generator=gen) + 0.01)
     module = TwoHeads(16, seed)
     cfg = ScaleSearchConfig(n_grid=5, loss=loss)  # type: ignore[arg-type]
-    result = search_scales(x, [module.a, module.b], module, fmt, cfg=cfg)
+    result = search_scales(x, [module.a, module.b], module, parse_format(fmt), cfg=cfg)
     assert result.alpha == 0.0
     assert torch.equal(result.scales, torch.ones(16))
     assert len(set(result.losses)) == 1
@@ -68,8 +68,9 @@ def test_uniform_weights_bit_identical_to_none(fmt: str) -> None:
     x, types = _inputs(0)
     module = TwoHeads(16, 0)
     cfg = ScaleSearchConfig(n_grid=8)
-    implicit = search_scales(x, [module.a, module.b], module, fmt, None, types, cfg)
-    explicit = search_scales(x, [module.a, module.b], module, fmt, uniform_token_weights(types), types, cfg)
+    qfmt = parse_format(fmt)
+    implicit = search_scales(x, [module.a, module.b], module, qfmt, None, types, cfg)
+    explicit = search_scales(x, [module.a, module.b], module, qfmt, uniform_token_weights(types), types, cfg)
     assert implicit.alpha == explicit.alpha
     assert torch.equal(implicit.scales, explicit.scales)
     assert implicit.losses == explicit.losses
@@ -80,7 +81,7 @@ def test_weights_restored_exactly(fmt: str) -> None:
     x, types = _inputs(1)
     module = TwoHeads(16, 1)
     before = {name: (p.data_ptr(), p.data.clone()) for name, p in module.named_parameters()}
-    search_scales(x, [module.a, module.b], module, fmt, None, types, ScaleSearchConfig(n_grid=4))
+    search_scales(x, [module.a, module.b], module, parse_format(fmt), None, types, ScaleSearchConfig(n_grid=4))
     for name, p in module.named_parameters():
         pointer, values = before[name]
         assert p.data_ptr() == pointer and torch.equal(p.data, values)
@@ -100,7 +101,7 @@ def test_weights_restored_when_compared_fails() -> None:
         return linear(inp)
 
     with pytest.raises(RuntimeError, match="boom"):
-        search_scales(x, [linear], compared, "W4A8")
+        search_scales(x, [linear], compared, parse_format("W4A8"))
     assert torch.equal(linear.weight.data, original) and not linear._forward_pre_hooks
 
 
@@ -132,7 +133,7 @@ def test_outlier_channels_get_scaled() -> None:
     x = torch.randn(4, 16, 32, generator=gen)
     x[..., :3] *= 30.0
     linear = nn.Linear(32, 16)
-    result = search_scales(x, [linear], linear, "W3A16g16")
+    result = search_scales(x, [linear], linear, parse_format("W3A16g16"))
     assert result.alpha > 0 and result.best_loss < result.losses[0]
     assert float((result.scales.max() * result.scales.min()).sqrt()) == pytest.approx(1.0)
 
@@ -140,13 +141,14 @@ def test_outlier_channels_get_scaled() -> None:
 def test_duo_scaling_and_chunking() -> None:
     x, types = _inputs(4, batch=5)
     module = TwoHeads(16, 4)
-    whole = search_scales(x, [module.a, module.b], module, "W4A8", None, types, ScaleSearchConfig(n_grid=6))
+    w4a8 = parse_format("W4A8")
+    whole = search_scales(x, [module.a, module.b], module, w4a8, None, types, ScaleSearchConfig(n_grid=6))
     chunked = search_scales(
-        x, [module.a, module.b], module, "W4A8", None, types, ScaleSearchConfig(n_grid=6, batch_chunk=2)
+        x, [module.a, module.b], module, w4a8, None, types, ScaleSearchConfig(n_grid=6, batch_chunk=2)
     )
     assert chunked.alpha == whole.alpha
     assert chunked.losses == pytest.approx(whole.losses, rel=1e-5)
-    duo = search_scales(x, [module.a, module.b], module, "W4A8", None, types, ScaleSearchConfig(duo_scaling=True))
+    duo = search_scales(x, [module.a, module.b], module, w4a8, None, types, ScaleSearchConfig(duo_scaling=True))
     assert bool(torch.isfinite(duo.scales).all()) and bool((duo.scales > 0).all())
 
 
@@ -161,16 +163,17 @@ def test_weighted_token_loss_ignores_padding_garbage() -> None:
 def test_tuple_outputs_and_bad_inputs() -> None:
     x, _ = _inputs(6)
     linear = nn.Linear(16, 4)
-    result = search_scales(x, [linear], lambda inp: (linear(inp), None), "W4A16g8", cfg=ScaleSearchConfig(n_grid=2))
+    w4g8 = parse_format("W4A16g8")
+    result = search_scales(x, [linear], lambda inp: (linear(inp), None), w4g8, cfg=ScaleSearchConfig(n_grid=2))
     assert result.scales.shape == (16,)
     with pytest.raises(SolverError, match="same input"):
-        search_scales(x, [nn.Linear(8, 4)], linear, "W4A16g8")
+        search_scales(x, [nn.Linear(8, 4)], linear, parse_format("W4A16g8"))
     with pytest.raises(SolverError, match="at least one linear"):
-        search_scales(x, [], linear, "W4A16g8")
+        search_scales(x, [], linear, parse_format("W4A16g8"))
     with pytest.raises(SolverError, match="n_grid"):
         ScaleSearchConfig(n_grid=0)
     with pytest.raises(SolverError, match="must return a tensor"):
-        search_scales(x, [linear], lambda inp: "nope", "W4A16g8")
+        search_scales(x, [linear], lambda inp: "nope", parse_format("W4A16g8"))
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -184,9 +187,10 @@ def test_explicit_target_replaces_the_same_input_reference(fmt: str) -> None:
     with torch.no_grad():
         same = module(x)
         other = module(x * 1.5)
-    plain = search_scales(x, linears, module, fmt, token_types=types, cfg=cfg)
-    assert search_scales(x, linears, module, fmt, token_types=types, cfg=cfg, target=same).losses == plain.losses
-    moved = search_scales(x, linears, module, fmt, token_types=types, cfg=cfg, target=other)
+    qfmt = parse_format(fmt)
+    plain = search_scales(x, linears, module, qfmt, token_types=types, cfg=cfg)
+    assert search_scales(x, linears, module, qfmt, token_types=types, cfg=cfg, target=same).losses == plain.losses
+    moved = search_scales(x, linears, module, qfmt, token_types=types, cfg=cfg, target=other)
     assert moved.losses != plain.losses
     ones = torch.ones(16)  # alpha = 0: plain Q(W); its loss by hand against the other target
     with scaled_linears(linears, ones, parse_format(fmt)), torch.no_grad():
@@ -194,4 +198,4 @@ def test_explicit_target_replaces_the_same_input_reference(fmt: str) -> None:
     want = float(weighted_token_loss(other, y_q, uniform_token_weights(types), "mse") / x.shape[0])
     assert moved.losses[0] == pytest.approx(want, rel=1e-5)
     with pytest.raises(SolverError, match="target has shape"):
-        search_scales(x, linears, module, fmt, token_types=types, cfg=cfg, target=other[:, :2])
+        search_scales(x, linears, module, qfmt, token_types=types, cfg=cfg, target=other[:, :2])
