@@ -13,9 +13,10 @@ import torch
 
 from qigbench.bases.equalization import EqualizationConfig, EqualizationMethod
 from qigbench.bases.output_gradients import modality_gradients
-from qigbench.engine.context import BlockContext, ResolvedGroup
+from qigbench.engine.context import BlockContext
 from qigbench.engine.contracts import RunContext
 from qigbench.models.family import GroupKind
+from qigbench.models.groups import ResolvedGroup
 from qigbench.sensitivity.modality import mbq_ratios, modality_weights
 from qigbench.solvers.scale_search import LossName
 

@@ -14,7 +14,8 @@ import torch
 
 from qigbench.bases.equalization import EqualizationConfig, EqualizationMethod
 from qigbench.bases.token_weighting import SensitivityName, group_token_weights, make_provider
-from qigbench.engine.context import BlockContext, ResolvedGroup
+from qigbench.engine.context import BlockContext
+from qigbench.models.groups import ResolvedGroup
 from qigbench.sensitivity.qig_provider import QIGConfig
 
 

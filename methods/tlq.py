@@ -43,9 +43,10 @@ from qigbench.bases.equalization import EqualizationConfig, EqualizationMethod
 from qigbench.bases.gptq_family import GPTQMethod, GPTQMethodConfig
 from qigbench.bases.output_gradients import token_gradients
 from qigbench.config import project
-from qigbench.engine.context import BlockContext, ResolvedGroup
+from qigbench.engine.context import BlockContext
 from qigbench.engine.contracts import RunContext
 from qigbench.models.family import GroupKind, ModelFamily
+from qigbench.models.groups import ResolvedGroup
 from qigbench.sensitivity.tlq_importance import TLQImportanceConfig, TLQImportanceProvider
 from qigbench.solvers.scale_search import LossName
 

@@ -12,9 +12,10 @@ from typing import TypeVar
 
 import torch
 
-from qigbench.engine.context import BlockContext, ResolvedGroup
+from qigbench.engine.context import BlockContext
 from qigbench.engine.method import Method, MethodConfig
 from qigbench.memory import row_bytes, rows_per_chunk
+from qigbench.models.groups import ResolvedGroup
 from qigbench.quant import fake_quantize
 from qigbench.solvers.clip_search import search_clip
 from qigbench.solvers.scale_search import ScaleSearchConfig, ScaleSearchOptions, search_scales

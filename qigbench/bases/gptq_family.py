@@ -11,8 +11,9 @@ from typing import TypeVar
 
 import torch
 
-from qigbench.engine.context import BlockContext, ResolvedGroup
+from qigbench.engine.context import BlockContext
 from qigbench.engine.method import Method, MethodConfig
+from qigbench.models.groups import ResolvedGroup
 from qigbench.solvers.gptq_solver import GPTQConfig, gptq_quantize
 from qigbench.solvers.hessian import HessianAccumulator
 

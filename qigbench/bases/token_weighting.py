@@ -21,9 +21,10 @@ from typing import Literal
 import torch
 from torch import nn
 
-from qigbench.engine.context import BlockContext, ResolvedGroup
+from qigbench.engine.context import BlockContext
 from qigbench.engine.replay import Recorder, Replay, run_calls
 from qigbench.memory import row_bytes
+from qigbench.models.groups import ResolvedGroup
 from qigbench.quant import QuantLinear, set_submodule, straight_through_surrogate
 from qigbench.sensitivity.base import AttributionTarget, SensitivityProvider
 from qigbench.sensitivity.qig_provider import QIGConfig, QIGProvider, SearchCounter

@@ -29,7 +29,6 @@ from qigbench.models.registry import get_blocks
 from qigbench.models.shapes.alias import ShapeRequest
 from qigbench.models.shapes.data import SHAPES, ShapeSpec
 from qigbench.pipeline import QuantizeRequest, calibration_batches
-from qigbench.quant import parse_format
 
 
 @dataclass(frozen=True)
@@ -193,7 +192,7 @@ def measure(request: CostRequest) -> MeasuredRun:
     quantize_request = replace(quantize_request, model=str(folder), calib=calib)
     method = get_method(request.method, dict(request.options))
     batches, _ = calibration_batches(quantize_request, loaded, method)
-    fmt = parse_format(request.format)
+    fmt = quantize_request.quant_format
     config = EngineConfig(device=request.device, progress=request.progress, memory_budget=request.memory_budget)
     blocks = get_blocks(loaded.model, loaded.family)
     k = len(blocks)

@@ -41,7 +41,7 @@ from qigbench.engine.unit import BlockSettings, UnitContext
 from qigbench.errors import QigbenchError
 from qigbench.memory import CalibrationOutOfMemoryError, format_bytes, is_out_of_memory, resolve_budget
 from qigbench.models.family import ModelFamily
-from qigbench.quant import QuantFormat, parse_format
+from qigbench.quant import QuantFormat
 
 __all__ = ["CalibBatch", "CalibrationReport", "EngineConfig", "RunContext", "calibrate"]
 
@@ -77,7 +77,7 @@ def calibrate(
     family: ModelFamily,
     batches: Sequence[CalibBatch],
     method: Method,
-    fmt: QuantFormat | str,
+    fmt: QuantFormat,
     config: EngineConfig | None = None,
     fingerprint: dict[str, Any] | None = None,
 ) -> CalibrationReport:
@@ -135,13 +135,14 @@ def _calibrate(
     family: ModelFamily,
     batches: Sequence[CalibBatch],
     method: Method,
-    fmt: QuantFormat | str,
+    fmt: QuantFormat,
     cfg: EngineConfig,
     fingerprint: dict[str, Any] | None,
     where: _Position,
 ) -> CalibrationReport:
     where.block = -1
-    fmt = parse_format(fmt)
+    if not isinstance(fmt, QuantFormat):  # the format is parsed once, at the edge
+        raise TypeError(f"calibrate() takes a parsed QuantFormat, not {fmt!r}: pass parse_format({fmt!r})")
     propagation = cfg.resolve_propagation(fmt)
     start_time = time.perf_counter()
     _reset_peak_memory(cfg.device)

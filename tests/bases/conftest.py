@@ -15,6 +15,7 @@ from qigbench.engine.context import BlockContext
 from qigbench.engine.method import Method
 from qigbench.engine.run import EngineConfig, calibrate
 from qigbench.models.loading import LoadedModel, load_model
+from qigbench.quant import parse_format
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +48,6 @@ def block_contexts(qwen: tuple[LoadedModel, list[Any]]) -> dict[str, list[BlockC
     out = {}
     for fmt in ("W3A16g16", "W4A8"):
         keep = KeepContexts()
-        calibrate(loaded.model, loaded.family, batches, keep, fmt, EngineConfig(progress=False))
+        calibrate(loaded.model, loaded.family, batches, keep, parse_format(fmt), EngineConfig(progress=False))
         out[fmt] = keep.kept
     return out

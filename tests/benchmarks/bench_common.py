@@ -25,6 +25,7 @@ from qigbench.engine.method import get_method
 from qigbench.engine.run import CalibrationReport, EngineConfig, calibrate
 from qigbench.models.loading import LoadedModel, load_model
 from qigbench.models.random_llama import RandomLlamaSpec
+from qigbench.quant import parse_format
 
 SIZE_ENV = "QIGBENCH_BENCH_SIZE"
 DEVICE_ENV = "QIGBENCH_BENCH_DEVICE"
@@ -106,7 +107,7 @@ def run_method(
         loaded.family,
         batches,
         get_method(method, options or {}),
-        FORMAT,
+        parse_format(FORMAT),
         EngineConfig(device=bench_device(), progress=False),
     )
 

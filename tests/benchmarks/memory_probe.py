@@ -32,6 +32,7 @@ from qigbench.data.loader import load_calibration
 from qigbench.engine.method import get_method
 from qigbench.engine.run import EngineConfig, calibrate
 from qigbench.models.loading import load_model
+from qigbench.quant import parse_format
 
 
 def _materialise_(model: torch.nn.Module) -> int:
@@ -96,7 +97,8 @@ def main(model_dir: str, cache: str, method: str, samples: int, tokens: int) -> 
 
     plugin.quantize_block = counting_quantize_block  # type: ignore[method-assign]
     resettable = reset_peak_rss()
-    report = calibrate(loaded.model, loaded.family, batches, plugin, "W3A16", EngineConfig(progress=False))
+    report = calibrate(loaded.model, loaded.family, batches, plugin, parse_format("W3A16"),
+            EngineConfig(progress=False))
     peak = peak_rss_bytes()
     gc.collect()
     end = current_rss_bytes()

@@ -26,6 +26,7 @@ from qigbench.data.loader import load_calibration
 from qigbench.engine.method import get_method
 from qigbench.engine.run import EngineConfig, calibrate
 from qigbench.models.loading import load_model
+from qigbench.quant import parse_format
 from qigbench.sensitivity.qig_provider import QIGProvider
 
 
@@ -50,7 +51,7 @@ def main(model_dir: str, cache: str, method: str, fmt: str, samples: int, option
     before = torch.cuda.memory_allocated(device) if cuda else 0
     with time_calls(QIGProvider, "__call__") as provider:
         engine = EngineConfig(device=device, progress=False)
-        report = calibrate(loaded.model, loaded.family, batches, plugin, fmt, engine)
+        report = calibrate(loaded.model, loaded.family, batches, plugin, parse_format(fmt), engine)
     peak = report.peak_memory_bytes if cuda else peak_rss_bytes()
     if cuda:
         baseline = before

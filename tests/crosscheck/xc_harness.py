@@ -33,6 +33,7 @@ from qigbench.engine.method import get_method
 from qigbench.engine.run import EngineConfig, calibrate
 from qigbench.models.random_llama import RandomLlamaSpec, ensure_random_llama
 from qigbench.models.registry import family_for
+from qigbench.quant import parse_format
 from qigbench.tokens import TokenType
 
 #: hidden 256 (two g128 groups per row), intermediate 768 (six), 2 layers: big enough that GPTQ's
@@ -112,7 +113,7 @@ def run_ours(
     # does not spell out (the pipeline passes them the same way)
     batches: list[Any] = our_batches(ids)
     t0 = time.perf_counter()
-    calibrate(model, family_for(model), batches, get_method(method, options or {}), fmt, engine)
+    calibrate(model, family_for(model), batches, get_method(method, options or {}), parse_format(fmt), engine)
     return time.perf_counter() - t0
 
 

@@ -22,7 +22,7 @@ def test_rtn_through_the_engine_equals_rounding_every_linear(llama) -> None:  # 
     model, family, batches = llama
     blocks = get_blocks(model, family)
     originals = {n: m.weight.detach().clone() for n, m in blocks.named_modules() if isinstance(m, torch.nn.Linear)}
-    report = calibrate(model, family, batches, RTN(), "W4A16g16", EngineConfig(progress=False))
+    report = calibrate(model, family, batches, RTN(), parse_format("W4A16g16"), EngineConfig(progress=False))
     fmt = parse_format("W4A16g16")
     quantized = dict(get_blocks(model, family).named_modules())
     for name, w in originals.items():
@@ -35,7 +35,7 @@ def test_rtn_through_the_engine_equals_rounding_every_linear(llama) -> None:  # 
 
 def test_weight_activation_formats_propagate_the_quantized_stream(llama) -> None:  # type: ignore[no-untyped-def]
     model, family, batches = llama
-    report = calibrate(model, family, batches, RTN(), "W4A8", EngineConfig(progress=False))
+    report = calibrate(model, family, batches, RTN(), parse_format("W4A8"), EngineConfig(progress=False))
     assert report.propagation == "quantized"
     # errors accumulate along the quantized stream, so the last block's error exceeds block 0's... at
     # least the error is measured against the fp block applied to the quantized-path input
@@ -67,14 +67,16 @@ def test_interrupted_run_resumes_to_identical_result(tiny_llama_dir: Path, tmp_p
     from qigbench.models.registry import family_for
 
     family = family_for(full)
-    calibrate(full, family, batches, RTN(), fmt, EngineConfig(progress=False))
+    calibrate(full, family, batches, RTN(), parse_format(fmt), EngineConfig(progress=False))
 
     resume = tmp_path / "resume"
     first = load_llama(tiny_llama_dir)
     with pytest.raises(_Interrupt):
-        calibrate(first, family, batches, _FlakyRTN(die_at=1), fmt, EngineConfig(progress=False, resume_dir=resume))
+        calibrate(first, family, batches, _FlakyRTN(die_at=1), parse_format(fmt), EngineConfig(progress=False,
+                resume_dir=resume))
     second = load_llama(tiny_llama_dir)
-    report = calibrate(second, family, batches, RTN(), fmt, EngineConfig(progress=False, resume_dir=resume))
+    report = calibrate(second, family, batches, RTN(), parse_format(fmt), EngineConfig(progress=False,
+            resume_dir=resume))
     assert report.resumed_from_block == 1
     assert full.state_dict().keys() == second.state_dict().keys()
     for key, value in full.state_dict().items():
@@ -91,9 +93,10 @@ def test_resume_dir_of_another_configuration_is_refused(tiny_llama_dir: Path, tm
     batches = text_batches(tiny_llama_dir)
     model = load_llama(tiny_llama_dir)
     family = family_for(model)
-    calibrate(model, family, batches, RTN(), "W4A16g16", EngineConfig(progress=False, resume_dir=tmp_path))
+    calibrate(model, family, batches, RTN(), parse_format("W4A16g16"), EngineConfig(progress=False,
+            resume_dir=tmp_path))
     with pytest.raises(QigbenchError, match="different configuration"):
-        calibrate(load_llama(tiny_llama_dir), family, batches, RTN(), "W3A16g16",
+        calibrate(load_llama(tiny_llama_dir), family, batches, RTN(), parse_format("W3A16g16"),
                   EngineConfig(progress=False, resume_dir=tmp_path))
 
 
@@ -119,7 +122,7 @@ class _Spy(Method):
 def test_compared_replays_the_real_call_and_batches_copies(llama) -> None:  # type: ignore[no-untyped-def]
     model, family, batches = llama
     spy = _Spy()
-    calibrate(model, family, batches, spy, "W4A16g16", EngineConfig(progress=False))
+    calibrate(model, family, batches, spy, parse_format("W4A16g16"), EngineConfig(progress=False))
     assert [i for i, _ in spy.seen] == list(range(len(get_blocks(model, family))))
 
 
@@ -150,7 +153,7 @@ class _CountMLP(Method):
 def test_targeted_recording_stops_the_block_early(llama) -> None:  # type: ignore[no-untyped-def]
     model, family, batches = llama
     spy = _CountMLP()
-    calibrate(model, family, batches, spy, "W4A16g16", EngineConfig(progress=False))
+    calibrate(model, family, batches, spy, parse_format("W4A16g16"), EngineConfig(progress=False))
     assert spy.mlp_calls == [0] * len(get_blocks(model, family))
 
 
@@ -164,15 +167,15 @@ def test_resume_with_another_dtype_or_data_is_refused(tiny_llama_dir: Path, tmp_
     model = tools.load(tiny_llama_dir)
     family = family_for(model)
     with pytest.raises(_Interrupt):
-        calibrate(model, family, batches, _FlakyRTN(die_at=1), "W4A16g16",
+        calibrate(model, family, batches, _FlakyRTN(die_at=1), parse_format("W4A16g16"),
                   EngineConfig(progress=False, resume_dir=tmp_path))
     with pytest.raises(QigbenchError, match="dtype"):
         calibrate(tools.load(tiny_llama_dir).to(torch.bfloat16), family, [b.to("cpu", torch.bfloat16) for b in batches],
-                  RTN(), "W4A16g16", EngineConfig(progress=False, resume_dir=tmp_path))
+                  RTN(), parse_format("W4A16g16"), EngineConfig(progress=False, resume_dir=tmp_path))
     other = tools.batches(tiny_llama_dir)
     other[0].inputs["input_ids"] = other[0].inputs["input_ids"].flip(-1)
     with pytest.raises(QigbenchError, match="calibration_sha256"):
-        calibrate(tools.load(tiny_llama_dir), family, other, RTN(), "W4A16g16",
+        calibrate(tools.load(tiny_llama_dir), family, other, RTN(), parse_format("W4A16g16"),
                   EngineConfig(progress=False, resume_dir=tmp_path))
 
 
@@ -194,9 +197,9 @@ def test_resumed_run_reports_the_total_calibration_time(tiny_llama_dir: Path, tm
     family = family_for(model)
     n_blocks = len(model.get_submodule(family.blocks))
     with pytest.raises(_Interrupt):
-        calibrate(model, family, batches, _SlowRTN(die_at=1), "W4A16g16",
+        calibrate(model, family, batches, _SlowRTN(die_at=1), parse_format("W4A16g16"),
                   EngineConfig(progress=False, resume_dir=tmp_path))
-    report = calibrate(tools.load(tiny_llama_dir), family, batches, _SlowRTN(die_at=-1), "W4A16g16",
+    report = calibrate(tools.load(tiny_llama_dir), family, batches, _SlowRTN(die_at=-1), parse_format("W4A16g16"),
                        EngineConfig(progress=False, resume_dir=tmp_path))
     assert report.resumed_from_block == 1
     assert report.resumed_seconds >= 0.3  # block 0 of the first run

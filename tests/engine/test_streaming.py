@@ -27,6 +27,7 @@ from qigbench.engine.context import BlockContext
 from qigbench.engine.method import Method
 from qigbench.engine.run import EngineConfig, calibrate
 from qigbench.memory import parse_bytes, row_spans
+from qigbench.quant import parse_format
 from qigbench.sensitivity import AttributionTarget, get_provider
 from qigbench.solvers.hessian import HessianAccumulator
 from qigbench.solvers.scale_search import ScaleSearchConfig, search_scales
@@ -52,7 +53,8 @@ def _contexts(tiny_llama_dir: Path, tools: Any, fmt: str) -> list[BlockContext]:
     from qigbench.models.registry import family_for
 
     probe = Probe()
-    calibrate(model, family_for(model), tools.batches(tiny_llama_dir), probe, fmt, EngineConfig(progress=False))
+    calibrate(model, family_for(model), tools.batches(tiny_llama_dir), probe, parse_format(fmt),
+            EngineConfig(progress=False))
     return probe.contexts
 
 
@@ -186,17 +188,18 @@ def test_out_of_memory_is_an_actionable_error_and_the_run_resumes(
     config = EngineConfig(progress=False, resume_dir=tmp_path / "ckpt", memory_budget=parse_bytes("64MiB"))
     model = tools.load(tiny_llama_dir)
     with pytest.raises(CalibrationOutOfMemoryError) as info:
-        calibrate(model, family_for(model), batches, RunsOutOfMemory(1, error), "W3A16g32", config)
+        calibrate(model, family_for(model), batches, RunsOutOfMemory(1, error), parse_format("W3A16g32"), config)
     message = str(info.value)
     assert "--memory-budget 32.0MiB" in message and "block 1" in message
     assert f"--resume-dir {tmp_path / 'ckpt'}" in message and "continue from block 1" in message
     again = RunsOutOfMemory(None, error)
     model = tools.load(tiny_llama_dir)
-    report = calibrate(model, family_for(model), batches, again, "W3A16g32", config)
+    report = calibrate(model, family_for(model), batches, again, parse_format("W3A16g32"), config)
     assert report.resumed_from_block == 1 and again.seen[0] == 1  # blocks before 1 were not redone
     no_resume = EngineConfig(progress=False)
     with pytest.raises(CalibrationOutOfMemoryError, match="add --resume-dir DIR"):
-        calibrate(tools.load(tiny_llama_dir), family_for(model), batches, RunsOutOfMemory(0, error), "W3A16g32",
+        calibrate(tools.load(tiny_llama_dir), family_for(model), batches, RunsOutOfMemory(0, error),
+                parse_format("W3A16g32"),
                   no_resume)  # fmt: skip
 
 

@@ -21,6 +21,7 @@ from qigbench.engine.run import EngineConfig, calibrate
 from qigbench.engine.unit import UnitContext, relative_error
 from qigbench.errors import QigbenchError
 from qigbench.models.registry import family_for, get_blocks
+from qigbench.quant import parse_format
 
 
 class _SpanAWQ(AWQ):
@@ -57,8 +58,8 @@ def test_span_units_give_the_one_block_result_bit_for_bit(tiny_llama_dir: Path, 
     single, spans = tools.load(tiny_llama_dir), tools.load(tiny_llama_dir)
     family = family_for(single)
     assert len(get_blocks(single, family)) >= 3  # so spans of 2 include a full and a short span
-    a = calibrate(single, family, batches, _awq(span=False), fmt, EngineConfig(progress=False))
-    b = calibrate(spans, family, batches, _awq(span=True), fmt, EngineConfig(progress=False))
+    a = calibrate(single, family, batches, _awq(span=False), parse_format(fmt), EngineConfig(progress=False))
+    b = calibrate(spans, family, batches, _awq(span=True), parse_format(fmt), EngineConfig(progress=False))
     for key, value in single.state_dict().items():
         assert torch.equal(value, spans.state_dict()[key]), key
     assert [s["rel_error"] for s in a.blocks] == [s["rel_error"] for s in b.blocks]
@@ -89,19 +90,20 @@ def test_an_interrupted_span_resumes_at_its_first_block(tiny_llama_dir: Path, tm
     fmt = "W4A8"
     full = tools.load(tiny_llama_dir)
     family = family_for(full)
-    calibrate(full, family, batches, _FlakySpanRTN(), fmt, EngineConfig(progress=False))
+    calibrate(full, family, batches, _FlakySpanRTN(), parse_format(fmt), EngineConfig(progress=False))
     resume = tmp_path / "resume"
     with pytest.raises(_Interrupt):  # dies in block 2, the second block of the span 1..2
-        calibrate(tools.load(tiny_llama_dir), family, batches, _FlakySpanRTN(die_at=2), fmt,
+        calibrate(tools.load(tiny_llama_dir), family, batches, _FlakySpanRTN(die_at=2), parse_format(fmt),
                   EngineConfig(progress=False, resume_dir=resume))
     second = tools.load(tiny_llama_dir)
-    report = calibrate(second, family, batches, _FlakySpanRTN(), fmt, EngineConfig(progress=False, resume_dir=resume))
+    report = calibrate(second, family, batches, _FlakySpanRTN(), parse_format(fmt), EngineConfig(progress=False,
+            resume_dir=resume))
     assert report.resumed_from_block == 1  # block 1 finished, but its span did not: redone
     for key, value in full.state_dict().items():
         assert torch.equal(value, second.state_dict()[key]), key
     # the same directory with one-block units is another plan: refused, not mixed
     with pytest.raises(QigbenchError, match="differs in: units"):
-        calibrate(tools.load(tiny_llama_dir), family, batches, RTN(), fmt,
+        calibrate(tools.load(tiny_llama_dir), family, batches, RTN(), parse_format(fmt),
                   EngineConfig(progress=False, resume_dir=resume))
 
 
@@ -124,7 +126,7 @@ def test_a_method_sees_the_whole_span(llama) -> None:  # type: ignore[no-untyped
     model, family, batches = llama
     with torch.no_grad():
         fp_logits = [model(**b.inputs).logits for b in batches]
-    report = calibrate(model, family, batches, _SpanReference(), "W3A16g16", EngineConfig(progress=False))
+    report = calibrate(model, family, batches, _SpanReference(), parse_format("W3A16g16"), EngineConfig(progress=False))
     n = len(get_blocks(model, family))
     spans = {(s["unit"]["start"], s["unit"]["stop"]) for s in report.blocks}
     assert spans == {(0, n)} and [s["block"] for s in report.blocks] == list(range(n))
@@ -147,7 +149,7 @@ class _SkipsBlocks(RTN):
 def test_a_unit_must_step_through_every_block(llama) -> None:  # type: ignore[no-untyped-def]
     model, family, batches = llama
     with pytest.raises(QigbenchError, match=r"returned with 0 of the 2 blocks of blocks 0-1 done.*step through every"):
-        calibrate(model, family, batches, _SkipsBlocks(), "W4A16g16", EngineConfig(progress=False))
+        calibrate(model, family, batches, _SkipsBlocks(), parse_format("W4A16g16"), EngineConfig(progress=False))
 
 
 class _BadPlan(RTN):
@@ -158,7 +160,7 @@ class _BadPlan(RTN):
 def test_a_plan_that_leaves_blocks_out_is_refused(llama) -> None:  # type: ignore[no-untyped-def]
     model, family, batches = llama
     with pytest.raises(QigbenchError, match=r"_BadPlan.units\(\d+\) returned the spans 0..0"):
-        calibrate(model, family, batches, _BadPlan(), "W4A16g16", EngineConfig(progress=False))
+        calibrate(model, family, batches, _BadPlan(), parse_format("W4A16g16"), EngineConfig(progress=False))
 
 
 def test_out_of_memory_in_a_span_resumes_at_the_span(tmp_path: Path) -> None:

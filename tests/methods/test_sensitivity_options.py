@@ -7,6 +7,7 @@ import torch
 from methods.qig import QIGMethodConfig
 from qigbench.engine.method import get_method
 from qigbench.engine.run import EngineConfig, calibrate
+from qigbench.quant import parse_format
 from qigbench.sensitivity.qig_provider import QIGConfig
 
 
@@ -21,7 +22,7 @@ def test_attention_sensitivity_gets_the_blocks_attention_probabilities(loader, c
     loaded = loader("tiny-qwen2vl")
     batches = calib_for(loaded, n=2)
     report = calibrate(loaded.model, loaded.family, batches, get_method("qig", {"sensitivity": "attention"}),
-                       "W4A8", EngineConfig(progress=False))
+                       parse_format("W4A8"), EngineConfig(progress=False))
     weights = report.token_weights[1]["qkv"]
     valid = report.token_types != 0
     assert torch.allclose(weights.sum(-1), torch.ones(weights.shape[0]), atol=1e-5)

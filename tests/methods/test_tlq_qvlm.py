@@ -19,7 +19,7 @@ from qigbench.engine.context import BlockContext
 from qigbench.engine.method import get_method
 from qigbench.engine.replay import Recorder, run_calls
 from qigbench.engine.run import EngineConfig, calibrate
-from qigbench.quant import ChannelActQuantLinear, QuantLinear
+from qigbench.quant import ChannelActQuantLinear, QuantLinear, parse_format
 from qigbench.sensitivity.tlq_importance import TLQImportanceConfig, select_tokens, tlq_token_weights
 from qigbench.tokens import TokenType, valid_mask
 
@@ -27,7 +27,7 @@ from qigbench.tokens import TokenType, valid_mask
 def _run(loader, calib_for, method: str, options: dict[str, str], fmt: str, **engine):  # type: ignore[no-untyped-def]
     loaded = loader("tiny-qwen2vl")
     batches = calib_for(loaded, n=4)
-    report = calibrate(loaded.model, loaded.family, batches, get_method(method, options), fmt,
+    report = calibrate(loaded.model, loaded.family, batches, get_method(method, options), parse_format(fmt),
                        EngineConfig(progress=False, **engine))
     return loaded, report
 
@@ -172,9 +172,10 @@ def test_qvlm_paper_mode_resumes_identically(loader, calib_for, tmp_path) -> Non
     method.quantize_block = stop_at_last  # type: ignore[method-assign]
     cfg = EngineConfig(progress=False, resume_dir=tmp_path / "resume")
     with pytest.raises(KeyboardInterrupt):
-        calibrate(loaded.model, loaded.family, batches, method, "W4A8", cfg)
+        calibrate(loaded.model, loaded.family, batches, method, parse_format("W4A8"), cfg)
     again = loader("tiny-qwen2vl")
-    report = calibrate(again.model, again.family, batches, get_method("qvlm", {"mode": "paper"}), "W4A8", cfg)
+    report = calibrate(again.model, again.family, batches, get_method("qvlm", {"mode": "paper"}),
+            parse_format("W4A8"), cfg)
     assert report.resumed_from_block > 0
     a, b = once.model.state_dict(), again.model.state_dict()
     for key in a:

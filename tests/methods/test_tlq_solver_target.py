@@ -19,11 +19,13 @@ from qigbench.engine.method import get_method
 from qigbench.engine.replay import first_tensor, run_calls
 from qigbench.engine.run import EngineConfig, calibrate
 from qigbench.errors import QigbenchError
+from qigbench.quant import parse_format
 
 
 def _run(loader, calib_for, method: str, options: dict[str, str], fmt: str):  # type: ignore[no-untyped-def]
     loaded = loader("tiny-qwen2vl")
-    report = calibrate(loaded.model, loaded.family, calib_for(loaded, n=4), get_method(method, options), fmt,
+    report = calibrate(loaded.model, loaded.family, calib_for(loaded, n=4), get_method(method, options),
+            parse_format(fmt),
                        EngineConfig(progress=False))
     return loaded.model.state_dict(), report
 

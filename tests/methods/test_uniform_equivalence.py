@@ -8,12 +8,14 @@ import torch
 
 from qigbench.engine.method import get_method
 from qigbench.engine.run import EngineConfig, calibrate
+from qigbench.quant import parse_format
 
 
 def _quantized_state(loader, calib_for, method: str, options: dict[str, str], fmt: str):  # type: ignore[no-untyped-def]
     loaded = loader("tiny-qwen2vl")
     batches = calib_for(loaded, n=4)
-    calibrate(loaded.model, loaded.family, batches, get_method(method, options), fmt, EngineConfig(progress=False))
+    calibrate(loaded.model, loaded.family, batches, get_method(method, options), parse_format(fmt),
+            EngineConfig(progress=False))
     return loaded.model.state_dict()
 
 

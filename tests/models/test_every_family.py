@@ -28,7 +28,7 @@ from qigbench.models.groups import apply_scales_, block_linear_names, resolve_gr
 from qigbench.models.registry import FAMILIES, family_for, get_blocks
 from qigbench.models.scaling import prev_out_features
 from qigbench.pipeline import QuantizeRequest, quantize
-from qigbench.quant import QuantLinear
+from qigbench.quant import QuantLinear, parse_format
 
 TINY_BY_FAMILY = {a.family: a.name for a in ALIASES if a.kind is SourceKind.TINY}
 MOCKS: dict[str, Callable[[], nn.Module]] = {"internlm2": internvl_chat_tree}
@@ -47,7 +47,7 @@ def _quantize_specimen(family_name: str, method: str, fmt: str, cache_dir: Any) 
         model = MOCKS[family_name]()
         family = family_for(model)
         report = calibrate(
-            model, family, mock_batches(), get_method(method, options), fmt, EngineConfig(progress=False)
+            model, family, mock_batches(), get_method(method, options), parse_format(fmt), EngineConfig(progress=False)
         )
         return model, family, report
     request = QuantizeRequest(
@@ -95,7 +95,8 @@ def test_a_linear_outside_every_group_is_quantized_on_its_own() -> None:
     model = internvl_chat_tree()
     family = family_for(model)
     trimmed = dataclasses.replace(family, groups=tuple(g for g in family.groups if g.name not in ("o", "down")))
-    calibrate(model, trimmed, mock_batches(), get_method("awq", FAST["awq"]), "W4A16g16", EngineConfig(progress=False))
+    calibrate(model, trimmed, mock_batches(), get_method("awq", FAST["awq"]), parse_format("W4A16g16"),
+            EngineConfig(progress=False))
     for block in get_blocks(model, trimmed):
         assert isinstance(block.get_submodule("attention.wo"), QuantLinear)
         assert isinstance(block.get_submodule("feed_forward.w2"), QuantLinear)
@@ -106,7 +107,7 @@ def test_keep_list_keeps_exactly_what_it_names() -> None:
     family = family_for(model)
     keep = (KeptLinear("feed_forward.w2", reason="test: a router-like layer kept in full precision"),)
     trimmed = dataclasses.replace(family, groups=tuple(g for g in family.groups if g.name != "down"), keep_fp=keep)
-    calibrate(model, trimmed, mock_batches(), get_method("rtn"), "W4A16g16", EngineConfig(progress=False))
+    calibrate(model, trimmed, mock_batches(), get_method("rtn"), parse_format("W4A16g16"), EngineConfig(progress=False))
     block = get_blocks(model, trimmed)[0]
     assert isinstance(block.get_submodule("feed_forward.w2"), nn.Linear)
     expected = ["attention.wqkv", "attention.wo", "feed_forward.w1", "feed_forward.w3"]
@@ -196,7 +197,7 @@ def test_a_norm_that_cannot_absorb_the_scale_is_rejected_before_any_search(metho
         block.attention_norm = GemmaRMSNorm(block.attention_norm.weight.numel())
     before = copy.deepcopy(model.state_dict())
     with pytest.raises(ScalingGroupError, match=r"GemmaRMSNorm.*1 \+ w"):
-        calibrate(model, family, mock_batches(), get_method(method), "W4A8", EngineConfig(progress=False))
+        calibrate(model, family, mock_batches(), get_method(method), parse_format("W4A8"), EngineConfig(progress=False))
     block0 = get_blocks(model, family)[0]
     assert not isinstance(block0.get_submodule("attention.wqkv"), QuantLinear)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items() if k in before)
