@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import copy
 import functools
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -151,3 +153,35 @@ def group_token_weights(provider: SensitivityProvider, ctx: BlockContext, group:
     ctx.log(group.name, **{f"sens.{k}": v for k, v in result.diagnostics.items() if isinstance(v, (int, float, bool))})
     ctx.artifacts.setdefault("token_weights", {})[group.name] = result.weights.detach().cpu()
     return result.weights
+
+
+@dataclass(frozen=True)
+class SensitivityChoice:
+    """The config part of a method whose token weights come from a sensitivity provider (QIG,
+    QIG+GPTQ): ``sensitivity`` picks the provider (the Table 1 ablations), ``qig`` is QIG's own
+    config (``-o qig.steps=32``), which applies only with ``sensitivity=qig``. List it before the
+    method base's config so that its ``only_with`` rule is the one the config check finds."""
+
+    sensitivity: SensitivityName = "qig"
+    qig: QIGConfig = field(default_factory=QIGConfig)
+
+    only_with: ClassVar[Mapping[str, tuple[str, Any]]] = {"qig": ("sensitivity", "qig")}
+
+
+class ProviderWeighted:
+    """Method mixin, listed before the method base: the token weights of every group come from the
+    provider the config's :class:`SensitivityChoice` names, built once per run."""
+
+    provider: SensitivityProvider
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)  # type: ignore[call-arg]  # the method base's __init__
+        choice: SensitivityChoice = self.config  # type: ignore[attr-defined]
+        self.provider = make_provider(choice.sensitivity, choice.qig)
+
+    def keeps_quantized_stream(self) -> bool:
+        return bool(getattr(self.provider, "wants_quantized_input", False))
+
+    def token_weights(self, ctx: BlockContext, group: ResolvedGroup) -> torch.Tensor | None:
+        return group_token_weights(self.provider, ctx, group)
+
