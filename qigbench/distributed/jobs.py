@@ -27,7 +27,7 @@ from qigbench.errors import QigbenchError
 from qigbench.matrix.cases import Case, Matrix
 from qigbench.matrix.options import SuiteOptions
 from qigbench.results import ConfigKey, ResultRow, Run
-from qigbench.results.store import examples_from_json, examples_to_json
+from qigbench.results.codec import examples_from_json, examples_to_json
 
 RECORD_VERSION = 1
 

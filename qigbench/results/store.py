@@ -28,14 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from qigbench.results.codec import config_values, row_from, row_values, where_clause
 from qigbench.results.environment import environment_info
 from qigbench.results.errors import ResultsError
 from qigbench.results.row import CONFIG_KEY, ROW_KEY, ConfigKey, ResultRow, utc_now
 from qigbench.results.schema import DDL, MIGRATIONS, ROW_COLUMNS, SCHEMA_VERSION
-from qigbench.stats.paired import ExampleScores
 
 OnConflict = Literal["replace", "skip"]
-_FILTERABLE = (*ROW_KEY, "run_id", "device", "git_commit")
 _BUSY_TIMEOUT_MS = 5_000
 #: A claim this old is taken over even when its owner cannot be checked (another host).
 CLAIM_STALE_SECONDS = 48 * 3600.0
@@ -241,7 +240,7 @@ class ResultsStore:
         sql = (
             f"INSERT INTO results ({', '.join(ROW_COLUMNS)}) VALUES ({placeholders}) ON CONFLICT ({conflict}) {action}"
         )
-        values = [_row_values(r) for r in batch]
+        values = [row_values(r) for r in batch]
 
         def attempt(conn: sqlite3.Connection) -> int:
             before = conn.total_changes
@@ -256,11 +255,11 @@ class ResultsStore:
 
     def rows(self, **filters: Any) -> list[ResultRow]:
         """Rows matching every filter; a filter value may be a scalar or a list (any of)."""
-        where, params = _where(filters)
+        where, params = where_clause(filters)
         sql = f"SELECT {', '.join(ROW_COLUMNS)} FROM results{where} ORDER BY {', '.join(ROW_KEY)}"
 
         def attempt(conn: sqlite3.Connection) -> list[ResultRow]:
-            return [_row_from(r) for r in conn.execute(sql, params).fetchall()]
+            return [row_from(r) for r in conn.execute(sql, params).fetchall()]
 
         return list(self._retrying(attempt))
 
@@ -272,10 +271,10 @@ class ResultsStore:
         conn.execute(
             "INSERT INTO configs_done VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT "
             f"({', '.join(CONFIG_KEY)}) DO UPDATE SET run_id = excluded.run_id, finished_at = excluded.finished_at",
-            (*_config_values(key), run_id, utc_now()),
+            (*config_values(key), run_id, utc_now()),
         )
         cond = " AND ".join(f"{c} = ?" for c in CONFIG_KEY)
-        conn.execute(f"DELETE FROM claims WHERE {cond}", _config_values(key))
+        conn.execute(f"DELETE FROM claims WHERE {cond}", config_values(key))
 
     # -- claims (a configuration being calibrated by one process) ----------------------------
     def claim_config(
@@ -295,7 +294,7 @@ class ResultsStore:
         this host, or older than ``stale_seconds``, is taken over.
         """
         cond = " AND ".join(f"{c} = ?" for c in CONFIG_KEY)
-        values = _config_values(key)
+        values = config_values(key)
 
         def attempt(conn: sqlite3.Connection) -> str | None:
             with self._immediate(conn):
@@ -338,7 +337,7 @@ class ResultsStore:
 
     def has_config(self, key: ConfigKey) -> bool:
         sql = f"SELECT 1 FROM configs_done WHERE {' AND '.join(f'{c} = ?' for c in CONFIG_KEY)}"
-        return bool(self._retrying(lambda conn: conn.execute(sql, _config_values(key)).fetchone()))
+        return bool(self._retrying(lambda conn: conn.execute(sql, config_values(key)).fetchone()))
 
     def configs_done(self) -> list[ConfigKey]:
         sql = f"SELECT {', '.join(CONFIG_KEY)} FROM configs_done ORDER BY {', '.join(CONFIG_KEY)}"
@@ -350,72 +349,11 @@ class ResultsStore:
 
         def attempt(conn: sqlite3.Connection) -> int:
             with self._immediate(conn):
-                n = conn.execute(f"DELETE FROM results WHERE {cond}", _config_values(key)).rowcount
-                conn.execute(f"DELETE FROM configs_done WHERE {cond}", _config_values(key))
+                n = conn.execute(f"DELETE FROM results WHERE {cond}", config_values(key)).rowcount
+                conn.execute(f"DELETE FROM configs_done WHERE {cond}", config_values(key))
             return int(n)
 
         return int(self._retrying(attempt))
-
-
-def _config_values(key: ConfigKey) -> tuple[Any, ...]:
-    if not isinstance(key, ConfigKey):
-        raise ResultsError(f"expected a ConfigKey (see ResultRow.config_key), got {type(key).__name__}")
-    return tuple(getattr(key, c) for c in CONFIG_KEY)
-
-
-def _row_values(row: ResultRow) -> tuple[Any, ...]:
-    extra = {
-        "versions_json": json.dumps(dict(row.versions), sort_keys=True),
-        "config_json": json.dumps(dict(row.config), sort_keys=True, default=str),
-        "value": float(row.value),
-        "examples_json": examples_to_json(row.examples),
-    }
-    return tuple(extra[c] if c in extra else getattr(row, c) for c in ROW_COLUMNS)
-
-
-def _row_from(values: tuple[Any, ...]) -> ResultRow:
-    data = dict(zip(ROW_COLUMNS, values, strict=True))
-    data["versions"] = json.loads(data.pop("versions_json"))
-    data["config"] = json.loads(data.pop("config_json"))
-    data["examples"] = examples_from_json(data.pop("examples_json"))
-    return ResultRow(**data)
-
-
-def examples_to_json(ex: ExampleScores | None) -> str:
-    if ex is None:
-        return ""
-    data: dict[str, Any] = {"ids": list(ex.ids), "values": list(ex.values)}
-    if ex.weights is not None:
-        data["weights"] = list(ex.weights)
-    return json.dumps(data, separators=(",", ":"))
-
-
-def examples_from_json(text: str) -> ExampleScores | None:
-    if not text:
-        return None
-    data = json.loads(text)
-    weights = data.get("weights")
-    return ExampleScores(tuple(data["ids"]), tuple(data["values"]), None if weights is None else tuple(weights))
-
-
-def _where(filters: Mapping[str, Any]) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    for name, want in filters.items():
-        if name not in _FILTERABLE:
-            raise ResultsError(f"cannot filter rows by {name!r}; filter by one of {', '.join(_FILTERABLE)}")
-        if want is None:
-            continue
-        if isinstance(want, (list, tuple, set, frozenset)):
-            items = list(want)
-            if not items:
-                return " WHERE 0", []
-            clauses.append(f"{name} IN ({', '.join('?' for _ in items)})")
-            params.extend(items)
-        else:
-            clauses.append(f"{name} = ?")
-            params.append(want)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
 __all__ = ["CLAIM_STALE_SECONDS", "OnConflict", "ResultsStore", "Run", "claim_owner"]
