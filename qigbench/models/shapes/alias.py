@@ -70,8 +70,9 @@ def _grammar(spelling: str, name: str, what: str) -> ShapeError:
     example = name if name in SHAPES else next(iter(SHAPES))
     return ShapeError(
         f"cannot read {spelling!r}: {what}. Spell it {GRAMMAR}: LAYERS decoder blocks, vision=N vision layers, "
-        f"width=D narrows the language model D-fold (all whole numbers >= 1), e.g. {PREFIX}{example}@2+vision=1+width=4, "
-        f"or {PREFIX}{example} for 2 blocks at full width; real shapes: {', '.join(SHAPES)}"
+        f"width=D narrows the language model D-fold (all whole numbers >= 1), e.g. "
+        f"{PREFIX}{example}@2+vision=1+width=4, or {PREFIX}{example} for 2 blocks at full width; "
+        f"real shapes: {', '.join(SHAPES)}"
     )
 
 
