@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=128, help="calibration samples (paper: 128)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--max-length", type=int)
+    parser.add_argument("--max-length", type=int, help="cut calibration answers to this many tokens (default: the "
+                        "model's max_position_embeddings; longer is refused)")
     parser.add_argument(
         "--device", default="cpu", help="compute device, e.g. cuda:0 (blocks move there one at a time)"
     )

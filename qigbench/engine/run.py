@@ -40,7 +40,14 @@ from qigbench.engine.method import Method
 from qigbench.engine.restore import restore_block_
 from qigbench.engine.unit import BlockSettings, UnitContext
 from qigbench.errors import QigbenchError, QuantInputError
-from qigbench.memory import CalibrationOutOfMemoryError, format_bytes, is_out_of_memory, resolve_budget
+from qigbench.memory import (
+    CalibrationOutOfMemoryError,
+    format_bytes,
+    is_out_of_memory,
+    length_advice,
+    longest_sample,
+    resolve_budget,
+)
 from qigbench.models.family import ModelFamily
 from qigbench.quant import QuantFormat
 
@@ -94,7 +101,8 @@ def calibrate(
         if not is_out_of_memory(exc):
             raise
         block = where.unit.current if where.unit is not None else where.block
-        raise out_of_memory_error(exc, cfg, method.name, block, where.block) from exc
+        error = out_of_memory_error(exc, cfg, method.name, block, where.block)
+        raise CalibrationOutOfMemoryError(str(error) + length_advice(longest_sample(batches))) from exc
 
 
 @dataclass
