@@ -71,18 +71,50 @@ def _cached_weights(hub_id: str, cache_dir: str | None) -> bool:
 
 
 def _has_weights(folder: Path) -> bool:
+    return missing_weights(folder) is None
+
+
+def missing_weights(folder: Path) -> str | None:
+    """What ``from_pretrained`` would not find in ``folder``: ``None`` when its weights are complete,
+    else a phrase naming the missing file(s) (no weight file at all, or an index's missing shards)."""
     for name in WEIGHT_FILES:
         path = folder / name
         if not path.is_file():
             continue
         if not name.endswith(".index.json"):
-            return True
+            return None
         try:
-            shards = set(json.loads(path.read_text())["weight_map"].values())
-        except (ValueError, KeyError, OSError):
-            return False
-        return all((folder / shard).is_file() for shard in shards)
-    return False
+            shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, OSError, TypeError, AttributeError):
+            return f"{name} is not a readable weight index (JSON with a weight_map)"
+        absent = [shard for shard in shards if not (folder / shard).is_file()]
+        if not absent:
+            return None
+        shown = ", ".join(absent[:4]) + (f" and {len(absent) - 4} more" if len(absent) > 4 else "")
+        return f"{len(absent)} of the {len(shards)} shards that {name} lists are missing ({shown})"
+    return f"no weight file ({', '.join(WEIGHT_FILES)})"
+
+
+def _local_problem(folder: Path) -> str | None:
+    """Why a local folder is not a loadable checkpoint, naming the folder, what is missing and the fix."""
+    if not folder.is_dir():
+        return None  # resolve_source only hands over existing folders
+    if not (folder / "config.json").is_file():
+        return (
+            f"model folder {folder} has no config.json, so it is not a Hugging Face checkpoint; pass the folder "
+            "that holds config.json and the weights, or an alias (see `qigbench models`)"
+        )
+    missing = missing_weights(folder)
+    if missing is None:
+        return None
+    present = sorted(p.name for p in folder.iterdir())
+    listing = ", ".join(present[:8]) + (f" and {len(present) - 8} more" if len(present) > 8 else "")
+    return (
+        f"model folder {folder} has config.json but not its weights: {missing}; it holds {listing}. Copy the "
+        "checkpoint's *.safetensors files (and model.safetensors.index.json when it is sharded) next to config.json "
+        "(an interrupted download or copy leaves them out; `hf download REPO --local-dir DIR` completes one), "
+        "or pass another folder or an alias (see `qigbench models`)"
+    )
 
 
 def availability(
@@ -102,15 +134,8 @@ def _check(name: str, resolved: ResolvedSource, hf_cache_dir: str | None) -> Ava
         return Availability(name, False, _FAILED[resolved.location])
     family = resolved.alias.family if resolved.alias else None
     if resolved.kind is SourceKind.LOCAL:
-        folder = Path(resolved.location)
-        if not (folder / "config.json").is_file():
-            return Availability(
-                name,
-                False,
-                f"model folder {folder} has no config.json, so it is not a Hugging Face checkpoint; pass the folder "
-                "that holds config.json and the weights, or an alias (see `qigbench models`)",
-            )
-        return Availability(name, True)
+        problem = _local_problem(Path(resolved.location))
+        return Availability(name, problem is None, problem or "")
     if resolved.kind is not SourceKind.HF:
         return Availability(name, True)  # tiny / package models are built offline on first use
     hub_id = resolved.location
