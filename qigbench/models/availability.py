@@ -3,20 +3,27 @@
 Without this check, a hub checkpoint that is not in the Hugging Face cache fails inside
 ``from_pretrained`` — offline at once, online only after the hub client's retries (~24 s) — and a
 suite asks again for every one of its configurations. :func:`availability` looks at the local
-folder or the HF cache (``huggingface_hub.try_to_load_from_cache``, no network) and returns a
-message naming the fixes; :func:`record_failure` remembers a load that failed for a reason the
+folder or the HF cache (``huggingface_hub.try_to_load_from_cache``, no network) and, for a hub
+checkpoint that is not cached while no offline variable is set, asks :mod:`qigbench.models.hub`
+once per process whether the hub answers at all (an air-gapped node: offline from then on); it
+returns a message naming the fixes; :func:`record_failure` remembers a load that failed for a reason the
 disk could not predict (online, hub unreachable), so the next request fails at once.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from qigbench.models.aliases import ALIASES, ResolvedSource, SourceKind, resolve_source
 from qigbench.models.errors import ModelUnavailableError, UnknownModelError
+from qigbench.models.hub import hub_offline, hub_status, unreachable_reason
+
+__all__ = [
+    "WEIGHT_FILES", "Availability", "availability", "fixes", "forget_failures", "hub_offline", "missing_weights",
+    "record_failure", "require_available",
+]
 
 #: Weight files ``from_pretrained`` reads, in its order of preference (index files name shards).
 WEIGHT_FILES = (
@@ -25,7 +32,6 @@ WEIGHT_FILES = (
     "pytorch_model.bin.index.json",
     "pytorch_model.bin",
 )
-_TRUE = {"1", "on", "yes", "true"}
 _FAILED: dict[str, str] = {}  # location -> message of a load that failed in this process
 
 
@@ -35,11 +41,6 @@ class Availability:
     available: bool
     reason: str = ""  # why not, with the fixes; empty when available
     download: bool = False  # not on disk but the hub is allowed: from_pretrained will download it
-
-
-def hub_offline() -> bool:
-    """Whether the hub is switched off (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``), read now."""
-    return any(os.environ.get(k, "").strip().lower() in _TRUE for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
 def fixes(model: str, hub_id: str | None, family: str | None) -> str:
@@ -141,12 +142,12 @@ def _check(name: str, resolved: ResolvedSource, hf_cache_dir: str | None) -> Ava
     hub_id = resolved.location
     if _cached_weights(hub_id, hf_cache_dir):
         return Availability(name, True)
-    if hub_offline():
+    status = hub_status()  # None: switched off already; else probed once per process (short timeout)
+    if status is None or not status.reachable:
+        why = unreachable_reason() or "the hub is offline (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set)"
         return Availability(
-            name,
-            False,
-            f"model {name} ({hub_id}) is not in the Hugging Face cache and the hub is offline "
-            f"(HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set). " + fixes(name, hub_id, family),
+            name, False, f"model {name} ({hub_id}) is not in the Hugging Face cache and {why}. "
+            + fixes(name, hub_id, family),
         )
     return Availability(name, True, download=True)
 
