@@ -64,8 +64,8 @@ def count_non_finite(tensor: torch.Tensor, name: str) -> NonFinite | None:
     Fast path: one sum (any NaN or Inf makes the sum NaN or Inf; a finite tensor whose sum
     overflows, as float16 can, only costs the full count): ~30x cheaper than ``isfinite().all()``
     on CPU, so checking a 7B model before calibrating takes seconds."""
-    if not tensor.is_floating_point() or tensor.numel() == 0:
-        return None
+    if not tensor.is_floating_point() or tensor.numel() == 0 or tensor.device.type == "meta":
+        return None  # a meta tensor (offloaded by a device map) holds no values to check
     t = tensor.detach()
     if bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all()):
         return None
