@@ -48,6 +48,12 @@ def load_model(
     resolved = resolve_source(name_or_path, cache_dir=cache_dir)
     if resolved.alias is not None and resolved.alias.trust_remote_code and not trust_remote_code:
         raise TrustRemoteCodeError(_remote_code_message(resolved))
+    if resolved.kind is SourceKind.LOCAL and (Path(resolved.location) / "config.json").is_file():
+        try:  # remote code is refused first, whatever else is missing; any other config problem is
+            _load_config(resolved, trust_remote_code)  # raised by the load itself, after the weights check
+        except (OSError, ValueError) as err:
+            if isinstance(err, TrustRemoteCodeError):
+                raise
     require_available(resolved, str(name_or_path))  # not on disk and offline: say so before transformers tries
     try:
         return _load(resolved, dtype, device, device_map, trust_remote_code, quantization_config)
