@@ -124,7 +124,7 @@ class ResultsStore:
 
     def _check_readable(self) -> None:
         """What a reader needs, named when it is not there (the reader changes nothing)."""
-        fill = f"run the suites (or `qigbench run`) with --db {self.path} first"
+        fill = f"run the suites with --db {self.path} first"
         if not self.path.is_file():
             raise ResultsError(f"results database {self.path} does not exist; {fill}")
         if self.path.stat().st_size == 0:
