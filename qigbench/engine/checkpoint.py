@@ -196,7 +196,7 @@ class Checkpoint:
         if len(block_states) != len(stats) or not block_states:
             raise ValueError(f"a unit saves one state and one stats entry per block: {len(block_states)}, {len(stats)}")
         if start != self._next_block:
-            raise ValueError(f"the checkpoint continues at block {self._next_block}; a unit starting at {start} was saved")
+            raise ValueError(f"the checkpoint continues at block {self._next_block}, not at {start}")
         stop = start + len(block_states)
         if elapsed_seconds is not None:
             self.elapsed_seconds = elapsed_seconds

@@ -268,7 +268,8 @@ def qvlm_setting(opts: SuiteOptions) -> Matrix:
     model is LLaVA-v1.3-13B-ScienceQA (``--model`` a converted checkpoint folder of that name),
     on ScienceQA (tiny models: the offline multiple-choice task)."""
     tasks = _with_fidelity(("qig_mc_chart",) if opts.tiny else ("scienceqa",))
-    out: Matrix = [(Case("qvlm_setting", m, FP_METHOD, FP_FORMAT, 0, limit=opts.limit), _eval_tasks(tasks)) for m in opts.vlm_models]
+    fp = [Case("qvlm_setting", m, FP_METHOD, FP_FORMAT, 0, limit=opts.limit) for m in opts.vlm_models]
+    out: Matrix = [(case, _eval_tasks(tasks)) for case in fp]
     return out + _quantized("qvlm_setting", opts, opts.vlm_models, QVLM_VARIANTS, (QVLM_FORMAT,), tasks)
 
 

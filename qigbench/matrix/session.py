@@ -200,7 +200,6 @@ class SuiteSession:
 
     def _heatmap(self, case: Case, result: QuantizeResult) -> None:
         from qigbench.pipeline import write_heatmap
-
         from qigbench.report.build import heatmaps_beside
 
         folder = self.options.heatmap_dir or heatmaps_beside(self.options.db)  # never a bare ./heatmaps

@@ -216,5 +216,5 @@ def test_a_directory_of_the_unkeyed_layout_is_refused(llama: Llama, tmp_path: Pa
     (resume / "manifest.json").write_text(json.dumps(manifest))
     for streams in resume.glob("streams*"):
         streams.rename(resume / "streams.safetensors")  # what the old layout kept
-    with pytest.raises(QigbenchError, match="older qigbench.*not keyed by block.*delete it to start over"):
+    with pytest.raises(QigbenchError, match=r"older qigbench.*not keyed by block.*delete it to start over"):
         _calibrate(llama, "qig", resume)

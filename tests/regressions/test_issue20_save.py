@@ -43,7 +43,9 @@ def umask() -> Iterator[object]:
 
 
 @pytest.mark.parametrize("mask", [0o022, 0o027])
-def test_a_saved_checkpoint_gets_the_umask_permissions(mask: int, result: QuantizeResult, umask, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_saved_checkpoint_gets_the_umask_permissions(  # type: ignore[no-untyped-def]
+    mask: int, result: QuantizeResult, umask, tmp_path: Path
+) -> None:
     umask(mask)
     out = save_quantized(result, tmp_path / "model")
     assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~mask, oct(out.stat().st_mode)  # was 0o700 whatever the umask

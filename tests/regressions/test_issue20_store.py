@@ -25,7 +25,7 @@ from qigbench.distributed.executor import JobEvent
 from qigbench.distributed.jobs import JobRecord, JobSpec
 from qigbench.matrix.cases import table2
 from qigbench.matrix.options import SuiteOptions
-from qigbench.results import ResultRow, ResultsStore
+from qigbench.results import ResultsStore
 
 BASELINE = Path(__file__).resolve().parents[2] / "reports" / "baseline" / "baseline.json"
 

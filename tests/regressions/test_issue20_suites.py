@@ -21,8 +21,8 @@ SELECT = "qwen2vl-fp16 or qwen2vl-qig-W4A8-s0-fidelity"
 
 
 def test_a_new_db_has_nothing_already_in_it_and_heatmaps_stay_with_the_db(tmp_path: Path) -> None:
-    args = [sys.executable, "-m", "pytest", str(ROOT / "suites"), "--rootdir", str(ROOT), "-p", "no:cacheprovider", "-q",
-            "-rs", "-k", SELECT, "--model", "tiny-qwen2vl", "--methods", "qig", "--formats", "w4a8",
+    args = [sys.executable, "-m", "pytest", str(ROOT / "suites"), "--rootdir", str(ROOT), "-p", "no:cacheprovider",
+            "-q", "-rs", "-k", SELECT, "--model", "tiny-qwen2vl", "--methods", "qig", "--formats", "w4a8",
             "--tasks", "qig_mc_chart", "--limit", "2", "--samples", "2"]  # --db: the default, results.db
     found = run(args, offline_env(tmp_path), cwd=tmp_path)
     out = found.stdout + found.stderr

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from qigbench.results import ConfigKey, ResultRow, ResultsError, ResultsStore, config_hash
-from qigbench.stats import ExampleScores
 from qigbench.results.schema import SCHEMA_VERSION
+from qigbench.stats import ExampleScores
 
 ENV = {"git_commit": "abc123", "device": "cpu", "versions": {"torch": "x"}}
 
