@@ -199,3 +199,14 @@ def test_report_out_that_cannot_be_written_names_the_fix(
     assert main(["report", "--db", str(good_db), "--out", str(out)]) == 2  # was: FileNotFoundError traceback
     err = capsys.readouterr().err
     assert f"--out {out}" in err and ("pass --out a folder" in err or "pass a folder" in err), err
+
+
+def test_qigbench_run_checks_its_report_folder_before_running_the_matrix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "report.html"
+    out.write_text("not a folder")
+    db = tmp_path / "r.db"
+    args = [a for a in RUN if a != "--no-report"]
+    assert main([*args, "--out", str(out), "--db", str(db)]) == 2  # was: the whole matrix, then a traceback
+    assert f"--out {out}" in capsys.readouterr().err and not db.exists()
