@@ -117,6 +117,8 @@ def build_report(db: str | Path, out: str | Path, options: ReportOptions | None 
     try:
         return _build(db, out, options)
     except OSError as err:  # the disk filled up, or the folder's permissions changed, half-way
+        if err.filename is not None and not Path(err.filename).resolve().is_relative_to(out.resolve()):
+            raise  # not a file of the report
         raise _unwritable(out, err) from None
 
 

@@ -379,11 +379,10 @@ class ResultsStore:
         if mark is None:
             return None
         have = {(t, m) for t, m in conn.execute(f"SELECT task, metric FROM results WHERE {cond}", values).fetchall()}
-        if not mark[0]:  # a mark from before v3: it did not say which rows; at least one must be there
-            expected = set() if have else {("*", "*")}
+        if not mark[0]:  # a mark from before v3 does not list its rows: at least one must be there
+            missing = [] if have else ["every row (its done mark, from before schema v3, lists none)"]
         else:
-            expected = {(t, m) for t, m in json.loads(mark[0])}
-        missing = [f"{t}/{m}" for t, m in sorted(expected - have)]
+            missing = [f"{t}/{m}" for t, m in sorted({(t, m) for t, m in json.loads(mark[0])} - have)]
         missing += [t for t in sorted(set(tasks)) if not any(task == t for task, _ in have)]
         return missing
 
