@@ -112,7 +112,8 @@ def mock_batches(n_batches: int = 2, batch_size: int = 2, length: int = 8, seed:
 def internvl_chat_tree() -> nn.Module:
     torch.manual_seed(0)
     root = InternVLChatMock()
-    root.config = SimpleNamespace(model_type="internvl_chat")  # type: ignore[assignment]
+    llm = SimpleNamespace(model_type="internlm2", num_attention_heads=HEADS, num_key_value_heads=KV_HEADS)
+    root.config = SimpleNamespace(model_type="internvl_chat", llm_config=llm)  # type: ignore[assignment]
     root.vision_model = nn.Linear(4, 4)
     root.mlp1 = nn.Linear(4, HIDDEN)
     root.language_model = nn.Module()
