@@ -29,7 +29,8 @@ specimen keeps GQA (8 / 2 heads).
 The processor expands every image to at least 545 placeholder tokens (a 448-px global view of
 16x16 features plus separators and one or more 448-px crops), whatever the image's size: the tiny
 specimen uses the real 448-px, 14-px-patch geometry with a 32-wide, 2-layer tower, and a
-calibration row is ~500+ tokens long (``TinySpecimen.min_length``).
+calibration row of the default 64-px synthetic set is ~560 tokens before its answer
+(``TinySpecimen.min_length``).
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ _TEMPLATE = (
     "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|end|>{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
-_SPECIALS = ("<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>", "<|image|>", "<|audio|>")
+# "<|endoftext|>" (eos, pad) is not id 0: Phi4MultimodalConfig replaces a falsy eos_token_id by the real
+# model's [199999, 200020], outside a tiny vocabulary
+_SPECIALS = ("<|system|>", "<|endoftext|>", "<|user|>", "<|assistant|>", "<|end|>", "<|image|>", "<|audio|>")
 
 
 def phi4mm_tokenizer():  # type: ignore[no-untyped-def]
@@ -154,7 +157,7 @@ FAMILY = ModelFamily(
             note="base decoder + vision (no LoRA adapters, no audio); needs the transformers-native conversion",
         ),
     ),
-    tiny=(TinySpecimen("tiny-phi4mm", build=f"{__name__}:build_tiny", min_length=520),),
+    tiny=(TinySpecimen("tiny-phi4mm", build=f"{__name__}:build_tiny", min_length=560),),
     shapes=(
         # microsoft/Phi-4-multimodal-instruct config.json (the remote-code phi4mm config, as quoted by
         # mlx-vlm's phi4mm port and by other projects' test fixtures; not read from the hub here): the
