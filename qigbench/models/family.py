@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Literal
 
-from qigbench.models.errors import ScalingGroupError, UnknownFamilyError
+from qigbench.models.errors import ScalingGroupError
 from qigbench.models.specimen import ModelAlias, ShapeSpec, TinySpecimen
 
 

@@ -14,14 +14,14 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 
-#: output rows of a fused linear as ``[start, stop)`` runs, in the order of the channels they feed
-Rows = tuple[tuple[int, int], ...]
-
 import torch
 from torch import nn
 
 from qigbench.models.errors import ScalingGroupError
 from qigbench.quant import QuantLinear
+
+#: output rows of a fused linear as ``[start, stop)`` runs, in the order of the channels they feed
+Rows = tuple[tuple[int, int], ...]
 
 
 @torch.no_grad()

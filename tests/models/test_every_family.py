@@ -204,12 +204,13 @@ def _with_half_the_value_heads(block: nn.Module, family: Any) -> Any:
     prev = block.get_submodule(spec.prev_op)
     o_width = block.get_submodule(spec.linears[0]).in_features
     parent, _, leaf = spec.prev_op.rpartition(".")
+    bias = prev.bias is not None
     if not spec.prev_part:
-        block.get_submodule(parent).register_module(leaf, nn.Linear(prev.in_features, o_width // 2, bias=prev.bias is not None))
+        block.get_submodule(parent).register_module(leaf, nn.Linear(prev.in_features, o_width // 2, bias=bias))
         return family
     v_rows = rows_width(family.part_rows(spec.prev_op, spec.prev_part, prev.out_features))
     block.get_submodule(parent).register_module(
-        leaf, nn.Linear(prev.in_features, prev.out_features - v_rows, bias=prev.bias is not None)
+        leaf, nn.Linear(prev.in_features, prev.out_features - v_rows, bias=bias)
     )
     dims = tuple((k, v // 2 if k == "num_key_value_heads" else v) for k, v in family.dims)
     return dataclasses.replace(family, dims=dims)

@@ -59,7 +59,9 @@ FAMILY = ModelFamily(
                 patch_size=14,
                 vision_use_head=False,
             ),
-            processor=dict(size={"height": 384, "width": 384}, image_grid_pinpoints=_LLAVA_OV_GRID, num_image_tokens=729),
+            processor=dict(
+                size={"height": 384, "width": 384}, image_grid_pinpoints=_LLAVA_OV_GRID, num_image_tokens=729
+            ),
             top=dict(
                 image_grid_pinpoints=_LLAVA_OV_GRID,
                 vision_feature_select_strategy="full",
