@@ -76,13 +76,22 @@ def _defined_linears(block: nn.Module, family: ModelFamily) -> list[str]:
 def block_linear_names(block: nn.Module, family: ModelFamily) -> list[str]:
     """Every linear of ``block`` that is quantized, in data-flow order (the order of
     :func:`resolve_groups`): all of its ``nn.Linear`` (and already quantized) modules except the
-    family's explicit ``keep_fp`` list."""
-    return [name for group in resolve_groups(block, family) for name in group.linear_names]
+    family's explicit ``keep_fp`` list. Nothing is checked for scaling here (RTN never scales)."""
+    specs, order = _ordered_specs(block, family)
+    return [name for spec in specs for name in spec.linears if name in order]
 
 
 def resolve_groups(block: nn.Module, family: ModelFamily) -> list[ResolvedGroup]:
     """Bind the family's groups to ``block``'s current modules (quantized linears included), in
     data-flow order, plus one ``LINEAR`` group per linear no group covers (see the module docstring)."""
+    specs, order = _ordered_specs(block, family)
+    return [_resolve(block, family, spec, order) for spec in specs]
+
+
+def _ordered_specs(block: nn.Module, family: ModelFamily) -> tuple[list[ScalingGroup], dict[str, int]]:
+    """The family's groups in its (data-flow) table order, each linear no group covers as a ``LINEAR``
+    group placed by definition order (before the first listed group defined after it), and every
+    quantized linear's definition index."""
     order = {name: i for i, name in enumerate(_defined_linears(block, family))}
     named = {rule.path for rule in family.unclipped} | {layout.path for layout in family.fused}
     if named - set(order):
@@ -91,17 +100,13 @@ def resolve_groups(block: nn.Module, family: ModelFamily) -> list[ResolvedGroup]
             "such quantized linear; fix the family description"
         )
     covered = {name for spec in family.groups for name in spec.linears}
-    lone = [
-        ScalingGroup(name=name, prev_op="", linears=(name,), inspect=name, kind=GroupKind.LINEAR)
-        for name in order
-        if name not in covered
-    ]
-    groups = [_resolve(block, family, spec, order) for spec in family.groups]
-    for spec in lone:  # by definition order: before the first listed group defined after it
-        at = next((i for i, g in enumerate(groups) if g.spec.kind is not GroupKind.LINEAR
-                   and min(order[n] for n in g.linear_names) > order[spec.linears[0]]), len(groups))
-        groups.insert(at, _resolve(block, family, spec, order))
-    return groups
+    specs = list(family.groups)
+    first = [min((order.get(n, len(order)) for n in spec.linears), default=len(order)) for spec in specs]
+    for name in (n for n in order if n not in covered):
+        at = next((i for i, f in enumerate(first) if f > order[name]), len(specs))
+        specs.insert(at, ScalingGroup(name=name, prev_op="", linears=(name,), inspect=name, kind=GroupKind.LINEAR))
+        first.insert(at, order[name])
+    return specs, order
 
 
 def _resolve(block: nn.Module, family: ModelFamily, spec: ScalingGroup, order: Mapping[str, int]) -> ResolvedGroup:

@@ -42,7 +42,7 @@ def check_families(found: list[ModelFamily]) -> None:
     """Names, model types and aliases are unique; what a family declares belongs to it."""
     seen: dict[str, str] = {}
     for family in found:
-        keys = [("family", family.name), *(("model_type", t) for t in family.model_types)]
+        keys = [("family", family.name), *(("model_type", f"{t}/{family.llm_model_type}") for t in family.model_types)]
         keys += [("alias", a.name) for a in family.aliases] + [("alias", t.alias) for t in family.tiny]
         keys += [("shape", s.name) for s in family.shapes]
         for kind, key in keys:
@@ -57,7 +57,9 @@ def check_families(found: list[ModelFamily]) -> None:
 
 FAMILIES: tuple[ModelFamily, ...] = discover()
 
-_BY_MODEL_TYPE: dict[str, ModelFamily] = {mt: fam for fam in FAMILIES for mt in fam.model_types}
+#: model_type -> the families describing it (several only for wrappers told apart by ``llm_model_type``)
+_MODEL_TYPES = sorted({t for family in FAMILIES for t in family.model_types})
+_BY_MODEL_TYPE: dict[str, list[ModelFamily]] = {mt: [f for f in FAMILIES if mt in f.model_types] for mt in _MODEL_TYPES}
 _BY_NAME: dict[str, ModelFamily] = {fam.name: fam for fam in FAMILIES}
 
 
@@ -66,8 +68,8 @@ def family_for(config_or_model: Any) -> ModelFamily:
     config (the sizes its fused layouts read: :meth:`ModelFamily.bind`)."""
     config = getattr(config_or_model, "config", config_or_model)
     model_type = getattr(config, "model_type", None)
-    family = _BY_MODEL_TYPE.get(str(model_type))
-    if family is None:
+    candidates = _BY_MODEL_TYPE.get(str(model_type))
+    if not candidates:
         known = ", ".join(sorted(_BY_MODEL_TYPE))
         raise UnknownFamilyError(
             f"no model family describes model_type {model_type!r} (known: {known}). To add one, write "
@@ -76,15 +78,17 @@ def family_for(config_or_model: Any) -> ModelFamily:
             "it is registered by being there."
         )
     # remote-code wrappers (internvl_chat) reuse one model_type for several language models
-    wanted_llm = family.llm_model_type
     llm_config = getattr(config, "llm_config", None)
     llm_type = llm_config.get("model_type") if isinstance(llm_config, dict) else getattr(llm_config, "model_type", None)
-    if wanted_llm and llm_type and llm_type != wanted_llm:
+    matching = [f for f in candidates if not f.llm_model_type or not llm_type or f.llm_model_type == llm_type]
+    if not matching:
+        covered = ", ".join(repr(f.llm_model_type) for f in candidates)
         raise UnknownFamilyError(
-            f"model_type {model_type!r} with language model {llm_type!r} is not described (family {family.name!r} "
-            f"covers {wanted_llm!r} only). Add a family for it under qigbench/models/families/ and teach "
-            "family_for in qigbench/models/registry.py to pick it."
+            f"model_type {model_type!r} with language model {llm_type!r} is not described (families "
+            f"{', '.join(repr(f.name) for f in candidates)} cover {covered} only). Add a family file for it under "
+            f"qigbench/models/families/ with model_types=({model_type!r},) and llm_model_type={llm_type!r}."
         )
+    family = matching[0]
     bound = family.bind(config)
     return _interned(bound)
 
