@@ -65,7 +65,7 @@ def test_impossible_shapes_name_the_spelling_and_the_valid_range(spelling: str, 
 
 @pytest.mark.parametrize("spelling", ["shape:", "shape:@2", "shape:qwen3vl-7b@2"])
 def test_unknown_or_empty_names_list_the_real_shapes(spelling: str) -> None:
-    with pytest.raises(ShapeError, match="known: qwen2vl-7b"):
+    with pytest.raises(ShapeError, match=r"known: .*qwen2vl-7b"):
         parse_shape_alias(spelling)
 
 
