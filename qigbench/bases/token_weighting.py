@@ -23,12 +23,12 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from qigbench.engine.context import BlockContext
-from qigbench.engine.replay import Recorder, Replay, run_calls
+from qigbench.engine.context import BlockContext, record_inputs
+from qigbench.engine.replay import Replay
 from qigbench.memory import row_bytes
 from qigbench.models.groups import ResolvedGroup
 from qigbench.quant import QuantLinear, set_submodule, straight_through_surrogate
-from qigbench.sensitivity.base import AttributionTarget, SensitivityProvider
+from qigbench.sensitivity.base import AttributionTarget, SensitivityProvider, TokenWeights
 from qigbench.sensitivity.qig_provider import QIGConfig, QIGProvider, SearchCounter
 from qigbench.sensitivity.registry import get_provider
 
@@ -89,6 +89,8 @@ def attribution_target(
         memory_budget=attribution_budget(ctx, g),
         row_bytes=grad_row,
         surrogate=lambda: straight_through_surrogate(twin),
+        # a linear layer and its weight-only RTN twin: QIG's one-point shortcut is exact there
+        linear=isinstance(g.inspect, nn.Linear) and ctx.fmt.weight_only,
     )
 
 
@@ -104,12 +106,15 @@ def attribution_budget(ctx: BlockContext, group: ResolvedGroup) -> int:
 @torch.no_grad()
 def quantized_path_input(ctx: BlockContext, group: ResolvedGroup) -> torch.Tensor:
     """Input of ``group``'s inspected module when the block runs with RTN-quantized linears on the
-    quantized stream (the fp stream when no quantized stream was kept)."""
+    quantized stream (the fp stream when no quantized stream was kept).
+
+    Each batch's forward through the RTN twin stops as soon as the module's input is recorded
+    (nothing after it can change it): for the first group of a block that is one norm, not a block."""
     twin = rtn_copy(ctx.block, ctx.linear_names(), ctx)
     stream = ctx.q_inputs if ctx.q_inputs is not None else ctx.fp_inputs
-    with Recorder({"x": twin.get_submodule(group.spec.inspect)}) as rec:
-        run_calls(twin, ctx.calls, stream, ctx.device)
-    return torch.cat([call.input() for call in rec.calls["x"]], dim=0)
+    recorded = record_inputs(twin, ctx.calls, stream, {"x": twin.get_submodule(group.spec.inspect)}, ctx.device,
+                             stop_early=True)  # fmt: skip
+    return torch.cat([call.input() for call in recorded["x"]], dim=0)
 
 
 @torch.no_grad()
@@ -144,15 +149,25 @@ def make_provider(sensitivity: SensitivityName, qig: QIGConfig) -> SensitivityPr
     return get_provider(sensitivity)
 
 
-def group_token_weights(provider: SensitivityProvider, ctx: BlockContext, group: ResolvedGroup) -> torch.Tensor:
-    """lambda[N, T] for one group of the current block; diagnostics go to the block's stats and the
-    weights to its artifacts (for the heatmap)."""
+def group_target(provider: SensitivityProvider, ctx: BlockContext, group: ResolvedGroup) -> AttributionTarget:
+    """The attribution target ``provider`` needs for one group of the current block (with the
+    attention probabilities or the quantized-path input only when the provider asks for them)."""
     wants_attention = getattr(provider, "name", "") == "attention"
     wants_xq = bool(getattr(provider, "wants_quantized_input", False))
-    result = provider(attribution_target(ctx, group, with_attention=wants_attention, quantized_reference=wants_xq))
+    return attribution_target(ctx, group, with_attention=wants_attention, quantized_reference=wants_xq)
+
+
+def record_weights(ctx: BlockContext, group: ResolvedGroup, result: TokenWeights) -> torch.Tensor:
+    """Log a provider's diagnostics to the block's stats and keep its weights for the heatmap."""
     ctx.log(group.name, **{f"sens.{k}": v for k, v in result.diagnostics.items() if isinstance(v, (int, float, bool))})
     ctx.artifacts.setdefault("token_weights", {})[group.name] = result.weights.detach().cpu()
     return result.weights
+
+
+def group_token_weights(provider: SensitivityProvider, ctx: BlockContext, group: ResolvedGroup) -> torch.Tensor:
+    """lambda[N, T] for one group of the current block; diagnostics go to the block's stats and the
+    weights to its artifacts (for the heatmap)."""
+    return record_weights(ctx, group, provider(group_target(provider, ctx, group)))
 
 
 @dataclass(frozen=True)

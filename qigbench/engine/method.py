@@ -24,6 +24,7 @@ import torch
 from qigbench.config import build, check_choices, check_only_with, config_to_dict
 from qigbench.engine.contracts import RunContext, WorkUnit, one_block_units
 from qigbench.errors import QigbenchError
+from qigbench.results.identity import variant_label
 
 if TYPE_CHECKING:
     from qigbench.engine.context import BlockContext
@@ -124,6 +125,12 @@ class Method(ABC, Generic[ConfigT]):
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.name, "config": config_to_dict(self.config)}
+
+    def label(self) -> str:
+        """The name this configured method is stored, tabled and plotted under: ``qig`` at the
+        method's defaults, ``qig[steps=4]`` with a result-changing option away from them
+        (:func:`qigbench.results.identity.variant_label`)."""
+        return variant_label(self.name, self.config)
 
 
 def _entry_points() -> dict[str, Any]:

@@ -41,6 +41,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from qigbench.config import exact_option
 from qigbench.sensitivity.base import (
     AttributionTarget,
     SensitivityError,
@@ -49,7 +50,15 @@ from qigbench.sensitivity.base import (
     register_provider,
 )
 from qigbench.sensitivity.clipping import CLIPPING_NAMES, ClippingName
-from qigbench.sensitivity.ig import QUADRATURES, GFn, IGResult, Quadrature, integrate, integrate_adaptive
+from qigbench.sensitivity.ig import (
+    QUADRATURES,
+    GFn,
+    IGResult,
+    Quadrature,
+    integrate,
+    integrate_adaptive,
+    quadrature_nodes,
+)
 from qigbench.tokens import TokenType, valid_mask
 
 Baseline = Literal["auto", "zero", "quantized"]
@@ -72,11 +81,11 @@ class SearchCounter:
 
 @dataclass(frozen=True)
 class QIGConfig:
-    #: path points. Default 1 (the midpoint alpha = 1/2): measured on Qwen2-VL-7B's narrowed shape at
-    #: 128 samples it keeps QIG's cost under MBQ's with Spearman >= 0.9 vs m = 32 and the same block
-    #: error (tests/benchmarks/test_bench_scale.py); exact for a linear compared module with the zero
-    #: baseline (Euler: the gradient is constant along the ray). The paper's setting: steps=32.
-    steps: int = 1
+    #: path points m: the paper's "32-step integrated gradients" (App. B). Fewer points are a named
+    #: variant (``qig[steps=4]``); docs/method_defaults.md has what they agree to and cost
+    steps: int = 32
+    #: midpoint (methods.md: "a proper quadrature"; the paper cites IG's Riemann sum, ``right``);
+    #: ``linspace`` is the released code's (both end points, weights 1/m)
     quadrature: Quadrature = "midpoint"
     #: "auto": the quantized input x^q when the target has one (W-A formats), else zero (paper)
     baseline: Baseline = "auto"
@@ -84,9 +93,15 @@ class QIGConfig:
     objective: Objective = "fx_minus_fxq"
     clipping: ClippingName = "iqr"
     #: path points per batched forward/backward; None: as many as the memory budget allows
-    #: (samples are streamed in chunks as well, see AttributionTarget.chunking)
-    chunk_size: int | None = None
-    batched: bool = True
+    #: (samples are streamed in chunks as well, see AttributionTarget.chunking). How the work is
+    #: cut cannot change the result beyond float rounding, so neither enters a variant label
+    chunk_size: int | None = exact_option(None, omit=False)
+    batched: bool = exact_option(True, omit=False)
+    #: take the shortcuts that cannot change the result (each has a property test in
+    #: tests/sensitivity/test_exact_shortcuts.py and is logged in the block stats when taken):
+    #: one path point where the compared module is linear in x and the baseline is zero (the
+    #: integrand is constant along the path), no path at all where x == baseline (uniform fallback)
+    shortcuts: bool = exact_option(True)
     adaptive: bool = False
     tolerance: float = 1e-2
     max_steps: int = 256
@@ -234,9 +249,15 @@ class QIGProvider:
         x = target.x
         live = (x != baseline).flatten(1).any(dim=1)
         diag["steps_used"] = 0
-        if not live.any():
+        if not live.any() and cfg.shortcuts:
+            # exact shortcut: nothing differs from the baseline, every score is 0 and the weights fall
+            # back to uniform whatever the path; no forward or backward is run
             diag["degenerate_input"] = True
+            diag["shortcut_no_path"] = True
+            diag["points_evaluated"] = 0
             return torch.zeros(x.shape[:2], device=x.device), None
+        if cfg.shortcuts and self.linear_exact(target, baseline):
+            return self._linear_scores(target, diag)
         # all rows go through f even if some are degenerate: the engine's closures expect whole
         # multiples of B rows; a degenerate row simply gets zero attributions and falls back later
         spans, per_call = target.chunking(cfg.steps if cfg.batched else 1, cfg.chunk_size)
@@ -254,8 +275,53 @@ class QIGProvider:
         if cfg.adaptive:
             diag["adaptive_history"] = history
         diag["steps_used"] = steps
+        diag["points_evaluated"] = len(quadrature_nodes(steps, cfg.quadrature)[0]) if not cfg.adaptive else None
         total = IGResult(torch.cat(sums).view(-1, 1, 1), torch.cat(g_x), torch.cat(g_b), steps)
         return torch.cat(raw, dim=0), total
+
+    def linear_exact(self, target: AttributionTarget, baseline: Tensor) -> bool:
+        """Whether one path point gives exactly the ``steps``-point result on ``target``: the
+        compared module is linear (:attr:`AttributionTarget.linear`), the baseline is zero and the
+        objective's difference is linear too (``f - f_q`` or ``f - f(0)``; plain ``f`` keeps its bias)."""
+        cfg = self.config
+        return (
+            target.linear
+            and not target.weight_activation
+            and cfg.objective in ("fx_minus_fxq", "fx_minus_f0")
+            and baseline is not target.x_q
+            and not bool(baseline.any())
+        )
+
+    def _linear_scores(self, target: AttributionTarget, diag: dict[str, Any]) -> tuple[Tensor, IGResult]:
+        """The exact shortcut for a linear compared module from the zero baseline.
+
+        ``G(a x) = a G(x)`` for ``a >= 0`` (the difference is linear, ``|.|``, the mean and the sum are
+        positively homogeneous), so ``dG/dx`` at ``a x`` is ``dG/dx`` at ``x`` for every ``a > 0`` (and
+        0 at ``a = 0``, where autograd's ``|.|'(0) = 0``). The quadrature's sum is therefore the one
+        gradient at ``x`` times the weight of its nodes with ``a > 0`` (all of them but trapezoid's and
+        the left / linspace rules' first). Completeness holds exactly (Euler: ``sum x dG/dx = G(x)``)
+        and ``G(0) = 0``, so the check needs no extra evaluation.
+        """
+        cfg = self.config
+        alphas, weights = quadrature_nodes(cfg.steps, cfg.quadrature)
+        weight = float(sum(w for a, w in zip(alphas, weights, strict=True) if a > 0))
+        G = qig_objective(target, cfg)
+        spans, _ = target.chunking(1, 1)
+        raw, sums, g_x = [], [], []
+        for a, b in spans:
+            sub = target.rows(a, b)
+            x = sub.x.detach().requires_grad_(True)
+            with torch.enable_grad():
+                g = G(x)
+                (grad,) = torch.autograd.grad(g.sum(), x)
+            attributions = x.detach().float() * (grad.float() * weight)
+            raw.append(attributions.abs().mean(dim=-1))
+            sums.append(attributions.flatten(1).sum(dim=1))
+            g_x.append(g.detach().float())
+        diag.update(sample_chunks=len(spans), points_per_call=1, steps_used=cfg.steps, points_evaluated=1,
+                    shortcut_linear=True)  # fmt: skip
+        gx = torch.cat(g_x)
+        return torch.cat(raw, dim=0), IGResult(torch.cat(sums).view(-1, 1, 1), gx, torch.zeros_like(gx), cfg.steps)
 
     def _integrate(
         self, target: AttributionTarget, baseline: Tensor, per_call: int
