@@ -305,11 +305,11 @@ class QIGProvider:
         cfg = self.config
         alphas, weights = quadrature_nodes(cfg.steps, cfg.quadrature)
         weight = float(sum(w for a, w in zip(alphas, weights, strict=True) if a > 0))
-        G = qig_objective(target, cfg)
         spans, _ = target.chunking(1, 1)
         raw, sums, g_x = [], [], []
         for a, b in spans:
             sub = target.rows(a, b)
+            G = qig_objective(sub, cfg)
             x = sub.x.detach().requires_grad_(True)
             with torch.enable_grad():
                 g = G(x)
