@@ -111,7 +111,9 @@ class QuantizeRequest:
         identity, and so the same ``config_hash``, the suites give this configuration."""
         method = method if method is not None else get_method(self.method, dict(self.options))
         fmt = self.quant_format
-        chosen = EngineConfig(propagation=self.propagation).resolve_propagation(fmt)
+        # a method whose paper propagates otherwise than the format's rule (GPTQ: quantized in every
+        # format) records it: the payload leaves out only what the format alone would choose
+        chosen = EngineConfig(propagation=self.propagation).resolve_propagation(fmt, method.propagation)
         automatic = EngineConfig().resolve_propagation(fmt)
         return ConfigIdentity(
             model=self.model,

@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast, get_args
 
 import torch
 
@@ -68,6 +68,9 @@ class Method(ABC, Generic[ConfigT]):
     needs_calibration: ClassVar[bool] = True
     #: keep the quantized propagation stream even in fp mode (see :meth:`keeps_quantized_stream`)
     needs_quantized_stream: ClassVar[bool] = False
+    #: the stream the method's paper propagates between blocks in every format (``--propagation
+    #: auto``); None: the format's rule (fp for weight-only, quantized for weight-activation formats)
+    propagation: ClassVar[Literal["fp", "quantized"] | None] = None
 
     config: ConfigT
 

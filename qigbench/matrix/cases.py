@@ -46,6 +46,18 @@ def method_config(method: str, options: tuple[tuple[str, str], ...]) -> Any:
     return get_method(method, dict(options)).config
 
 
+@functools.cache
+def method_propagation(method: str, fmt: str) -> str | None:
+    """The stream ``method`` propagates at ``fmt`` when that is not the format's own rule (GPTQ:
+    quantized in W3A16 too), as :meth:`qigbench.pipeline.QuantizeRequest.identity` records it."""
+    from qigbench.engine.contracts import EngineConfig
+    from qigbench.engine.method import get_method
+
+    parsed = parse_format(fmt)
+    chosen = EngineConfig().resolve_propagation(parsed, type(get_method(method)).propagation)
+    return None if chosen == EngineConfig().resolve_propagation(parsed) else chosen
+
+
 def case_label(
     method: str,
     options: tuple[tuple[str, str], ...] = (),
@@ -132,6 +144,7 @@ class Case:
             config=resolved_config(self.method, self.all_options),
             samples=self.samples,
             calibration=self.calib,
+            propagation=method_propagation(self.method, self.format),
         )
 
     def fingerprint(self) -> dict[str, Any]:
