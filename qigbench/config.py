@@ -162,6 +162,11 @@ def build(config_class: type[C], options: Mapping[str, Any], owner: str) -> C:
     return _build(config_class, options, owner, None)
 
 
+def derive(base: C, options: Mapping[str, Any], owner: str) -> C:
+    """The config instance ``base`` with ``options`` applied over it (same conversions as :func:`build`)."""
+    return _build(type(base), options, owner, base)
+
+
 def _build(config_class: type[C], options: Mapping[str, Any], owner: str, base: Any) -> C:
     hints = type_hints(config_class)
     defaults = field_defaults(config_class) if base is None else {n: getattr(base, n) for n in hints}

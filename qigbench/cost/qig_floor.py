@@ -153,12 +153,15 @@ def probe_qig_floor(
     repeats: int = 3,
     device: str = "cpu",
     memory_budget: int | None = None,
+    on_group: Callable[[GroupFloor], None] | None = None,
 ) -> FloorReport:
     """Calibrate ``model`` with ``method`` (default ``qig``; ``options`` as ``-o`` pairs) and time,
     for every probed group (``groups`` / ``blocks``: None = all), QIG's floor and what the run spent.
 
     The method must take its token weights from a QIG provider and search scales per group
     (``qig`` with ``sensitivity=qig``). The model is quantized in place, as ``calibrate`` does.
+    ``on_group`` is called with each group's numbers as soon as they are in (long runs report as
+    they go). Groups left out with ``-o skip_groups=...`` are neither attributed nor searched.
     """
     plugin: Any = get_method(method, dict(options))
     if not isinstance(plugin, ProviderWeighted) or not isinstance(plugin.provider, QIGProvider):
@@ -202,6 +205,8 @@ def probe_qig_floor(
         found.append(GroupFloor(block=ctx.index, group=group.name, samples=got["samples"], points=points,
                                 point=got["point"], search=spent, target=got["target"],
                                 attribution=got["attribution"], diagnostics=got["diagnostics"]))  # fmt: skip
+        if on_group is not None:
+            on_group(found[-1])
 
     plugin.token_weights = token_weights
     plugin._search = search
