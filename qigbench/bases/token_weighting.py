@@ -69,10 +69,16 @@ def attribution_target(
     """The target for ``group``; ``quantized_reference`` adds ``x_q`` for weight-only formats too."""
     g = ctx.group(group.name)
     fp_calls = ctx.compared(g, "fp")
-    twin = rtn_copy(g.inspect, _relative_linears(g, ctx), ctx)
-    quantized = Replay(twin, fp_calls.calls, ctx.device)
     x = ctx.group_input(g, "fp")
-    x_q = quantized_path_input(ctx, g) if quantized_reference or not ctx.fmt.weight_only else None
+    x_q = None
+    if quantized_reference or not ctx.fmt.weight_only:
+        # the block's RTN twin gives x^q, and its copy of the inspected module is f_q: the same RTN
+        # of the same weights as a copy of the module alone (one deep copy and rounding, not two)
+        x_q, block_twin = quantized_path(ctx, g)
+        twin = block_twin.get_submodule(g.spec.inspect) if g.spec.inspect else block_twin
+    else:
+        twin = rtn_copy(g.inspect, _relative_linears(g, ctx), ctx)
+    quantized = Replay(twin, fp_calls.calls, ctx.device)
     tokens = int(x.shape[1])
     grad_row = row_bytes(g.inspect, tokens, autograd=True) + row_bytes(twin, tokens, autograd=True)
     return AttributionTarget(
@@ -103,18 +109,23 @@ def attribution_budget(ctx: BlockContext, group: ResolvedGroup) -> int:
     return min(ctx.budget(), search)
 
 
-@torch.no_grad()
 def quantized_path_input(ctx: BlockContext, group: ResolvedGroup) -> torch.Tensor:
     """Input of ``group``'s inspected module when the block runs with RTN-quantized linears on the
-    quantized stream (the fp stream when no quantized stream was kept).
+    quantized stream (the fp stream when no quantized stream was kept)."""
+    return quantized_path(ctx, group)[0]
 
-    Each batch's forward through the RTN twin stops as soon as the module's input is recorded
-    (nothing after it can change it): for the first group of a block that is one norm, not a block."""
+
+@torch.no_grad()
+def quantized_path(ctx: BlockContext, group: ResolvedGroup) -> tuple[torch.Tensor, nn.Module]:
+    """:func:`quantized_path_input` and the RTN twin of the block it ran through.
+
+    Each batch's forward through the twin stops as soon as the module's input is recorded (nothing
+    after it can change it): for the first group of a block that is one norm, not a block."""
     twin = rtn_copy(ctx.block, ctx.linear_names(), ctx)
     stream = ctx.q_inputs if ctx.q_inputs is not None else ctx.fp_inputs
     recorded = record_inputs(twin, ctx.calls, stream, {"x": twin.get_submodule(group.spec.inspect)}, ctx.device,
                              stop_early=True)  # fmt: skip
-    return torch.cat([call.input() for call in recorded["x"]], dim=0)
+    return torch.cat([call.input() for call in recorded["x"]], dim=0), twin
 
 
 @torch.no_grad()
