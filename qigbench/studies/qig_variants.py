@@ -170,21 +170,30 @@ def shadow_study(
 
 def end_to_end(
     loaded: Any, batches: Sequence[Any], fmt: QuantFormat, method: str, options: Sequence[tuple[str, str]],
-    heldout: Sequence[Any], *, device: str = "cpu",
+    heldout: Sequence[Any], *, device: str = "cpu", fresh: Any = None,
 ) -> EndToEnd:  # fmt: skip
-    """Calibrate a fresh copy of ``loaded.model``; KL to the fp model on ``heldout`` batches."""
-    from qigbench.eval.fidelity import fidelity
+    """Calibrate a fresh copy of ``loaded.model`` (``fresh()`` builds one, e.g. by loading it again:
+    cheaper in memory than a deep copy); KL to the fp ``loaded.model`` on ``heldout`` batches."""
+    import gc
 
     plugin = get_method(method, dict(options))
-    model = copy.deepcopy(loaded.model)
+    model = fresh() if fresh is not None else copy.deepcopy(loaded.model)
     t0 = _cpu()
     report = calibrate(model, loaded.family, batches, plugin, fmt, EngineConfig(device=device, progress=False))
     seconds = _cpu() - t0
-    kl = None
-    if heldout:
-        kl = fidelity(loaded.model.eval(), model.eval(), [dict(b.inputs) for b in heldout], device).kl
+    kl = kl_to_fp(loaded.model, model, heldout, device)
     del model
+    gc.collect()
     return EndToEnd(plugin.label(), seconds, report.mean_block_error, kl)
+
+
+def kl_to_fp(fp: nn.Module, quantized: nn.Module, heldout: Sequence[Any], device: str = "cpu") -> float | None:
+    """Mean per-token KL(fp || quantized) over the ``heldout`` calibration batches (None without any)."""
+    if not heldout:
+        return None
+    from qigbench.eval.fidelity import fidelity
+
+    return fidelity(fp.eval(), quantized.eval(), [dict(b.inputs) for b in heldout], device).kl
 
 
 # -- the massive-activation attention case ------------------------------------------------------
@@ -313,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--format", default="W3A16")
     parser.add_argument("--variant", action="append", default=[], help="qig options of a variant, e.g. steps=8 (repeatable)")
     parser.add_argument("--samples", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=4, help="calibration batch size (memory only)")
     parser.add_argument("--image-size", type=int, default=448)
     parser.add_argument("--end-to-end", action="append", default=[],
                         help="variants to calibrate end to end too (block error, KL, time; 'mbq' for MBQ, 'qig' for m=32)")
@@ -335,29 +345,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         from qigbench.models.loading import load_model
 
         loaded = load_model(args.case, dtype=torch.float32)
+
+        def fresh() -> nn.Module:
+            return load_model(args.case, dtype=torch.float32).model
+
         source = default_calibration(loaded, None, n=args.samples, seed=0, image_size=args.image_size)
-        batches = load_calibration(source, model=loaded, n_samples=args.samples, batch_size=4).batches
+        batches = load_calibration(source, model=loaded, n_samples=args.samples, batch_size=args.batch_size).batches
         heldout: list[Any] = []
-        if args.heldout:
+        if args.heldout:  # one sample a batch: the fidelity pass holds two vocabulary-wide logit tensors
             held = default_calibration(loaded, None, n=args.heldout, seed=1, image_size=args.image_size)
-            heldout = list(load_calibration(held, model=loaded, n_samples=args.heldout, batch_size=4).batches)
+            heldout = list(load_calibration(held, model=loaded, n_samples=args.heldout, batch_size=1).batches)
         runs = []
         for spec in args.end_to_end:
             method, options = ("mbq", ()) if spec == "mbq" else ("qig", () if spec == "qig" else Variant.parse(spec).method_options)
-            runs.append(end_to_end(loaded, batches, fmt, method, options, heldout))
+            runs.append(end_to_end(loaded, batches, fmt, method, options, heldout, fresh=fresh))
             print(json.dumps(asdict(runs[-1])), flush=True)
         out["end_to_end"] = [asdict(r) for r in runs]
-        model = copy.deepcopy(loaded.model)
+        model = fresh()
         t0 = _cpu()
         reference = tuple(tuple(o.split("=", 1)) for o in args.reference_option)
         groups, shadow_seconds, report = shadow_study(model, loaded.family, batches, fmt, variants, case=args.case,
                                                       reference=reference)  # type: ignore[arg-type]
         seconds = _cpu() - t0 - shadow_seconds
-        kl = None
-        if heldout:
-            from qigbench.eval.fidelity import fidelity
-
-            kl = fidelity(loaded.model.eval(), model.eval(), [dict(b.inputs) for b in heldout]).kl
+        kl = kl_to_fp(loaded.model, model, heldout)
         out["reference"] = asdict(EndToEnd(get_method("qig", dict(reference)).label(), seconds,
                                            report.mean_block_error, kl))  # fmt: skip
         print(json.dumps(out["reference"]), flush=True)
