@@ -33,8 +33,8 @@ import torch
 
 from qigbench.bases.token_weighting import ProviderWeighted, group_target, record_weights
 from qigbench.engine.context import BlockContext
-from qigbench.engine.method import get_method
 from qigbench.engine.contracts import CalibBatch
+from qigbench.engine.method import get_method
 from qigbench.engine.run import CalibrationReport, EngineConfig, calibrate
 from qigbench.errors import QigbenchError
 from qigbench.models.family import ModelFamily

@@ -298,11 +298,11 @@ def summary_rows(groups: Sequence[GroupResult]) -> list[dict[str, Any]]:
 
 
 def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
-    lines = ["| variant | min Spearman | mean Spearman | max abs d-lambda | meets >= 0.99 / <= 1e-3 | attribution time vs m=32 |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| variant | min Spearman | mean Spearman | max abs d-lambda | meets >= 0.99 / <= 1e-3 | "
+             "attribution time vs m=32 |", "|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['spearman_min']:.4f} | {r['spearman_mean']:.4f} | {r['max_dlambda']:.2e} | "
-                     f"{'yes' if r['meets'] else 'no'} | {r['attribution_vs_m32']:.2f} |")  # fmt: skip
+        lines.append(f"| {r['variant']} | {r['spearman_min']:.4f} | {r['spearman_mean']:.4f} | "
+                     f"{r['max_dlambda']:.2e} | {'yes' if r['meets'] else 'no'} | {r['attribution_vs_m32']:.2f} |")
     return "\n".join(lines)
 
 
@@ -318,14 +318,17 @@ def _jsonable(obj: Any) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qigbench.studies.qig_variants", description=__doc__.split("\n")[0])
-    parser.add_argument("--case", required=True, help="massive, or a model alias (tiny-qwen2vl, shape:qwen2vl-7b@1+width=4)")
+    parser.add_argument("--case", required=True,
+                        help="massive, or a model alias (tiny-qwen2vl, shape:qwen2vl-7b@1+width=4)")
     parser.add_argument("--format", default="W3A16")
-    parser.add_argument("--variant", action="append", default=[], help="qig options of a variant, e.g. steps=8 (repeatable)")
+    parser.add_argument("--variant", action="append", default=[],
+                        help="qig options of a variant, e.g. steps=8 (repeatable)")
     parser.add_argument("--samples", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=4, help="calibration batch size (memory only)")
     parser.add_argument("--image-size", type=int, default=448)
     parser.add_argument("--end-to-end", action="append", default=[],
-                        help="variants to calibrate end to end too (block error, KL, time; 'mbq' for MBQ, 'qig' for m=32)")
+                        help="variants to calibrate end to end too (block error, KL, time; 'mbq' for MBQ, "
+                        "'qig' for m=32)")
     parser.add_argument("--heldout", type=int, default=8, help="held-out samples for the KL (0: no KL)")
     parser.add_argument("--json", help="write every number here")
     parser.add_argument("--threads", type=int, default=1)
@@ -357,7 +360,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             heldout = list(load_calibration(held, model=loaded, n_samples=args.heldout, batch_size=1).batches)
         runs = []
         for spec in args.end_to_end:
-            method, options = ("mbq", ()) if spec == "mbq" else ("qig", () if spec == "qig" else Variant.parse(spec).method_options)
+            if spec in ("mbq", "qig"):
+                method, options = spec, ()
+            else:
+                method, options = "qig", Variant.parse(spec).method_options
             runs.append(end_to_end(loaded, batches, fmt, method, options, heldout, fresh=fresh))
             print(json.dumps(asdict(runs[-1])), flush=True)
         out["end_to_end"] = [asdict(r) for r in runs]

@@ -34,9 +34,8 @@ def test_qig_gptq_defaults_to_32_steps_and_the_request_says_so() -> None:
     request = QuantizeRequest(model="tiny-qwen2vl", method="qig", format="W3A16")
     assert request.identity().payload()["config"]["qig"]["steps"] == 32
     assert request.label() == "qig"
-    assert QuantizeRequest(model="tiny-qwen2vl", method="qig", format="W3A16", options=(("qig.steps", "8"),)).label() == (
-        "qig[steps=8]"
-    )
+    steps8 = QuantizeRequest(model="tiny-qwen2vl", method="qig", format="W3A16", options=(("qig.steps", "8"),))
+    assert steps8.label() == "qig[steps=8]"
     # passing the default explicitly is the paper's setting: the plain name
     assert QuantizeRequest(model="m", method="qig", format="W3A16", options=(("qig.steps", "32"),)).label() == "qig"
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sens_blocks import WEIGHT_ACT, WEIGHT_ONLY, make_target, quantized_copy, token_types
 from torch import nn
 
 from qigbench.quant import parse_format
 from qigbench.sensitivity import AttributionTarget
 from qigbench.sensitivity.ig import QUADRATURES
 from qigbench.sensitivity.qig_provider import QIGConfig, QIGProvider
-from sens_blocks import WEIGHT_ACT, WEIGHT_ONLY, make_target, quantized_copy, token_types
 
 
 class Counting(nn.Module):
@@ -42,8 +42,8 @@ def _linear_target(b: int, t: int, h: int, seed: int, bias: bool, fmt: str = WEI
     f = nn.Linear(h, h + 3, bias=bias).to(torch.float64)
     fq = quantized_copy(f, fmt)
     x = torch.randn(b, t, h, dtype=torch.float64) * 2
-    return AttributionTarget(f_fp=Counting(f), f_q=fq, x=x, x_q=None, token_types=token_types(b, t, seed, n_pad=[1] + [0] * (b - 1)),
-                             linear=True)  # fmt: skip
+    types = token_types(b, t, seed, n_pad=[1] + [0] * (b - 1))
+    return AttributionTarget(f_fp=Counting(f), f_q=fq, x=x, x_q=None, token_types=types, linear=True)
 
 
 @settings(max_examples=40, deadline=None)
