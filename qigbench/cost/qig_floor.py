@@ -171,7 +171,6 @@ def probe_qig_floor(
     if search_step is None:
         raise QigbenchError(f"{method!r} has no per-group scale search to time; the probe supports qig")
     provider: QIGProvider = plugin.provider
-    rule = provider.config.quadrature
     pending: dict[tuple[int, str], dict[str, Any]] = {}
     found: list[GroupFloor] = []
 
@@ -201,6 +200,7 @@ def probe_qig_floor(
         if got is None:
             return
         steps = int(got["diagnostics"].get("steps_used") or provider.config.steps)
+        rule = str(got["diagnostics"].get("quadrature") or provider.config.quadrature)
         points = len(quadrature_nodes(steps, rule)[0])
         found.append(GroupFloor(block=ctx.index, group=group.name, samples=got["samples"], points=points,
                                 point=got["point"], search=spent, target=got["target"],

@@ -86,3 +86,18 @@ def test_variant_options_and_labels() -> None:
     assert QIGProvider(v.config()).config.quadrature == "gauss"
     with pytest.raises(ValueError, match="KEY=VALUE"):
         Variant.parse("steps")
+
+
+def test_fast_preset_is_gauss_8_in_weight_only_formats_and_the_paper_in_weight_activation_ones() -> None:
+    from qigbench.engine.method import get_method
+    from sens_blocks import make_target
+
+    fast = QIGConfig(preset="fast")
+    assert fast.integration(False) == (8, "gauss") and fast.integration(True) == (32, "midpoint")
+    assert get_method("qig", {"qig.preset": "fast"}).label() == "qig[preset=fast]"
+    assert get_method("qig-gptq", {"qig.preset": "fast"}).label() == "qig+gptq[preset=fast]"
+    only = make_target(b=2, t=6, seed=4)
+    torch.testing.assert_close(QIGProvider(fast)(only).weights,
+                               QIGProvider(QIGConfig(steps=8, quadrature="gauss"))(only).weights)  # fmt: skip
+    wa = make_target(b=2, t=6, seed=4, fmt="W4A8")
+    assert torch.equal(QIGProvider(fast)(wa).weights, QIGProvider(QIGConfig())(wa).weights)
