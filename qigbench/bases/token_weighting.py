@@ -97,7 +97,15 @@ def attribution_target(
         surrogate=lambda: straight_through_surrogate(twin),
         # a linear layer and its weight-only RTN twin: QIG's one-point shortcut is exact there
         linear=isinstance(g.inspect, nn.Linear) and ctx.fmt.weight_only,
+        linear_weights=_linear_weights(g.inspect, twin, ctx),
     )
+
+
+def _linear_weights(module: nn.Module, twin: nn.Module, ctx: BlockContext) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(W, W_q)`` when the compared module is one linear layer and its twin a QuantLinear of it."""
+    if not isinstance(module, nn.Linear) or not isinstance(twin, QuantLinear):
+        return None
+    return module.weight.detach().to(ctx.device), twin.weight.detach().to(ctx.device)
 
 
 def attribution_budget(ctx: BlockContext, group: ResolvedGroup) -> int:

@@ -84,6 +84,10 @@ class AttributionTarget:
     #: W{b}A16). Their difference is then linear, so a QIG objective of it is positively homogeneous
     #: and, from the zero baseline, its gradient is the same at every path point: one point is exact
     linear: bool = False
+    #: ``(W, W_q)``, the weights of ``f_fp`` and ``f_q`` when the compared module is one linear layer
+    #: (any format): QIG's gradient is then ``sign(e) (W - W_q) / H`` at every path point, so the
+    #: path needs forwards only and one matmul at the end (``QIGProvider``'s no-backward shortcut)
+    linear_weights: tuple[Tensor, Tensor] | None = None
 
     @property
     def batch(self) -> int:

@@ -275,6 +275,8 @@ class QIGProvider:
             return torch.zeros(x.shape[:2], device=x.device), None
         if cfg.shortcuts and self.linear_exact(target, baseline):
             return self._linear_scores(target, diag)
+        if cfg.shortcuts and self.forward_only(target):
+            return self._forward_only_scores(target, baseline, diag)
         # all rows go through f even if some are degenerate: the engine's closures expect whole
         # multiples of B rows; a degenerate row simply gets zero attributions and falls back later
         m, rule = cfg.integration(bool(target.weight_activation))
@@ -310,6 +312,79 @@ class QIGProvider:
             and baseline is not target.x_q
             and not bool(baseline.any())
         )
+
+    def forward_only(self, target: AttributionTarget) -> bool:
+        """Whether the path needs no backward pass: the compared module is one linear layer
+        (:attr:`AttributionTarget.linear_weights`) and the rule is a fixed one (not adaptive)."""
+        return target.linear_weights is not None and not self.config.adaptive
+
+    def _forward_only_scores(
+        self, target: AttributionTarget, baseline: Tensor, diag: dict[str, Any]
+    ) -> tuple[Tensor, IGResult]:
+        """The exact shortcut for a linear compared module: no backward pass.
+
+        With ``f(x) = x W^T + b`` and ``f_q(x) = Q_X(x) W_q^T + b`` (``Q_X`` straight-through, the
+        identity in weight-only formats), QIG's objective ``G = s sum_t mean_h |e|`` has the gradient
+        ``s / H sign(e) A`` at every point, ``A = W - W_q`` (``W`` when ``f_q`` carries no gradient or
+        the objective does not subtract it). Autograd computes exactly that, point by point; here the
+        signs of the forwards are summed with the quadrature weights and multiplied by ``A`` once, so
+        each path point costs the two forwards and no backward.
+        """
+        cfg = self.config
+        wa = bool(target.weight_activation)
+        m, rule = cfg.integration(wa)
+        alphas, weights = quadrature_nodes(m, rule)
+        assert target.linear_weights is not None
+        w, w_q = (t.float() for t in target.linear_weights)
+        no_grad_q = cfg.use_quantized_no_grad() and wa
+        a_matrix = w - w_q if cfg.objective == "fx_minus_fxq" and not no_grad_q else w
+        scale = cfg.scale(wa)
+        spans, per_call = target.chunking(m if cfg.batched else 1, cfg.chunk_size)
+        raw, sums, g_x, g_b = [], [], [], []
+        for a, b in spans:
+            sub = target.rows(a, b)
+            x, base = sub.x.detach(), baseline[a:b].detach().to(sub.x.dtype)
+            delta = x - base
+            y0 = None
+            if cfg.objective == "fx_minus_f0":
+                with torch.no_grad():
+                    y0 = sub.f_fp(torch.zeros_like(x)).float()
+            signs: Tensor | None = None
+            n = x.shape[0]
+            for start in range(0, len(alphas), max(1, per_call)):
+                alpha = torch.tensor(alphas[start : start + per_call], dtype=x.dtype, device=x.device)
+                weight = torch.tensor(weights[start : start + per_call], dtype=torch.float32, device=x.device)
+                k = alpha.numel()
+                pts = (base.unsqueeze(0) + alpha.view(k, 1, 1, 1) * delta.unsqueeze(0)).reshape(k * n, *x.shape[1:])
+                with torch.no_grad():
+                    e = sub.f_fp(pts).float()
+                    if cfg.objective == "fx_minus_fxq":
+                        e = e - sub.f_q(pts).float()
+                    elif y0 is not None:
+                        e = e - y0.repeat(k, 1, 1)
+                part = (torch.sign(e).view(k, n, *e.shape[1:]) * weight.view(k, 1, 1, 1)).sum(dim=0)
+                signs = part if signs is None else signs + part
+            assert signs is not None
+            avg_grad = (signs @ a_matrix) * (scale / a_matrix.shape[0])
+            attributions = delta.float() * avg_grad
+            raw.append(attributions.abs().mean(dim=-1))
+            sums.append(attributions.flatten(1).sum(dim=1))
+            G = qig_objective(sub, cfg)
+            check = G
+            if cfg.completeness == "surrogate" and sub.surrogate is not None:
+                surrogate = sub.surrogate
+
+                def check(z: Tensor, G: GFn = G) -> Tensor:
+                    with surrogate():
+                        return G(z)
+
+            with torch.no_grad():
+                g_x.append(check(x).detach().float())
+                g_b.append(check(base).detach().float())
+        diag.update(sample_chunks=len(spans), points_per_call=per_call, steps_used=m, quadrature=rule,
+                    points_evaluated=len(alphas), shortcut_no_backward=True)  # fmt: skip
+        total = IGResult(torch.cat(sums).view(-1, 1, 1), torch.cat(g_x), torch.cat(g_b), m)
+        return torch.cat(raw, dim=0), total
 
     def _linear_scores(self, target: AttributionTarget, diag: dict[str, Any]) -> tuple[Tensor, IGResult]:
         """The exact shortcut for a linear compared module from the zero baseline.

@@ -121,3 +121,45 @@ def test_shortcuts_are_not_part_of_a_label_or_the_stored_config() -> None:
     assert changed_fields(off, QIGConfig()) == {}
     assert "shortcuts" not in config_to_dict(QIGConfig())
     assert parse_format(WEIGHT_ONLY).weight_only
+
+
+def _linear_wa_target(b: int, t: int, seed: int, fmt: str, bias: bool, baseline: str) -> AttributionTarget:
+    from qigbench.quant import fake_quantize
+
+    torch.manual_seed(seed)
+    f = nn.Linear(16, 12, bias=bias)
+    fq = quantized_copy(f, fmt)
+    x = torch.randn(b, t, 16) * 2
+    spec = parse_format(fmt).activation
+    if baseline == "quantized-input" and spec is not None:
+        x_q = fake_quantize(x, spec)
+    else:  # a quantized-path input: x plus upstream quantization error
+        x_q = x + 0.1 * torch.randn(b, t, 16)
+    return AttributionTarget(f_fp=Counting(f), f_q=fq, x=x, x_q=x_q, token_types=token_types(b, t, seed),
+                             weight_activation=spec is not None, linear_weights=(f.weight, fq.weight))  # fmt: skip
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    b=st.integers(1, 3), t=st.integers(2, 6), seed=st.integers(0, 10_000), steps=st.integers(1, 10),
+    rule=st.sampled_from(QUADRATURES), bias=st.booleans(), fmt=st.sampled_from([WEIGHT_ACT, WEIGHT_ONLY]),
+    objective=st.sampled_from(["fx_minus_fxq", "fx_minus_f0", "fx"]), baseline=st.sampled_from(["quantized-input", "path"]),
+    reference=st.booleans(), chunk=st.sampled_from([None, 1, 3]),
+)  # fmt: skip
+def test_linear_module_needs_no_backward_pass(
+    b: int, t: int, seed: int, steps: int, rule: str, bias: bool, fmt: str, objective: str, baseline: str,
+    reference: bool, chunk: int | None,
+) -> None:  # fmt: skip
+    """A linear compared module in any format, from any baseline: the summed signs of the forwards
+    times W - W_q give the same attributions as autograd point by point (reference mode's no-grad
+    f_q and x1000 included)."""
+    target = _linear_wa_target(b, t, seed, fmt, bias, baseline)
+    kw = dict(steps=steps, quadrature=rule, objective=objective, baseline="quantized", chunk_size=chunk,
+              reference=reference, warmup_searches=0)  # fmt: skip
+    fast = QIGProvider(QIGConfig(**kw))(target)  # type: ignore[arg-type]
+    full = QIGProvider(QIGConfig(**kw, shortcuts=False))(target)  # type: ignore[arg-type]
+    assert fast.diagnostics["shortcut_no_backward"] is True and "shortcut_no_backward" not in full.diagnostics
+    assert fast.diagnostics["points_evaluated"] == full.diagnostics["points_evaluated"]
+    torch.testing.assert_close(fast.raw, full.raw, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(fast.weights, full.weights, rtol=1e-4, atol=1e-6)
+    assert abs(fast.diagnostics["completeness_residual"] - full.diagnostics["completeness_residual"]) < 1e-3
