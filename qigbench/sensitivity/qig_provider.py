@@ -107,7 +107,7 @@ class QIGConfig:
     #: every group measured), and ``steps`` / ``quadrature`` (the paper's 32) in weight-activation
     #: formats, whose straight-through activation rounding makes the integrand a step function that no
     #: cheaper rule followed. A variant: stored as ``qig[preset=fast]``
-    preset: Preset = omit_default("paper")
+    preset: Literal["paper", "fast"] = omit_default("paper")
     #: take the shortcuts that cannot change the result (each has a property test in
     #: tests/sensitivity/test_exact_shortcuts.py and is logged in the block stats when taken):
     #: one path point where the compared module is linear in x and the baseline is zero (the
@@ -369,15 +369,7 @@ class QIGProvider:
             attributions = delta.float() * avg_grad
             raw.append(attributions.abs().mean(dim=-1))
             sums.append(attributions.flatten(1).sum(dim=1))
-            G = qig_objective(sub, cfg)
-            check = G
-            if cfg.completeness == "surrogate" and sub.surrogate is not None:
-                surrogate = sub.surrogate
-
-                def check(z: Tensor, G: GFn = G) -> Tensor:
-                    with surrogate():
-                        return G(z)
-
+            check = completeness_function(qig_objective(sub, cfg), sub, cfg) or qig_objective(sub, cfg)
             with torch.no_grad():
                 g_x.append(check(x).detach().float())
                 g_b.append(check(base).detach().float())
@@ -423,13 +415,7 @@ class QIGProvider:
     ) -> tuple[IGResult, list[tuple[int, float]]]:
         cfg = self.config
         G = qig_objective(target, cfg)
-        check: GFn | None = None
-        if cfg.completeness == "surrogate" and target.surrogate is not None:
-            surrogate = target.surrogate
-
-            def check(x: Tensor) -> Tensor:
-                with surrogate():
-                    return G(x)
+        check = completeness_function(G, target, cfg)
 
         m, rule = cfg.integration(bool(target.weight_activation))
         if cfg.adaptive:
@@ -439,6 +425,20 @@ class QIGProvider:
             )  # fmt: skip
         res = integrate(G, target.x, baseline, m, rule, per_call, batched=cfg.batched, G_check=check)
         return res, []
+
+
+def completeness_function(G: GFn, target: AttributionTarget, cfg: QIGConfig) -> GFn | None:
+    """What completeness is checked against: ``G`` under the straight-through surrogate (activation
+    quantizers as the identity) when the config asks for it and the target has one, else None (``G``)."""
+    if cfg.completeness != "surrogate" or target.surrogate is None:
+        return None
+    surrogate = target.surrogate
+
+    def check(x: Tensor) -> Tensor:
+        with surrogate():
+            return G(x)
+
+    return check
 
 
 def _warmup_weights(target: AttributionTarget, diag: dict[str, Any]) -> TokenWeights:

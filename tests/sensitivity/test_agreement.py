@@ -89,8 +89,9 @@ def test_variant_options_and_labels() -> None:
 
 
 def test_fast_preset_is_gauss_8_in_weight_only_formats_and_the_paper_in_weight_activation_ones() -> None:
-    from qigbench.engine.method import get_method
     from sens_blocks import make_target
+
+    from qigbench.engine.method import get_method
 
     fast = QIGConfig(preset="fast")
     assert fast.integration(False) == (8, "gauss") and fast.integration(True) == (32, "midpoint")

@@ -143,7 +143,8 @@ def _linear_wa_target(b: int, t: int, seed: int, fmt: str, bias: bool, baseline:
 @given(
     b=st.integers(1, 3), t=st.integers(2, 6), seed=st.integers(0, 10_000), steps=st.integers(1, 10),
     rule=st.sampled_from(QUADRATURES), bias=st.booleans(), fmt=st.sampled_from([WEIGHT_ACT, WEIGHT_ONLY]),
-    objective=st.sampled_from(["fx_minus_fxq", "fx_minus_f0", "fx"]), baseline=st.sampled_from(["quantized-input", "path"]),
+    objective=st.sampled_from(["fx_minus_fxq", "fx_minus_f0", "fx"]),
+    baseline=st.sampled_from(["quantized-input", "path"]),
     reference=st.booleans(), chunk=st.sampled_from([None, 1, 3]),
 )  # fmt: skip
 def test_linear_module_needs_no_backward_pass(
