@@ -8,7 +8,9 @@ samples in one call (no memory-budget chunking, no completeness check, no target
 
     floor = n_points x (t_forward_f + t_forward_fq + t_backward) + t_search
 
-and sets it beside what the method really spent on the same group in the same run
+and the same with the point timed on the sample chunks the provider really uses under the memory
+budget (``floor_chunked``: on a CPU several small calls can be faster than one large one, so the
+whole-batch floor is not always the lower of the two), and sets both beside what the method really spent on the same group in the same run
 (``measured = t_target + t_attribution + t_search``: building the target (``f_q``'s RTN copy,
 the recorded input, the quantized-path input ``x^q``), the provider call as the engine makes it,
 the search). ``measured / floor`` is the overhead that chunking, the completeness check,
@@ -69,6 +71,8 @@ class GroupFloor:
     points: int
     point: PointTiming
     search: float
+    #: one point timed span by span over the provider's sample chunks (the sum over the spans)
+    point_chunked: PointTiming | None
     target: float
     attribution: float
     #: the provider's own diagnostics for this group (steps used, chunks, shortcuts taken)
@@ -77,6 +81,13 @@ class GroupFloor:
     @property
     def floor(self) -> float:
         return self.points * self.point.total + self.search
+
+    @property
+    def floor_chunked(self) -> float:
+        """The floor with the point timed on the provider's sample chunks (the whole-batch floor if
+        the provider did not chunk)."""
+        point = self.point_chunked or self.point
+        return self.points * point.total + self.search
 
     @property
     def measured(self) -> float:
@@ -88,7 +99,9 @@ class GroupFloor:
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out.update(floor=self.floor, measured=self.measured, ratio=self.ratio, point_total=self.point.total)
+        out.update(floor=self.floor, floor_chunked=self.floor_chunked, measured=self.measured, ratio=self.ratio,
+                   ratio_chunked=self.measured / self.floor_chunked if self.floor_chunked > 0 else float("inf"),
+                   point_total=self.point.total)  # fmt: skip
         return out
 
 
@@ -102,6 +115,13 @@ class FloorReport:
         return sum(g.floor for g in self.groups)
 
     @property
+    def floor_chunked(self) -> float:
+        """The floor with the point timed on the provider's sample chunks (the whole-batch floor if
+        the provider did not chunk)."""
+        point = self.point_chunked or self.point
+        return self.points * point.total + self.search
+
+    @property
     def measured(self) -> float:
         return sum(g.measured for g in self.groups)
 
@@ -112,6 +132,13 @@ class FloorReport:
 
 def _cpu() -> float:
     return time.process_time()
+
+
+def time_chunked_point(target: AttributionTarget, baseline: torch.Tensor, spans: Sequence[tuple[int, int]],
+                       repeats: int = 3) -> PointTiming:  # fmt: skip
+    """:func:`time_point` span by span over sample ``spans``, summed."""
+    parts = [time_point(target.rows(a, b), baseline[a:b], repeats=repeats) for a, b in spans]
+    return PointTiming(sum(p.forward_fp for p in parts), sum(p.forward_q for p in parts), sum(p.backward for p in parts))
 
 
 def time_point(target: AttributionTarget, baseline: torch.Tensor, alpha: float = 0.5, repeats: int = 3) -> PointTiming:
@@ -186,9 +213,12 @@ def probe_qig_floor(
         weights = record_weights(ctx, group, result)
         if probed(ctx, group):
             baseline = provider.baseline_for(target)
+            m, _ = provider.config.integration(bool(target.weight_activation))
+            spans, _ = target.chunking(m, provider.config.chunk_size)
+            chunked = time_chunked_point(target, baseline, spans, repeats) if len(spans) > 1 else None
             pending[(ctx.index, group.name)] = {
                 "target": t1 - t0, "attribution": t2 - t1, "point": time_point(target, baseline, repeats=repeats),
-                "samples": target.batch, "diagnostics": dict(result.diagnostics),
+                "point_chunked": chunked, "samples": target.batch, "diagnostics": dict(result.diagnostics),
             }  # fmt: skip
         return weights
 
@@ -203,8 +233,9 @@ def probe_qig_floor(
         rule = str(got["diagnostics"].get("quadrature") or provider.config.quadrature)
         points = len(quadrature_nodes(steps, rule)[0])
         found.append(GroupFloor(block=ctx.index, group=group.name, samples=got["samples"], points=points,
-                                point=got["point"], search=spent, target=got["target"],
-                                attribution=got["attribution"], diagnostics=got["diagnostics"]))  # fmt: skip
+                                point=got["point"], search=spent, point_chunked=got["point_chunked"],
+                                target=got["target"], attribution=got["attribution"],
+                                diagnostics=got["diagnostics"]))  # fmt: skip
         if on_group is not None:
             on_group(found[-1])
 
