@@ -10,12 +10,13 @@ samples in one call (no memory-budget chunking, no completeness check, no target
 
 and the same with the point timed on the sample chunks the provider really uses under the memory
 budget (``floor_chunked``: on a CPU several small calls can be faster than one large one, so the
-whole-batch floor is not always the lower of the two), and sets both beside what the method really spent on the same group in the same run
-(``measured = t_target + t_attribution + t_search``: building the target (``f_q``'s RTN copy,
-the recorded input, the quantized-path input ``x^q``), the provider call as the engine makes it,
-the search). ``measured / floor`` is the overhead that chunking, the completeness check,
-recomputed copies and Python add. Times are process CPU seconds (``time.process_time``, steadier
-than wall time on a shared machine); each piece of the floor is the median of ``repeats`` runs.
+whole-batch floor is not always the lower of the two), and sets both beside what the method really
+spent on the same group in the same run (``measured = t_target + t_attribution + t_search``:
+building the target (``f_q``'s RTN copy, the recorded input, the quantized-path input ``x^q``), the
+provider call as the engine makes it, the search). ``measured / floor`` is the overhead that
+chunking, the completeness check, recomputed copies and Python add. Times are process CPU seconds
+(``time.process_time``, steadier than wall time on a shared machine); each piece of the floor is the
+median of ``repeats`` runs.
 
 :func:`probe_qig_floor` runs a whole calibration with the method (``qig``, or any method built on
 the scale search whose weights come from a sensitivity provider) and probes every group it is
@@ -138,7 +139,9 @@ def time_chunked_point(target: AttributionTarget, baseline: torch.Tensor, spans:
                        repeats: int = 3) -> PointTiming:  # fmt: skip
     """:func:`time_point` span by span over sample ``spans``, summed."""
     parts = [time_point(target.rows(a, b), baseline[a:b], repeats=repeats) for a, b in spans]
-    return PointTiming(sum(p.forward_fp for p in parts), sum(p.forward_q for p in parts), sum(p.backward for p in parts))
+    return PointTiming(
+        sum(p.forward_fp for p in parts), sum(p.forward_q for p in parts), sum(p.backward for p in parts)
+    )
 
 
 def time_point(target: AttributionTarget, baseline: torch.Tensor, alpha: float = 0.5, repeats: int = 3) -> PointTiming:
