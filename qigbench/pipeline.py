@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from qigbench import parallel
 from qigbench.data.defaults import default_calibration
 from qigbench.data.loader import load_calibration
 from qigbench.device import check_device
@@ -160,6 +161,8 @@ class QuantizeResult:
             "resumed_from_block": self.report.resumed_from_block,
             "peak_memory_bytes": self.report.peak_memory_bytes,
             "mean_block_error": self.report.mean_block_error,
+            # world size, backend, samples per rank: how it ran, not what it is (not in the identity)
+            "parallel": self.report.parallel,
             "blocks": self.report.blocks,
             "quantized_modules": quantized_modules(self.loaded),
             "kept_fp": [{"path": k.path, "reason": k.reason} for k in self.loaded.family.keep_fp],
@@ -173,20 +176,25 @@ def quantized_modules(loaded: LoadedModel) -> list[str]:
 
 
 def quantize(request: QuantizeRequest, loaded: LoadedModel | None = None) -> QuantizeResult:
+    """Calibrate ``request``. Under torchrun every rank runs this with the same request (rank 0
+    announces it to the others first: :mod:`qigbench.parallel.follow`), each on its share of the
+    calibration samples; rank 0 builds the cached model and calibration set, the others then read them."""
     request.validate()  # fail on bad input before loading anything
     budget = parse_bytes(request.memory_budget)  # ... and a bad --memory-budget
     method = get_method(request.method, dict(request.options))
-    if loaded is None:
-        loaded = load_model(
-            request.model,
-            dtype=request.torch_dtype(),
-            device="cpu",  # the engine moves one block at a time to request.device
-            trust_remote_code=request.trust_remote_code,
-            cache_dir=request.cache_dir,
-        )
-    batches, calibration = calibration_batches(request, loaded, method)
+    parallel.announce("quantize", request)
+    with parallel.main_first():
+        if loaded is None:
+            loaded = load_model(
+                request.model,
+                dtype=request.torch_dtype(),
+                device="cpu",  # the engine moves one block at a time to request.device
+                trust_remote_code=request.trust_remote_code,
+                cache_dir=request.cache_dir,
+            )
+        batches, calibration = calibration_batches(request, loaded, method)
     engine = EngineConfig(
-        device=request.device,
+        device=parallel.rank_device(request.device),
         propagation=request.propagation,
         resume_dir=Path(request.resume_dir) if request.resume_dir else None,
         progress=request.progress,

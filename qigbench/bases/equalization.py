@@ -115,13 +115,15 @@ class EqualizationMethod(Method[EqualizationConfigT]):
                 if name.endswith(("q_proj", "k_proj")):
                     continue
                 linear = ctx.linear(name)
-                x = ctx.linear_input(name).to(ctx.device)
+                calls = ctx.linear_calls(name)
+                x = torch.cat([c.input() for c in calls], dim=0).to(ctx.device)
                 ratio = search_clip(
                     linear.weight.data,
                     x,
                     None if lam is None else lam.to(ctx.device),
                     ctx.fmt.weight,
                     token_types=ctx.token_types.to(ctx.device),
+                    batch_sizes=[int(c.input().shape[0]) for c in calls],  # sums per recorded batch
                 )
                 ctx.quantize_linear_(name, fake_quantize(linear.weight.data, ctx.fmt.weight, ratio))
                 ctx.log(group.name, **{f"clip_mean.{name}": float(ratio.float().mean())})

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
+from qigbench import parallel
 from qigbench.engine.context import BlockContext
 from qigbench.engine.replay import Recorder, Replay, run_calls
 from qigbench.memory import row_bytes
@@ -144,13 +145,43 @@ def make_provider(sensitivity: SensitivityName, qig: QIGConfig) -> SensitivityPr
     return get_provider(sensitivity)
 
 
+#: how a provider's per-sample diagnostics combine over the ranks of a data-parallel run, so the
+#: record says what one process would (the others are the same on every rank, or describe the
+#: rank's own execution, e.g. ``seconds``, ``sample_chunks``: rank 0's are recorded)
+RANK_REDUCTIONS = {"completeness_residual": "max", "steps_used": "max", "degenerate_fallback": "any",
+                   "degenerate_input": "all", "padding_share": "mean"}
+
+
+def _global_diagnostics(values: dict[str, Any], rows: int) -> dict[str, Any]:
+    if not parallel.active():
+        return values
+    out = dict(values)
+    for key, how in RANK_REDUCTIONS.items():
+        if key not in out or not isinstance(out[key], (int, float, bool)):
+            continue
+        v = out[key]
+        if how == "max":
+            out[key] = type(v)(parallel.all_reduce_max(torch.tensor([float(v)], dtype=torch.float64))[0])
+        elif how == "any":
+            out[key] = parallel.any_rank(bool(v))
+        elif how == "all":
+            out[key] = parallel.all_ranks(bool(v))
+        else:  # mean over samples
+            weighted, n = parallel.sum_floats(float(v) * rows, float(rows))
+            out[key] = weighted / max(n, 1.0)
+    return out
+
+
 def group_token_weights(provider: SensitivityProvider, ctx: BlockContext, group: ResolvedGroup) -> torch.Tensor:
     """lambda[N, T] for one group of the current block; diagnostics go to the block's stats and the
-    weights to its artifacts (for the heatmap)."""
+    weights to its artifacts (for the heatmap). lambda is normalised per sample, so each rank
+    attributes its own samples; only the diagnostics are combined over the ranks."""
     wants_attention = getattr(provider, "name", "") == "attention"
     wants_xq = bool(getattr(provider, "wants_quantized_input", False))
     result = provider(attribution_target(ctx, group, with_attention=wants_attention, quantized_reference=wants_xq))
-    ctx.log(group.name, **{f"sens.{k}": v for k, v in result.diagnostics.items() if isinstance(v, (int, float, bool))})
+    numbers = {k: v for k, v in result.diagnostics.items() if isinstance(v, (int, float, bool))}
+    numbers = _global_diagnostics(numbers, int(ctx.token_types.shape[0]))
+    ctx.log(group.name, **{f"sens.{k}": v for k, v in numbers.items()})
     ctx.artifacts.setdefault("token_weights", {})[group.name] = result.weights.detach().cpu()
     return result.weights
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from qigbench.errors import QigbenchError
 from qigbench.models.family import ModelFamily
+from qigbench.parallel import Shard
 from qigbench.quant import QuantFormat
 
 
@@ -46,13 +47,24 @@ class EngineConfig:
 
 @dataclass
 class RunContext:
-    """What a method's ``prepare`` sees: the whole model and the calibration batches."""
+    """What a method's ``prepare`` sees: the whole model and the calibration batches.
+
+    ``batches`` are this rank's share (all of them in one process: see :mod:`qigbench.parallel`);
+    ``all_batches`` the whole calibration set, for a pre-pass that every rank must run on every
+    sample in order (Q-VLM's prompt-sequential ranges, under :func:`qigbench.parallel.replicated`)."""
 
     model: nn.Module
     family: ModelFamily
     fmt: QuantFormat
     batches: list[CalibBatch]
     config: EngineConfig
+    all_batches: list[CalibBatch] | None = None
+    #: which samples ``batches`` are (the whole set in one process)
+    shard: Shard | None = None
+
+    def __post_init__(self) -> None:
+        if self.all_batches is None:
+            self.all_batches = self.batches
 
     @property
     def blocks(self) -> nn.ModuleList:

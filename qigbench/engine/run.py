@@ -17,6 +17,7 @@ device, which is what lets large models calibrate on one GPU.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import logging
@@ -30,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from qigbench import parallel
 from qigbench.console import progress
 from qigbench.engine.capture import capture_block_inputs, place_outside_blocks
 from qigbench.engine.checkpoint import Checkpoint
@@ -65,6 +67,9 @@ class CalibrationReport:
     token_weights: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
     #: [N, T] token types of the calibration tokens the weights refer to
     token_types: torch.Tensor | None = field(default=None, repr=False)
+    #: how the run was spread over processes (world size, backend, samples and peak memory per
+    #: rank; see :mod:`qigbench.parallel`): in the record, not in the configuration identity
+    parallel: dict[str, Any] = field(default_factory=dict)
 
     @property
     def mean_block_error(self) -> float:
@@ -87,8 +92,11 @@ def calibrate(
     names ``--memory-budget`` and how to resume from the last finished unit."""
     cfg = config or EngineConfig()
     where = _Position()
+    # a data-free method (RTN) runs its probe batch on every rank: nothing to share, nothing to reduce
+    scope = contextlib.nullcontext() if method.needs_calibration else parallel.replicated()
     try:
-        return _calibrate(model, family, batches, method, fmt, cfg, fingerprint, where)
+        with scope:
+            return _calibrate(model, family, batches, method, fmt, cfg, fingerprint, where)
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
@@ -147,7 +155,11 @@ def _calibrate(
     start_time = time.perf_counter()
     _reset_peak_memory(cfg.device)
     model.eval()
-    batches = unify_lengths(list(batches))
+    batches = unify_lengths(list(batches))  # over the whole set: every rank pads to the same length
+    world = parallel.world()  # rank 0 writes; the samples are shared only when collectives reduce
+    sharing = parallel.active()
+    shard = parallel.shard_batches([int(b.token_types.shape[0]) for b in batches], world if sharing else None)
+    local = shard.batches(batches)  # this rank's samples (all of them in one process)
     blocks: nn.ModuleList = model.get_submodule(family.blocks)  # type: ignore[assignment]
     units = check_units(method.units(len(blocks)), len(blocks), type(method).__name__)
     multi_block = any(len(u) > 1 for u in units)
@@ -158,20 +170,20 @@ def _calibrate(
         if multi_block:  # one-block units add nothing, so directories written before units existed still resume
             identity["units"] = [[u.start, u.stop] for u in units]
         checkpoint = Checkpoint(Path(cfg.resume_dir), {**identity, **_numbers_fingerprint(model, batches)})
-    resume = checkpoint.open() if checkpoint else None
+    resume, saved_state = _open_checkpoint(checkpoint)
 
-    run = RunContext(model, family, fmt, list(batches), cfg)
-    saved_state = checkpoint.load_method_state() if checkpoint else None
+    run = RunContext(model, family, fmt, local, cfg, all_batches=list(batches), shard=shard)
     if saved_state is not None:
         method.load_state_dict(saved_state)
     else:
-        method.prepare(run)
-        if checkpoint:
+        with parallel.where("the method's prepare"):
+            method.prepare(run)
+        if checkpoint and world.is_main:  # identical on every rank: its statistics are reduced
             checkpoint.save_method_state(method.state_dict())
 
     place_outside_blocks(model, family.blocks, cfg.device)
     captured = capture_block_inputs(
-        model, blocks, [b.inputs for b in batches], device=cfg.device, offload=cfg.offload
+        model, blocks, [b.inputs for b in local], device=cfg.device, offload=cfg.offload
     )
     place_outside_blocks(model, family.blocks, cfg.offload)
     keep_q = propagation == "quantized" or method.keeps_quantized_stream()
@@ -187,7 +199,9 @@ def _calibrate(
             )
         for i in range(resume.next_block):
             restore_block_(blocks[i], checkpoint.load_block(i), resume.block_stats[i]["quantized"], fmt)  # type: ignore[union-attr]
-        fp_stream, q_stream, first = resume.fp_stream, resume.q_stream, resume.next_block
+        # the saved streams cover every sample (rank 0 gathers them): take this rank's batches
+        fp_stream, first = shard.batches(resume.fp_stream), resume.next_block
+        q_stream = shard.batches(resume.q_stream) if resume.q_stream is not None else None
         report.blocks = list(resume.block_stats)
         report.resumed_from_block = first
         report.resumed_seconds = resume.elapsed_seconds
@@ -195,20 +209,23 @@ def _calibrate(
             carried = copy.deepcopy(resume.block_stats[-1].get("carried", {}))
         log.info("resuming at block %d of %d from %s", first, len(blocks), cfg.resume_dir)
 
-    token_types = torch.cat([b.token_types for b in batches], dim=0)
+    all_token_types = torch.cat([b.token_types for b in batches], dim=0)
+    token_types = shard.rows(all_token_types)
     report.token_types = token_types
-    answers = [b.answer_mask for b in batches]
+    answers = [b.answer_mask for b in local]
     answer_mask = torch.cat(answers, dim=0) if all(a is not None for a in answers) else None  # type: ignore[arg-type]
     todo = [u for u in units if u.start >= first]
     bar = progress(todo, desc=f"{method.name} {fmt.name}", unit="unit" if multi_block else "block",
-                   disable=not cfg.progress)
-    settings = BlockSettings(family, fmt, token_types, answer_mask, cfg.device, propagation, carried, cfg.memory_budget)
+                   disable=not cfg.progress or not world.is_main)
+    settings = BlockSettings(family, fmt, token_types, answer_mask, cfg.device, propagation, carried, cfg.memory_budget,
+                             shard=shard, all_token_types=all_token_types)
     for unit in bar:
         where.block = unit.start
         modules = [blocks[i].to(cfg.device) for i in unit]
         ctx = UnitContext(unit, modules, [captured.layer_calls[i] for i in unit], fp_stream, q_stream, settings)
         where.unit = ctx
-        method.quantize_unit(ctx)
+        with parallel.where(unit.name):
+            method.quantize_unit(ctx)
         if not ctx.finished:
             raise QigbenchError(
                 f"{type(method).__name__}.quantize_unit returned with {len(ctx.stats)} of the {len(unit)} blocks of "
@@ -226,13 +243,50 @@ def _calibrate(
             blocks[i] = ctx.modules[offset].to(cfg.offload)
         fp_stream = [t.to(cfg.offload) for t in ctx.fp_outputs]
         q_stream = [t.to(cfg.offload) for t in ctx.q_outputs] if ctx.q_outputs is not None else None
+        if sharing:  # every rank propagates through its own copy: they must be the same
+            parallel.check_same([t for i in unit for t in blocks[i].state_dict().values()], f"weights of {unit.name}")
         if checkpoint:
             elapsed = report.resumed_seconds + time.perf_counter() - start_time
             states = [blocks[i].state_dict() for i in unit]
-            checkpoint.save_unit(unit.start, states, ctx.stats, fp_stream, q_stream, elapsed)
+            streams = _gather_streams(fp_stream, q_stream)
+            if streams is not None and world.is_main:  # rank 0 writes the files one process would write
+                checkpoint.save_unit(unit.start, states, ctx.stats, streams[0], streams[1], elapsed)
     report.seconds = report.resumed_seconds + time.perf_counter() - start_time
     report.peak_memory_bytes = _peak_memory(cfg.device)
+    if sharing:
+        peaks = parallel.gather_objects(report.peak_memory_bytes)
+        report.peak_memory_bytes = max(peaks)
+        report.parallel = {**world.describe(), "samples_per_rank": parallel.gather_objects(shard.stop - shard.start),
+                           "peak_memory_bytes_per_rank": peaks}
+    else:
+        report.parallel = world.describe()
     return report
+
+
+def _open_checkpoint(checkpoint: Checkpoint | None) -> tuple[Any, dict[str, torch.Tensor] | None]:
+    """The resume state and the saved method state. Rank 0 opens the directory first (it creates
+    the manifest), the others read it after, and nobody goes on before every rank has read: the
+    decision "resume or prepare" is then the same on every rank."""
+    if checkpoint is None:
+        return None, None
+    with parallel.main_first():
+        resume = checkpoint.open()
+        saved = checkpoint.load_method_state()
+    parallel.barrier()
+    return resume, saved
+
+
+def _gather_streams(
+    fp_stream: list[torch.Tensor], q_stream: list[torch.Tensor] | None
+) -> tuple[list[torch.Tensor], list[torch.Tensor] | None] | None:
+    """The streams of every sample on rank 0, in batch order (``None`` on the other ranks), so a
+    checkpoint does not depend on how many ranks wrote it."""
+    parts = parallel.gather_to_main((fp_stream, q_stream))
+    if parts is None:
+        return None
+    fp = [t for part, _ in parts for t in part]
+    q = None if parts[0][1] is None else [t for _, part in parts for t in (part or [])]
+    return fp, q
 
 
 def _numbers_fingerprint(model: nn.Module, batches: Sequence[CalibBatch]) -> dict[str, Any]:
