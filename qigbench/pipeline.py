@@ -72,6 +72,9 @@ class QuantizeRequest:
     progress: bool = True
     #: e.g. "8GiB": bytes a streamed chunk may take (None: a safe share of free memory); not in the fingerprint
     memory_budget: str | None = None
+    #: multi-device placement, e.g. ("cuda:0", "cuda:1"): the decoder in stages resident on these
+    #: devices (qigbench.engine.placement); where it runs, not what it is: not in the identity
+    devices: tuple[str, ...] = ()
 
     def validate(self) -> None:
         """Fail on bad input before anything loads (format, sizes, device)."""
@@ -80,11 +83,17 @@ class QuantizeRequest:
                             ("--max-length", self.max_length)):
             check_positive(name, value)
         check_device(self.device)
+        for device in self.devices:
+            check_device(device)
+        if self.devices and (parallel.world().size > 1 or parallel.launched_world_size() > 1):
+            raise QigbenchError("--devices places one model over several devices in one process; under torchrun "
+                                "every rank already has its own GPU: use one or the other")
         self.torch_dtype()
 
     def torch_dtype(self) -> torch.dtype:
         if self.dtype == "auto":
-            return torch.bfloat16 if torch.device(self.device).type == "cuda" else torch.float32
+            where = self.devices[0] if self.devices else self.device
+            return torch.bfloat16 if torch.device(where).type == "cuda" else torch.float32
         if self.dtype not in DTYPES:
             raise QigbenchError(f"unknown dtype {self.dtype!r}; use one of auto, {', '.join(DTYPES)}")
         return DTYPES[self.dtype]
@@ -163,6 +172,7 @@ class QuantizeResult:
             "mean_block_error": self.report.mean_block_error,
             # world size, backend, samples per rank: how it ran, not what it is (not in the identity)
             "parallel": self.report.parallel,
+            "placement": self.report.placement,
             "blocks": self.report.blocks,
             "quantized_modules": quantized_modules(self.loaded),
             "kept_fp": [{"path": k.path, "reason": k.reason} for k in self.loaded.family.keep_fp],
@@ -194,7 +204,8 @@ def quantize(request: QuantizeRequest, loaded: LoadedModel | None = None) -> Qua
             )
         batches, calibration = calibration_batches(request, loaded, method)
     engine = EngineConfig(
-        device=parallel.rank_device(request.device),
+        device=request.devices[0] if request.devices else parallel.rank_device(request.device),
+        devices=tuple(request.devices),
         propagation=request.propagation,
         resume_dir=Path(request.resume_dir) if request.resume_dir else None,
         progress=request.progress,

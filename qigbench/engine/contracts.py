@@ -38,6 +38,9 @@ class EngineConfig:
     progress: bool = True
     #: bytes a streamed chunk (attribution, scale candidates) may take; None: a safe share of free memory
     memory_budget: int | None = None
+    #: multi-device placement (``--devices cuda:0,cuda:1``): the decoder in contiguous stages resident
+    #: on these devices, ``device`` being the first (see :mod:`qigbench.engine.placement`); () = one device
+    devices: tuple[str, ...] = ()
 
     def resolve_propagation(self, fmt: QuantFormat) -> Literal["fp", "quantized"]:
         if self.propagation == "auto":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import logging
 import resource
@@ -38,6 +39,8 @@ from qigbench.engine.checkpoint import Checkpoint
 from qigbench.engine.collate import unify_lengths
 from qigbench.engine.contracts import CalibBatch, EngineConfig, RunContext, check_units
 from qigbench.engine.method import Method
+from qigbench.engine.placement import Placement, PlacementError, parameter_bytes
+from qigbench.engine.replay import Call, map_tensors
 from qigbench.engine.restore import restore_block_
 from qigbench.engine.unit import BlockSettings, UnitContext
 from qigbench.errors import QigbenchError
@@ -61,6 +64,8 @@ class CalibrationReport:
     seconds: float = 0.0
     #: the share of ``seconds`` spent by those earlier runs (0 for a run that did not resume)
     resumed_seconds: float = 0.0
+    #: with ``EngineConfig.devices``: which blocks each device held (see :mod:`qigbench.engine.placement`)
+    placement: list[dict[str, Any]] = field(default_factory=list)
     peak_memory_bytes: int = 0
     resumed_from_block: int = 0
     #: block -> group -> lambda[N, T] (methods with token weights), for the sensitivity heatmap
@@ -153,7 +158,8 @@ def _calibrate(
         raise TypeError(f"calibrate() takes a parsed QuantFormat, not {fmt!r}: pass parse_format({fmt!r})")
     propagation = cfg.resolve_propagation(fmt)
     start_time = time.perf_counter()
-    _reset_peak_memory(cfg.device)
+    for device in cfg.devices or (cfg.device,):
+        _reset_peak_memory(device)
     model.eval()
     batches = unify_lengths(list(batches))  # over the whole set: every rank pads to the same length
     world = parallel.world()  # rank 0 writes; the samples are shared only when collectives reduce
@@ -164,6 +170,7 @@ def _calibrate(
     units = check_units(method.units(len(blocks)), len(blocks), type(method).__name__)
     multi_block = any(len(u) > 1 for u in units)
     report = CalibrationReport(method.describe(), fmt.name, propagation, cfg.device)
+    placement = _placement(cfg, model, blocks, units)
     checkpoint = None
     if cfg.resume_dir is not None:
         identity = {**(fingerprint or {}), **method.describe(), "format": fmt.name, "propagation": propagation}
@@ -173,10 +180,15 @@ def _calibrate(
     resume, saved_state = _open_checkpoint(checkpoint)
 
     run = RunContext(model, family, fmt, local, cfg, all_batches=list(batches), shard=shard)
+    if placement is not None:  # resident for the whole run; the pre-passes run pipelined over the devices
+        placement.place_blocks(blocks)
+        place_outside_blocks(model, family.blocks, placement.first)
+        report.placement = placement.describe()
     if saved_state is not None:
         method.load_state_dict(saved_state)
     else:
-        with parallel.where("the method's prepare"):
+        dispatched = placement.dispatched(model, blocks) if placement is not None else contextlib.nullcontext()
+        with parallel.where("the method's prepare"), dispatched:
             method.prepare(run)
         if checkpoint and world.is_main:  # identical on every rank: its statistics are reduced
             checkpoint.save_method_state(method.state_dict())
@@ -199,6 +211,8 @@ def _calibrate(
             )
         for i in range(resume.next_block):
             restore_block_(blocks[i], checkpoint.load_block(i), resume.block_stats[i]["quantized"], fmt)  # type: ignore[union-attr]
+        if placement is not None:  # the restored quantized linears were built on the host
+            placement.place_blocks(blocks)
         # the saved streams cover every sample (rank 0 gathers them): take this rank's batches
         fp_stream, first = shard.batches(resume.fp_stream), resume.next_block
         q_stream = shard.batches(resume.q_stream) if resume.q_stream is not None else None
@@ -219,10 +233,19 @@ def _calibrate(
                    disable=not cfg.progress or not world.is_main)
     settings = BlockSettings(family, fmt, token_types, answer_mask, cfg.device, propagation, carried, cfg.memory_budget,
                              shard=shard, all_token_types=all_token_types)
+    stage_calls = _StageCalls(captured.layer_calls)
     for unit in bar:
         where.block = unit.start
-        modules = [blocks[i].to(cfg.device) for i in unit]
-        ctx = UnitContext(unit, modules, [captured.layer_calls[i] for i in unit], fp_stream, q_stream, settings)
+        device = placement.device_of(unit.start) if placement is not None else cfg.device
+        modules = [blocks[i].to(device) for i in unit]  # already there with a placement
+        if placement is not None:  # the streams (and the recorded calls) follow the stage they enter
+            fp_stream = [t.to(device) for t in fp_stream]
+            q_stream = [t.to(device) for t in q_stream] if q_stream is not None else None
+            calls = [stage_calls.on(i, device) for i in unit]
+            unit_settings = dataclasses.replace(settings, device=device)
+        else:
+            calls, unit_settings = [captured.layer_calls[i] for i in unit], settings
+        ctx = UnitContext(unit, modules, calls, fp_stream, q_stream, unit_settings)
         where.unit = ctx
         with parallel.where(unit.name):
             method.quantize_unit(ctx)
@@ -239,10 +262,11 @@ def _calibrate(
         report.blocks.extend(ctx.stats)
         report.token_weights.update(ctx.token_weights)
         bar.set_postfix(err=f"{ctx.stats[-1]['rel_error']:.2e}")
+        home = device if placement is not None else cfg.offload  # resident blocks and streams stay
         for offset, i in enumerate(unit):
-            blocks[i] = ctx.modules[offset].to(cfg.offload)
-        fp_stream = [t.to(cfg.offload) for t in ctx.fp_outputs]
-        q_stream = [t.to(cfg.offload) for t in ctx.q_outputs] if ctx.q_outputs is not None else None
+            blocks[i] = ctx.modules[offset].to(home)
+        fp_stream = [t.to(home) for t in ctx.fp_outputs]
+        q_stream = [t.to(home) for t in ctx.q_outputs] if ctx.q_outputs is not None else None
         if sharing:  # every rank propagates through its own copy: they must be the same
             parallel.check_same([t for i in unit for t in blocks[i].state_dict().values()], f"weights of {unit.name}")
         if checkpoint:
@@ -251,8 +275,15 @@ def _calibrate(
             streams = _gather_streams(fp_stream, q_stream)
             if streams is not None and world.is_main:  # rank 0 writes the files one process would write
                 checkpoint.save_unit(unit.start, states, ctx.stats, streams[0], streams[1], elapsed)
+    if placement is not None:  # the calibrated model ends where a single-device run leaves it
+        for i in range(len(blocks)):
+            blocks[i] = blocks[i].to(cfg.offload)
     report.seconds = report.resumed_seconds + time.perf_counter() - start_time
     report.peak_memory_bytes = _peak_memory(cfg.device)
+    if placement is not None:  # per device (on the host they are all the process's peak)
+        for entry in report.placement:
+            entry["peak_memory_bytes"] = _peak_memory(entry["device"])
+        report.peak_memory_bytes = max(e["peak_memory_bytes"] for e in report.placement)
     if sharing:
         peaks = parallel.gather_objects(report.peak_memory_bytes)
         report.peak_memory_bytes = max(peaks)
@@ -261,6 +292,40 @@ def _calibrate(
     else:
         report.parallel = world.describe()
     return report
+
+
+def _placement(cfg: EngineConfig, model: nn.Module, blocks: nn.ModuleList, units: Sequence[Any]) -> Placement | None:
+    if not cfg.devices:
+        return None
+    if cfg.device != cfg.devices[0]:
+        raise PlacementError(f"with --devices {','.join(cfg.devices)} the compute device is the first of them, "
+                             f"not {cfg.device}")
+    outside = parameter_bytes(model) - sum(parameter_bytes(b) for b in blocks)
+    return Placement.plan(cfg.devices, units, blocks, outside)
+
+
+class _StageCalls:
+    """The recorded block calls (masks, rotary embeddings) moved to a stage's device once, a tensor
+    shared by several blocks' calls moved once."""
+
+    def __init__(self, calls: list[list[Call]]) -> None:
+        self.calls = calls
+        self._device: str | None = None
+        self._memo: dict[int, torch.Tensor] = {}
+        self._moved: dict[int, list[Call]] = {}
+
+    def on(self, block: int, device: str) -> list[Call]:
+        if device != self._device:
+            self._device, self._memo, self._moved = device, {}, {}
+        if block not in self._moved:
+            def move(t: torch.Tensor) -> torch.Tensor:
+                if id(t) not in self._memo:
+                    self._memo[id(t)] = t.to(device)
+                return self._memo[id(t)]
+
+            self._moved[block] = [Call(map_tensors(c.args, move), map_tensors(c.kwargs, move))
+                                  for c in self.calls[block]]
+        return self._moved[block]
 
 
 def _open_checkpoint(checkpoint: Checkpoint | None) -> tuple[Any, dict[str, torch.Tensor] | None]:

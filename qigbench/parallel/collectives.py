@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import pickle
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -27,7 +28,7 @@ import torch
 from torch import Tensor
 
 from qigbench.errors import QigbenchError
-from qigbench.parallel.world import TIMEOUT_ENV, active, cpu_group, current_place, world
+from qigbench.parallel.world import TIMEOUT_ENV, active, cpu_group, cuda_group, current_place, world
 
 T = TypeVar("T")
 
@@ -54,8 +55,11 @@ def _fail(op: str, err: BaseException) -> CollectiveError:
     )
 
 
-def _group_for(t: Tensor) -> Any:
-    return cpu_group() if t.device.type == "cpu" else None
+def _wait(op: str, work: Any) -> None:
+    try:
+        work.wait()
+    except RuntimeError as err:  # gloo / NCCL errors (DistError is a RuntimeError)
+        raise _fail(op, err) from err
 
 
 def _reduce(t: Tensor, op: Any, name: str) -> Tensor:
@@ -63,12 +67,13 @@ def _reduce(t: Tensor, op: Any, name: str) -> Tensor:
         return t
     import torch.distributed as dist
 
+    group = cuda_group() if t.device.type == "cuda" else None
     out = t.detach().clone().contiguous()
-    try:
-        dist.all_reduce(out, op=op, group=_group_for(out))
-    except (RuntimeError, dist.DistError) as err:
-        raise _fail(name, err) from err
-    return out
+    host = out if group is not None else out.cpu()  # without NCCL, through gloo on the host
+    opts = dist.AllreduceOptions()
+    opts.reduceOp = op
+    _wait(name, (group or cpu_group()).allreduce([host], opts))
+    return host if host is out else host.to(t.device)
 
 
 def all_reduce_sum(t: Tensor) -> Tensor:
@@ -119,34 +124,52 @@ def all_ranks(flag: bool) -> bool:
     return bool(all_reduce_min(torch.tensor([int(flag)], dtype=torch.int64))[0])
 
 
-def max_int(n: int) -> int:
-    if not active():
-        return n
-    return int(all_reduce_max(torch.tensor([n], dtype=torch.int64))[0])
+def _allgather_same(t: Tensor, op: str, group: Any = None) -> list[Tensor]:
+    """Every rank's ``t`` (same shape and dtype on every rank, on the host), in rank order."""
+    parts = [[torch.empty_like(t) for _ in range(world().size)]]
+    _wait(op, (group or cpu_group()).allgather(parts, [t.contiguous()]))
+    return parts[0]
 
 
-def mean_over_rows(values: Tensor) -> Tensor:
-    """``values.mean()`` over every element of every rank (sum and count reduced; ``values.mean()``
-    itself in one process)."""
-    if not active():
-        return values.mean()
-    s = all_reduce_sum(values.detach().double().sum().reshape(1))
-    n = total(values.numel())
-    return (s[0] / max(n, 1)).to(values.dtype)
+def _to_bytes(obj: Any) -> Tensor:
+    return torch.frombuffer(bytearray(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)), dtype=torch.uint8)
+
+
+def _from_bytes(t: Tensor) -> Any:
+    return pickle.loads(t.numpy().tobytes())  # noqa: S301 (our own ranks' objects)
 
 
 def gather_objects(obj: T) -> list[T]:
     """Every rank's ``obj`` in rank order (``[obj]`` in one process); picklable objects only."""
     if not active():
         return [obj]
+    data = _to_bytes(obj)
+    sizes = [int(n) for n in _allgather_same(torch.tensor([data.numel()], dtype=torch.int64), "all_gather")]
+    padded = torch.zeros(max(sizes), dtype=torch.uint8)
+    padded[: data.numel()] = data
+    parts = _allgather_same(padded, "all_gather_object")
+    return [_from_bytes(p[:n]) for p, n in zip(parts, sizes, strict=True)]
+
+
+def gather_to_main(obj: T) -> list[T] | None:
+    """Every rank's ``obj`` on rank 0, in rank order (``None`` on the other ranks; ``[obj]`` in one
+    process): e.g. the ranks' propagation streams for rank 0's checkpoint."""
+    if not active():
+        return [obj]
     import torch.distributed as dist
 
-    out: list[Any] = [None] * world().size
-    try:
-        dist.all_gather_object(out, obj, group=cpu_group())
-    except (RuntimeError, dist.DistError) as err:
-        raise _fail("all_gather_object", err) from err
-    return out
+    w = world()
+    data = _to_bytes(obj)
+    sizes = [int(n) for n in _allgather_same(torch.tensor([data.numel()], dtype=torch.int64), "gather")]
+    padded = torch.zeros(max(sizes), dtype=torch.uint8)
+    padded[: data.numel()] = data
+    outputs = [[torch.empty_like(padded) for _ in range(w.size)]] if w.is_main else []
+    opts = dist.GatherOptions()
+    opts.rootRank = 0
+    _wait("gather_object", cpu_group().gather(outputs, [padded], opts))
+    if not w.is_main:
+        return None
+    return [_from_bytes(p[:n]) for p, n in zip(outputs[0], sizes, strict=True)]
 
 
 def all_gather_rows(t: Tensor) -> Tensor:
@@ -154,18 +177,12 @@ def all_gather_rows(t: Tensor) -> Tensor:
     contiguous shards this is the tensor one process would hold, bit for bit."""
     if not active():
         return t
-    import torch.distributed as dist
-
-    sizes = gather_objects(int(t.shape[0]))
-    widest = max(sizes)
-    padded = t.new_zeros((widest, *t.shape[1:]))
-    padded[: t.shape[0]] = t
-    parts = [torch.empty_like(padded) for _ in sizes]
-    try:
-        dist.all_gather(parts, padded.contiguous(), group=_group_for(padded))
-    except (RuntimeError, dist.DistError) as err:
-        raise _fail("all_gather", err) from err
-    return torch.cat([p[:n] for p, n in zip(parts, sizes, strict=True)], dim=0)
+    sizes = [int(n) for n in _allgather_same(torch.tensor([int(t.shape[0])], dtype=torch.int64), "all_gather")]
+    host = t.detach().cpu()
+    padded = host.new_zeros((max(sizes), *host.shape[1:]))
+    padded[: host.shape[0]] = host
+    parts = _allgather_same(padded, "all_gather")
+    return torch.cat([p[:n] for p, n in zip(parts, sizes, strict=True)], dim=0).to(t.device)
 
 
 def broadcast_object(obj: T, src: int = 0, group: Any = None) -> T:
@@ -174,23 +191,21 @@ def broadcast_object(obj: T, src: int = 0, group: Any = None) -> T:
         return obj
     import torch.distributed as dist
 
-    box: list[Any] = [obj]
-    try:
-        dist.broadcast_object_list(box, src=src, group=group if group is not None else cpu_group())
-    except (RuntimeError, dist.DistError) as err:
-        raise _fail("broadcast", err) from err
-    return box[0]  # type: ignore[no-any-return]
+    pg = group or cpu_group()
+    opts = dist.BroadcastOptions()
+    opts.rootRank = src
+    data = _to_bytes(obj) if world().rank == src else torch.zeros(0, dtype=torch.uint8)
+    size = torch.tensor([data.numel()], dtype=torch.int64)
+    _wait("broadcast", pg.broadcast([size], opts))
+    buffer = data if world().rank == src else torch.zeros(int(size[0]), dtype=torch.uint8)
+    _wait("broadcast", pg.broadcast([buffer], opts))
+    return obj if world().rank == src else _from_bytes(buffer)
 
 
 def barrier() -> None:
     if world().size <= 1:
         return
-    import torch.distributed as dist
-
-    try:
-        dist.barrier(group=cpu_group())
-    except (RuntimeError, dist.DistError) as err:
-        raise _fail("barrier", err) from err
+    _wait("barrier", cpu_group().barrier())
 
 
 def tensor_digest(tensors: Sequence[Tensor]) -> str:
@@ -234,22 +249,6 @@ def main_first() -> Iterator[None]:
         yield
     finally:
         barrier()
-
-
-def gather_to_main(obj: T) -> list[T] | None:
-    """Every rank's ``obj`` on rank 0, in rank order (``None`` on the other ranks; ``[obj]`` in one
-    process): e.g. the ranks' propagation streams for rank 0's checkpoint."""
-    if not active():
-        return [obj]
-    import torch.distributed as dist
-
-    w = world()
-    out: list[Any] | None = [None] * w.size if w.is_main else None
-    try:
-        dist.gather_object(obj, out, dst=0, group=cpu_group())
-    except (RuntimeError, dist.DistError) as err:
-        raise _fail("gather_object", err) from err
-    return out
 
 
 def column_mean(rows: Tensor) -> Tensor:

@@ -4,9 +4,9 @@ One process (no ``torchrun``) is world size 1: :func:`world` says so without tou
 ``torch.distributed``, and every collective in :mod:`qigbench.parallel.collectives` returns its
 input unchanged. Under ``torchrun --nproc-per-node N`` the CLI calls :func:`init_from_env` once:
 
-* backend ``gloo`` on CPU; on CUDA ``cpu:gloo,cuda:nccl`` (device tensors go through NCCL, the
-  CPU tensors of the engine -- streams, statistics, checkpoint gathers -- through gloo), each
-  rank on ``cuda:LOCAL_RANK``;
+* backend ``gloo`` on CPU; on CUDA also NCCL (device tensors go through NCCL, the CPU tensors
+  of the engine -- streams, statistics, checkpoint gathers -- through gloo), each rank on
+  ``cuda:LOCAL_RANK``;
 * every collective times out after ``QIGBENCH_COLLECTIVE_TIMEOUT`` seconds (default 1800): a rank
   that hangs or dies makes the others fail with a message instead of waiting forever;
 * a second gloo group with a long timeout carries the leader's requests to the followers
@@ -62,7 +62,7 @@ class World:
 
 
 _SINGLE = World()
-_state: dict[str, Any] = {"world": _SINGLE, "cpu_group": None, "control_group": None}
+_state: dict[str, Any] = {"world": _SINGLE, "cpu_group": None, "cuda_group": None, "control_group": None}
 #: inside :func:`replicated`: every rank holds the whole data, collectives are no-ops
 _replicated: contextvars.ContextVar[bool] = contextvars.ContextVar("qigbench_replicated", default=False)
 #: where the engine is (``block 3``), for the messages of failed collectives
@@ -100,9 +100,21 @@ def collective_timeout() -> float:
     return value
 
 
+#: the variables torchrun sets; hidden from the libraries once qigbench holds the ranks (below)
+TORCHRUN_ENV = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
+                "ROLE_RANK", "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID",
+                "TORCHELASTIC_USE_AGENT_STORE")
+
+
 def init_from_env(device: str = "cpu") -> World:
-    """Join the process group torchrun describes in the environment (``WORLD_SIZE``, ``RANK``,
-    ``MASTER_ADDR``...); a no-op returning world size 1 when not launched by torchrun."""
+    """Join the ranks torchrun describes in the environment (``WORLD_SIZE``, ``RANK``,
+    ``MASTER_ADDR``...); a no-op returning world size 1 when not launched by torchrun.
+
+    qigbench's process groups are its own: they are built on torchrun's store directly and never
+    become torch.distributed's *default* group, and torchrun's variables are then removed from
+    ``os.environ``. So the libraries the leader uses between calibrations (transformers' and
+    compressed-tensors' saving, lmms-eval through accelerate) see one plain process: they take no
+    collective of their own that the other ranks would never join."""
     if world().size > 1:
         return world()
     size = launched_world_size()
@@ -129,37 +141,39 @@ def init_from_env(device: str = "cpu") -> World:
                 f"{local_size} ranks per node; use --nproc-per-node <= the GPU count"
             )
         torch.cuda.set_device(local_rank)
-        os.environ.setdefault("TORCH_NCCL_BLOCKING_WAIT", "1")  # a timed-out NCCL op raises in this thread
-        backend = "cpu:gloo,cuda:nccl"
-    else:
-        backend = "gloo"
     delta = datetime.timedelta(seconds=timeout)
-    if not dist.is_initialized():
-        dist.init_process_group(backend=backend, timeout=delta)
-    cpu_group = dist.new_group(backend="gloo", timeout=delta) if on_cuda else None
-    control = dist.new_group(backend="gloo", timeout=CONTROL_TIMEOUT)
+    store, _, _ = next(dist.rendezvous("env://", rank=rank, world_size=size, timeout=delta))
+    cpu = dist.ProcessGroupGloo(dist.PrefixStore("qigbench/cpu/", store), rank, size, delta)
+    control = dist.ProcessGroupGloo(dist.PrefixStore("qigbench/control/", store), rank, size, CONTROL_TIMEOUT)
+    cuda = None
+    if on_cuda:  # device tensors (Hessians, Gram blocks) through NCCL; not run on this project's machines
+        options = dist.ProcessGroupNCCL.Options()
+        options._timeout = delta
+        cuda = dist.ProcessGroupNCCL(dist.PrefixStore("qigbench/nccl/", store), rank, size, options)
+    saved = {k: os.environ.pop(k) for k in TORCHRUN_ENV if k in os.environ}
     _state.update(
         world=World(rank, size, local_rank, local_size, "nccl" if on_cuda else "gloo", timeout),
-        cpu_group=cpu_group,
-        control_group=control,
+        cpu_group=cpu, cuda_group=cuda, control_group=control, store=store, env=saved,
     )
     return world()
 
 
 def shutdown() -> None:
-    """Leave the process group (end of a torchrun command)."""
+    """Leave the ranks (end of a torchrun command) and give torchrun's variables back."""
     if world().size <= 1:
         return
-    import torch.distributed as dist
-
-    with contextlib.suppress(Exception):  # a broken group (a rank died) cannot be destroyed cleanly
-        dist.destroy_process_group()
-    _state.update(world=_SINGLE, cpu_group=None, control_group=None)
+    os.environ.update(_state.get("env") or {})
+    _state.update(world=_SINGLE, cpu_group=None, cuda_group=None, control_group=None, store=None, env={})
 
 
 def cpu_group() -> Any:
-    """The group for CPU tensors and objects (the default group on a gloo run)."""
+    """The gloo group for CPU tensors and objects."""
     return _state["cpu_group"]
+
+
+def cuda_group() -> Any:
+    """The NCCL group for CUDA tensors (None on CPU runs: CUDA tensors then go through gloo)."""
+    return _state.get("cuda_group")
 
 
 def control_group() -> Any:
