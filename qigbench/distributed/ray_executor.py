@@ -41,6 +41,14 @@ class RayExecutor:
         self.cpus_per_job = cpus_per_job
         self.memory_gb = memory_gb
         self.max_retries = max_retries
+        ranks = int(self.gpus_per_job) if self.gpus_per_job >= 2 else 1
+        if not self.on_gpu and gpus_per_job:  # CPU runs (tests): N gloo ranks, no GPU asked of Ray
+            ranks, self.gpus_per_job = max(1, int(gpus_per_job)), 0.0
+        self.ranks = ranks
+        if ranks > 1 and target is execute_job:
+            from qigbench.distributed.ranks import RankedJob
+
+            target = RankedJob(ranks)
         self.target = target
         self._slots = 1
 
@@ -65,6 +73,11 @@ class RayExecutor:
         where = self.address or f"a local Ray instance (ray.init(num_cpus={self.num_cpus}))"
         lines = [f"Ray cluster: {where}; {len(jobs)} tasks, one per configuration:"]
         lines += [f"  {j.job_id}: @ray.remote({_kwargs(self.task_options(j))})" for j in jobs]
+        if self.ranks > 1 and jobs:
+            from qigbench.distributed.ranks import example_command
+
+            lines.append(f"each task runs its job on {self.ranks} ranks in the GPUs Ray gives it (fp rows: one "
+                         f"process): {example_command(list(jobs), self.ranks)}")
         return "\n".join(lines)
 
     def _init(self, ray: Any) -> None:

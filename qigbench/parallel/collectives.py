@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from qigbench.errors import QigbenchError
-from qigbench.parallel.world import TIMEOUT_ENV, active, cpu_group, cuda_group, current_place, world
+from qigbench.parallel.world import TIMEOUT_ENV, active, control_group, cpu_group, cuda_group, current_place, world
 
 T = TypeVar("T")
 
@@ -202,10 +202,12 @@ def broadcast_object(obj: T, src: int = 0, group: Any = None) -> T:
     return obj if world().rank == src else _from_bytes(buffer)
 
 
-def barrier() -> None:
+def barrier(patient: bool = False) -> None:
+    """Wait for every rank; ``patient``: on the control group, whose timeout is days (for waiting
+    while rank 0 builds a model or a calibration set, which may take longer than any collective)."""
     if world().size <= 1:
         return
-    _wait("barrier", cpu_group().barrier())
+    _wait("barrier", (control_group() if patient else cpu_group()).barrier())
 
 
 def tensor_digest(tensors: Sequence[Tensor]) -> str:
@@ -237,18 +239,19 @@ def check_same(tensors: Sequence[Tensor], what: str) -> None:
 
 @contextlib.contextmanager
 def main_first() -> Iterator[None]:
-    """Rank 0 runs the block first (e.g. builds a cache entry), the others after it finished."""
+    """Rank 0 runs the block first (e.g. builds a cache entry), the others after it finished (they
+    wait on the control group: building a model may take longer than the collective timeout)."""
     if world().size <= 1:
         yield
         return
     if not world().is_main:
-        barrier()
+        barrier(patient=True)
         yield
         return
     try:
         yield
     finally:
-        barrier()
+        barrier(patient=True)
 
 
 def column_mean(rows: Tensor) -> Tensor:
