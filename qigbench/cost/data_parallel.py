@@ -202,7 +202,8 @@ def _driver(args: argparse.Namespace) -> int:
         print(f"{method}: 1 process {one.cpu_critical:.0f} s CPU, {one.working / 2**30:.2f} GiB; {args.ranks} ranks "
               f"{many.cpu_critical:.0f} s CPU (slowest), {many.working / 2**30:.2f} GiB per rank", flush=True)
     print(f"\n{args.ranks} ranks x {args.threads} thread vs 1 process x {args.threads} thread; {args.model}, "
-          f"{args.format}, {args.samples} samples ({args.image_size} px), batch {args.batch_size}, device {args.device}\n")
+          f"{args.format}, {args.samples} samples ({args.image_size} px), batch {args.batch_size}, "
+          f"device {args.device}\n")
     print(HEADER.replace("N ranks", f"{args.ranks} ranks"))
     for row in rows:
         print(row.line())

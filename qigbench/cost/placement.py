@@ -76,7 +76,7 @@ def _memory_now(device: str) -> int:
 
 
 @contextmanager
-def UnitProbe(device: str, interval: float = 0.002) -> Iterator[UnitMemory]:  # noqa: N802 (a probe, used as a class)
+def UnitProbe(device: str, interval: float = 0.002) -> Iterator[UnitMemory]:
     """While inside, every unit of every engine run records its memory at start and its peak
     (sampled every ``interval`` seconds by a thread: no peak counter is reset, so the other
     measurements of the same run -- :mod:`qigbench.cost.measure`'s phases -- are untouched)."""
@@ -203,7 +203,8 @@ def predict_placement(
     work = activations * width_divisor * samples // measured_samples + (real.widest_input**2 * 12 if hessian else 0)
     scaled = []
     if width_divisor > 1:
-        scaled.append(f"width 1/{width_divisor} -> 1 (x{width_divisor}" + (", Hessians x its square)" if hessian else ")"))
+        square = ", Hessians x its square" if hessian else ""
+        scaled.append(f"width 1/{width_divisor} -> 1 (x{width_divisor}{square})")
     if samples != measured_samples:
         scaled.append(f"{measured_samples} -> {samples} samples (activations x{samples / measured_samples:g})")
     notes.append("block working set measured" + (f" and scaled: {'; '.join(scaled)}" if scaled else

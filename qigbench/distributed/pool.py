@@ -4,11 +4,11 @@ Each worker is a fresh (spawned) Python process pinned before torch starts: on G
 (``CUDA_VISIBLE_DEVICES``, round-robin over the visible ones; the job then runs on ``cuda``), on
 CPU to ``cpus // N`` torch threads. With ``gpus_per_job=K`` (``--gpus-per-job K``) a worker is
 pinned to K devices of its own and runs each job on K torchrun ranks
-(:class:`~qigbench.distributed.ranks.RankedJob`: data-parallel calibration, one GPU per rank). A worker keeps its session between jobs, so the driver hands an
-idle worker a job of the model it last ran when there is one (its fp model and task pack stay
-loaded). A worker that dies mid-job (OOM killer, SIGKILL, segfault) is replaced and the job
-retried up to ``max_retries`` times; a job that raises is reported with its log and not retried
-(it would raise again).
+(:class:`~qigbench.distributed.ranks.RankedJob`: data-parallel calibration, one GPU per rank).
+A worker keeps its session between jobs, so the driver hands an idle worker a job of the model
+it last ran when there is one (its fp model and task pack stay loaded). A worker that dies mid-job
+(OOM killer, SIGKILL, segfault) is replaced and the job retried up to ``max_retries`` times; a job
+that raises is reported with its log and not retried (it would raise again).
 """
 
 from __future__ import annotations

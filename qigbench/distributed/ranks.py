@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     from qigbench.pipeline import quantize
 
     args = sys.argv[1:] if argv is None else argv
-    spec: JobSpec = pickle.loads(Path(args[0]).read_bytes())  # noqa: S301 (written by our own driver)
+    spec: JobSpec = pickle.loads(Path(args[0]).read_bytes())
     world = parallel.init_from_env(spec.options.device)
     try:
         if not world.is_main:

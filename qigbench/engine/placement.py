@@ -53,8 +53,9 @@ def parse_devices(text: str | Sequence[str] | None) -> tuple[str, ...]:
 
 def plan_stages(unit_bytes: Sequence[int], n_devices: int, first_extra: int = 0) -> list[tuple[int, int]]:
     """Cut the units ``0 .. len(unit_bytes) - 1`` into ``n_devices`` contiguous, non-empty stages
-    (``(first unit, stop unit)`` each) minimising the largest stage's bytes; the first stage also
-    carries ``first_extra`` bytes (embeddings, vision tower, head). Ties: the earliest cut."""
+    (``(first unit, stop unit)`` each): the largest stage as small as possible, and among the cuts
+    that achieve it the most even one (smallest sum of squared stage sizes); the first stage also
+    carries ``first_extra`` bytes (embeddings, vision tower, head)."""
     n = len(unit_bytes)
     if n_devices < 1:
         raise PlacementError("a placement needs at least one device")
@@ -63,18 +64,30 @@ def plan_stages(unit_bytes: Sequence[int], n_devices: int, first_extra: int = 0)
     prefix = [0]
     for b in unit_bytes:
         prefix.append(prefix[-1] + int(b))
-    inf = float("inf")
-    # best[d][i]: the smallest possible largest stage when the first i units go on d devices
-    best = [[inf] * (n + 1) for _ in range(n_devices + 1)]
-    cut = [[0] * (n + 1) for _ in range(n_devices + 1)]
-    best[0][0] = 0
-    for d in range(1, n_devices + 1):
-        for i in range(d, n - (n_devices - d) + 1):
-            for j in range(d - 1, i):
-                load = prefix[i] - prefix[j] + (first_extra if d == 1 else 0)
-                value = max(best[d - 1][j], load)
-                if value < best[d][i]:
-                    best[d][i], cut[d][i] = value, j
+
+    def load(d: int, j: int, i: int) -> int:  # stage d (1-based) holding units j .. i - 1
+        return prefix[i] - prefix[j] + (first_extra if d == 1 else 0)
+
+    def solve(minimax: bool, limit: float) -> tuple[float, list[list[int]]]:
+        """best[d][i] for the first i units on d devices: the largest stage (``minimax``), else the
+        sum of squared stages with none above ``limit``."""
+        inf = float("inf")
+        best = [[inf] * (n + 1) for _ in range(n_devices + 1)]
+        cut = [[0] * (n + 1) for _ in range(n_devices + 1)]
+        best[0][0] = 0
+        for d in range(1, n_devices + 1):
+            for i in range(d, n - (n_devices - d) + 1):
+                for j in range(d - 1, i):
+                    stage = load(d, j, i)
+                    if stage > limit or best[d - 1][j] == inf:
+                        continue
+                    value = max(best[d - 1][j], stage) if minimax else best[d - 1][j] + float(stage) ** 2
+                    if value < best[d][i]:
+                        best[d][i], cut[d][i] = value, j
+        return best[n_devices][n], cut
+
+    largest, _ = solve(True, float("inf"))  # the smallest possible largest stage
+    _, cut = solve(False, largest)  # the most even cut that keeps it
     stages: list[tuple[int, int]] = []
     i = n
     for d in range(n_devices, 0, -1):

@@ -25,12 +25,12 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from qigbench import parallel
 from qigbench.engine.context import BlockContext, Stream
 from qigbench.engine.contracts import WorkUnit
 from qigbench.engine.replay import Call, run_calls
 from qigbench.engine.restore import quantized_linear_names
 from qigbench.errors import QigbenchError
-from qigbench import parallel
 from qigbench.models.family import ModelFamily
 from qigbench.parallel import Shard
 from qigbench.quant import QuantFormat

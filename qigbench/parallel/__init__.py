@@ -38,8 +38,7 @@ from qigbench.parallel.collectives import (
 )
 from qigbench.parallel.follow import announce, follow, lead, leading, release
 from qigbench.parallel.shard import Shard, shard_batches
-from qigbench.parallel.sums import batch_spans, float64_total
-from qigbench.parallel.world import (
+from qigbench.parallel.state import (
     DEFAULT_TIMEOUT,
     TIMEOUT_ENV,
     ParallelError,
@@ -53,6 +52,7 @@ from qigbench.parallel.world import (
     where,
     world,
 )
+from qigbench.parallel.sums import batch_spans, float64_total
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -92,4 +92,5 @@ __all__ = [
     "tensor_digest",
     "total",
     "where",
+    "world",
 ]

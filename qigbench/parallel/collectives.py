@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from qigbench.errors import QigbenchError
-from qigbench.parallel.world import TIMEOUT_ENV, active, control_group, cpu_group, cuda_group, current_place, world
+from qigbench.parallel.state import TIMEOUT_ENV, active, control_group, cpu_group, cuda_group, current_place, world
 
 T = TypeVar("T")
 
@@ -136,7 +136,7 @@ def _to_bytes(obj: Any) -> Tensor:
 
 
 def _from_bytes(t: Tensor) -> Any:
-    return pickle.loads(t.numpy().tobytes())  # noqa: S301 (our own ranks' objects)
+    return pickle.loads(t.numpy().tobytes())
 
 
 def gather_objects(obj: T) -> list[T]:

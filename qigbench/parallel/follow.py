@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from qigbench.parallel.collectives import CollectiveError, broadcast_object
-from qigbench.parallel.world import control_group, world
+from qigbench.parallel.state import control_group, world
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from torch import Tensor
 
-from qigbench.parallel.world import ParallelError, World
+from qigbench.parallel.state import ParallelError, World
 
 B = TypeVar("B")
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dp_driver import install_fault  # noqa: E402
+from dp_driver import install_fault
 
 if __name__ == "__main__":
     from qigbench.cli import main

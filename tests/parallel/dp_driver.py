@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dp_cases import CASES, snapshot  # noqa: E402
+from dp_cases import CASES, snapshot
 
 
 def install_fault(spec: str) -> None:

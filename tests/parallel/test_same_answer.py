@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from dp_launch import HERE, torchrun
 from dp_cases import CASES, Case, compare, snapshot
+from dp_launch import HERE, torchrun
 
 
 @pytest.fixture(scope="module")
