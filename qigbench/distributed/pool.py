@@ -115,7 +115,7 @@ class PoolExecutor:
             pin = f"CUDA_VISIBLE_DEVICES={s.gpu}, device cuda" if s.gpu is not None else f"{self.threads} CPU threads"
             lines.append(f"  worker {i}: {pin}{ranked}")
         if self.per_job > 1 and jobs:
-            lines.append(f"  a calibrating job runs (fp rows: one process): {example}")
+            lines.append(f"  a calibrating job runs (fp and RTN rows: one process): {example}")
         models = sorted({j.case.model for j in jobs})
         lines.append(f"{len(jobs)} jobs over {len(models)} model(s) ({', '.join(models)}); an idle worker takes a "
                      f"job of the model it has loaded first; a dead worker's job is retried up to {self.max_retries}x")

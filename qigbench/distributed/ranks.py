@@ -34,9 +34,19 @@ def torchrun_command(spec: JobSpec, ranks: int) -> list[str]:
             "-m", "qigbench.distributed.ranks", str(spec_path(spec))]
 
 
+def calibrates(spec: JobSpec) -> bool:
+    """Whether the job has a calibration to share out (not the fp row, not a data-free method such
+    as RTN: those run in one process, the other GPUs would only wait)."""
+    if spec.case.is_fp:
+        return False
+    from qigbench.engine.method import get_method
+
+    return bool(get_method(spec.case.method, dict(spec.case.options)).needs_calibration)
+
+
 def example_command(jobs: list[JobSpec] | tuple[JobSpec, ...], ranks: int) -> str:
-    """What a calibrating job of ``jobs`` launches, for ``--dry-run`` (fp jobs run in one process)."""
-    job = next((j for j in jobs if not j.case.is_fp), jobs[0])
+    """What a calibrating job of ``jobs`` launches, for ``--dry-run``."""
+    job = next((j for j in jobs if calibrates(j)), jobs[0])
     return shlex.join(torchrun_command(job, ranks))
 
 
@@ -47,7 +57,7 @@ class RankedJob:
     ranks: int
 
     def __call__(self, spec: JobSpec) -> JobRecord:
-        if spec.case.is_fp:  # nothing to calibrate: the fp row needs one process
+        if not calibrates(spec):  # the fp row, RTN: one process
             return execute_job(spec)
         path = spec_path(spec)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -58,9 +58,14 @@ class RayExecutor:
 
     def task_options(self, job: JobSpec) -> dict[str, Any]:
         """The resources one job's task asks Ray for."""
+        gpus = self.gpus_per_job
+        if self.ranks > 1:
+            from qigbench.distributed.ranks import calibrates
+
+            gpus = gpus if calibrates(job) else min(gpus, 1.0)  # the fp and RTN rows run in one process
         opts: dict[str, Any] = {
             "num_cpus": self.cpus_per_job,
-            "num_gpus": self.gpus_per_job,
+            "num_gpus": float(gpus),
             "max_retries": self.max_retries,
             "retry_exceptions": False,
             "name": job.job_id,
@@ -76,8 +81,8 @@ class RayExecutor:
         if self.ranks > 1 and jobs:
             from qigbench.distributed.ranks import example_command
 
-            lines.append(f"each task runs its job on {self.ranks} ranks in the GPUs Ray gives it (fp rows: one "
-                         f"process): {example_command(list(jobs), self.ranks)}")
+            lines.append(f"each task runs its job on {self.ranks} ranks in the GPUs Ray gives it (fp and RTN rows: "
+                         f"one process): {example_command(list(jobs), self.ranks)}")
         return "\n".join(lines)
 
     def _init(self, ray: Any) -> None:

@@ -118,7 +118,7 @@ class SlurmExecutor:
             from qigbench.distributed.ranks import example_command
 
             text += (f"\n# each task runs its job on {self.ranks} ranks over the node's {self.gpus or self.ranks} "
-                     f"{'GPUs' if self.gpus else 'CPU ranks (gloo)'} (fp rows: one process):\n# "
+                     f"{'GPUs' if self.gpus else 'CPU ranks (gloo)'} (fp and RTN rows: one process):\n# "
                      + example_command(list(jobs), self.ranks) + "\n")
         return header + "\n" + text
 

@@ -109,7 +109,7 @@ class Placement:
     stages: tuple[tuple[int, int], ...]
 
     @classmethod
-    def plan(cls, devices: Sequence[str], units: Sequence[WorkUnit], blocks: Sequence[nn.Module],
+    def plan(cls, devices: Sequence[str], units: Sequence[WorkUnit], blocks: Sequence[nn.Module] | nn.ModuleList,
              outside_bytes: int = 0) -> Placement:
         sizes = [sum(parameter_bytes(blocks[i]) for i in u) for u in units]
         cuts = plan_stages(sizes, len(devices), outside_bytes)
@@ -157,13 +157,13 @@ class Placement:
         handles.append(blocks[len(blocks) - 1].register_forward_hook(back))
         had = "hf_device_map" in vars(model)
         previous = getattr(model, "hf_device_map", None)
-        model.hf_device_map = {f"block.{i}": self.device_of(i) for i in range(len(blocks))}
+        object.__setattr__(model, "hf_device_map", {f"block.{i}": self.device_of(i) for i in range(len(blocks))})
         try:
             yield
         finally:
             for h in handles:
                 h.remove()
             if had:
-                model.hf_device_map = previous
+                object.__setattr__(model, "hf_device_map", previous)
             else:
-                del model.hf_device_map
+                object.__delattr__(model, "hf_device_map")

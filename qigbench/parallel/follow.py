@@ -62,10 +62,10 @@ def follow(handlers: Mapping[str, Callable[[Any], Any]]) -> int:
     decides what happens next), except for a failed collective: the group is gone, so we stop."""
     w = world()
     while True:
-        kind, payload = broadcast_object((None, None), src=0, group=control_group())
+        kind, payload = broadcast_object(("", None), src=0, group=control_group())
         if kind == STOP:
             return 0
-        handler = handlers.get(kind)
+        handler = handlers.get(str(kind))
         if handler is None:
             raise CollectiveError(f"rank {w.rank}: the leader asked for {kind!r}, which this rank cannot run")
         try:

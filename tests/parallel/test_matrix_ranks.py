@@ -50,7 +50,7 @@ def test_dry_run_pool_pins_n_devices_per_worker(tmp_path: Path, capsys: pytest.C
 
 def test_dry_run_ray_asks_n_gpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = _dry_run(["--executor", "ray", "--ray-address", "ray://head:10001", "--gpus-per-job", "4"], tmp_path, capsys)
-    assert "num_gpus=4" in out and "each task runs its job on 4 ranks" in out
+    assert "num_gpus=4.0" in out and "each task runs its job on 4 ranks" in out
 
 
 @pytest.mark.skipif(importlib.util.find_spec("submitit") is None, reason="submitit renders the sbatch script")
