@@ -203,6 +203,12 @@ def quantize(request: QuantizeRequest, loaded: LoadedModel | None = None) -> Qua
                 cache_dir=request.cache_dir,
             )
         batches, calibration = calibration_batches(request, loaded, method)
+    world = parallel.world()
+    if budget is None and world.local_size > 1 and torch.device(request.device).type == "cpu":
+        from qigbench.memory import resolve_budget
+
+        budget = resolve_budget(None, "cpu") // world.local_size  # the ranks of one host share its memory
+        budget = int(parallel.all_reduce_min(torch.tensor([budget]))[0])  # and chunk alike
     engine = EngineConfig(
         device=request.devices[0] if request.devices else parallel.rank_device(request.device),
         devices=tuple(request.devices),
