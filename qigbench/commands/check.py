@@ -49,11 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from qigbench.results.errors import ResultsError
     from qigbench.results.store import ResultsStore
 
-    if not args.db.is_file():
-        raise ResultsError(f"results database {args.db} does not exist; run the suites with --db {args.db} first")
-    store = ResultsStore(args.db)
-    rows = store.rows()
-    store.close()
+    with ResultsStore(args.db, readonly=True) as store:  # a reader: names what is wrong, never writes the db
+        rows = store.rows()
     if args.write_baseline:
         return _write(args, rows)
     if args.ordering:

@@ -176,7 +176,9 @@ def _calibrate(
         identity = {**(fingerprint or {}), **method.describe(), "format": fmt.name, "propagation": propagation}
         if multi_block:  # one-block units add nothing, so directories written before units existed still resume
             identity["units"] = [[u.start, u.stop] for u in units]
-        checkpoint = Checkpoint(Path(cfg.resume_dir), {**identity, **_numbers_fingerprint(model, batches)})
+        # rank 0 writes the directory one process would write; the other ranks only read it to resume
+        checkpoint = Checkpoint(Path(cfg.resume_dir), {**identity, **_numbers_fingerprint(model, batches)},
+                                writes=world.is_main)
     resume, saved_state = _open_checkpoint(checkpoint)
 
     run = RunContext(model, family, fmt, local, cfg, all_batches=list(batches), shard=shard)
@@ -190,7 +192,7 @@ def _calibrate(
         dispatched = placement.dispatched(model, blocks) if placement is not None else contextlib.nullcontext()
         with parallel.where("the method's prepare"), dispatched:
             method.prepare(run)
-        if checkpoint and world.is_main:  # identical on every rank: its statistics are reduced
+        if checkpoint:  # identical on every rank (its statistics are reduced); written by rank 0 only
             checkpoint.save_method_state(method.state_dict())
 
     place_outside_blocks(model, family.blocks, cfg.device)
@@ -204,7 +206,7 @@ def _calibrate(
     first = 0
     carried: dict[str, Any] = {}
     if resume is not None:
-        if resume.next_block not in {u.start for u in units}:
+        if resume.next_block not in {u.start for u in units} | {len(blocks)}:  # len: every unit done
             raise QigbenchError(
                 f"resume directory {cfg.resume_dir} stops after block {resume.next_block - 1}, inside one of "
                 f"{type(method).__name__}'s units of work; use another --resume-dir or delete it to start over"
@@ -272,9 +274,10 @@ def _calibrate(
         if checkpoint:
             elapsed = report.resumed_seconds + time.perf_counter() - start_time
             states = [blocks[i].state_dict() for i in unit]
-            streams = _gather_streams(fp_stream, q_stream)
-            if streams is not None and world.is_main:  # rank 0 writes the files one process would write
-                checkpoint.save_unit(unit.start, states, ctx.stats, streams[0], streams[1], elapsed)
+            # every sample's streams on rank 0 (a collective: every rank takes part); the others keep
+            # their own, which their checkpoint (writes=False) only counts, never writes
+            fp_all, q_all = _gather_streams(fp_stream, q_stream) or (fp_stream, q_stream)
+            checkpoint.save_unit(unit.start, states, ctx.stats, fp_all, q_all, elapsed)
     if placement is not None:  # the calibrated model ends where a single-device run leaves it
         for i in range(len(blocks)):
             blocks[i] = blocks[i].to(cfg.offload)

@@ -12,6 +12,10 @@ which is the quadratic form ``dq C_g dq^T`` with ``C_g`` the group's block of th
 Gram matrix (computed once, so each ratio costs ``O(out * in * group)`` instead of a pass over
 the tokens). When there are fewer tokens than a group is wide (per-channel on small calibration
 sets) the token form is cheaper and is used instead. Ties keep the larger ratio (less clipping).
+
+Each output row's ratios depend on that row alone, so searching a subset of rows (``rows``: the v
+rows of a fused ``qkv_proj`` whose q and k rows must stay unclipped) gives exactly the ratios the
+full search gives those rows; the other rows keep ratio 1 (no clipping) and cost nothing.
 """
 
 from __future__ import annotations
@@ -41,10 +45,12 @@ def search_clip(
     *,
     token_types: Tensor | None = None,
     batch_sizes: Sequence[int] | None = None,
+    rows: Tensor | None = None,
 ) -> Tensor:
     """Best clip ratio per (output channel, group), shaped ``[out, n_groups, 1]`` for ``compute_qparams``.
 
     ``weight [out, in]`` is the (already scaled) weight and ``x [B, T, in]`` its (already scaled) input.
+    ``rows`` (indices into ``out``): search only these rows; every other row gets ratio 1.
     Apply the result with ``fake_quantize(weight, spec, clip_ratio=ratios)``.
 
     The Gram blocks (or, on the token path, each ratio's errors) are summed per recorded batch
@@ -52,6 +58,15 @@ def search_clip(
     (:mod:`qigbench.parallel.sums`); data-parallel, ``B``, the token count and those sums are the
     whole set's (all-reduced), so every rank picks the ratios one process picks.
     """
+    if rows is not None:
+        check_tensor(weight, "weight")
+        if weight.dim() != 2:
+            raise SolverError(f"clip search takes an [out, in] weight, got {tuple(weight.shape)}")
+        index = rows.to(device=weight.device, dtype=torch.long)
+        some = search_clip(weight.index_select(0, index), x, token_weights, spec, n_grid, max_shrink,
+                           token_types=token_types, batch_sizes=batch_sizes)
+        full = torch.ones((weight.shape[0], *some.shape[1:]), dtype=some.dtype, device=some.device)
+        return full.index_copy_(0, index.to(some.device), some)
     check_tensor(weight, "weight")
     check_inputs(x)
     if weight.dim() != 2 or weight.shape[1] != x.shape[-1]:
@@ -75,11 +90,11 @@ def search_clip(
     n_rows = parallel.total(int(keep.sum()))
     gram: Tensor | None = None
     # token rows of each recorded batch
-    rows = [(b0 * tokens, b1 * tokens) for b0, b1 in parallel.batch_spans(batch_sizes, 0, batch)]
+    spans = [(b0 * tokens, b1 * tokens) for b0, b1 in parallel.batch_spans(batch_sizes, 0, batch)]
     x_groups: list[Tensor] = []
     if n_rows >= size:  # the Gram blocks, streamed over token chunks (no float copy of every row)
         grams = []
-        for r0, r1 in rows:
+        for r0, r1 in spans:
             part_gram = torch.zeros(n_groups, size, size, device=w.device)
             for i in range(r0, r1, GRAM_CHUNK):
                 j = min(i + GRAM_CHUNK, r1)
@@ -90,7 +105,7 @@ def search_clip(
         gram = parallel.all_reduce_sum(parallel.float64_total(grams)).float()
     else:
         x_groups = [(flat[r0:r1][keep[r0:r1]].float() * root[r0:r1][keep[r0:r1]].unsqueeze(1))
-                    .reshape(-1, n_groups, size) for r0, r1 in rows]  # per batch [n, g, k]
+                    .reshape(-1, n_groups, size) for r0, r1 in spans]  # per batch [n, g, k]
 
     ratios = [1 - i / n_grid for i in range(max(1, int(max_shrink * n_grid)))]
     best_err = torch.full(grouped_w.shape[:2], float("inf"), device=w.device)

@@ -8,8 +8,9 @@ first be converted to this HF layout (transformers' ``convert_llava_weights_to_h
 
 from __future__ import annotations
 
-from qigbench.models.families._llama_style import LLAMA_STYLE_GROUPS
+from qigbench.models.families._llama_style import LLAMA_STYLE_GROUPS, LLAMA_STYLE_UNCLIPPED
 from qigbench.models.family import ModelFamily
+from qigbench.models.specimen import ModelAlias, SourceKind, TinySpecimen
 
 FAMILY = ModelFamily(
     name="llava",
@@ -17,7 +18,13 @@ FAMILY = ModelFamily(
     blocks="model.language_model.layers",
     embed_tokens="model.language_model.embed_tokens",
     groups=LLAMA_STYLE_GROUPS,
+    unclipped=LLAMA_STYLE_UNCLIPPED,
     vision=("model.vision_tower", "model.multi_modal_projector"),
     vision_token_config_keys=("image_token_index",),
     auto_class="AutoModelForImageTextToText",
+    aliases=(
+        ModelAlias("llava-1.5-7b", "llava", SourceKind.HF, "llava-hf/llava-1.5-7b-hf", note="Q-VLM's LLaVA-1.5"),
+        ModelAlias("llava-1.5-13b", "llava", SourceKind.HF, "llava-hf/llava-1.5-13b-hf", note="Q-VLM's LLaVA-1.5"),
+    ),
+    tiny=(TinySpecimen("tiny-llava", build="qigbench.models.tiny.llava:build_llava"),),
 )
