@@ -35,6 +35,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
+from qigbench import parallel
 from qigbench.engine.context import BlockContext
 from qigbench.engine.contracts import RunContext
 from qigbench.engine.method import Method, MethodConfig
@@ -150,7 +151,9 @@ class QVLM(Method[QVLMConfig]):
                 lin = _as_module(block.get_submodule(name))
                 originals[(i, name)] = lin.weight.data
                 lin.weight.data = self._quantized_weight(lin.weight.data, fmt)
-        batches = list(run.batches)
+        # prompt-sequential (prompt s sees the upstream ranges of prompts < s), so every rank runs
+        # this cheap pass on the same prompts of the whole set, under parallel.replicated()
+        batches = list(run.all_batches or run.batches)
         n_acc = min(cfg.calibrate_prompts, len(batches))
         schedule = [("accumulate", b, 1) for b in batches[:n_acc]]
         extra = iter(batches[n_acc:] or batches[-1:])
@@ -167,9 +170,10 @@ class QVLM(Method[QVLMConfig]):
                                  entropy_role=name in roles, appends=int(phase["appends"]))
 
         try:
-            for kind, batch, appends in schedule:
-                phase.update(name=kind, appends=appends)
-                sample_major_pass(run.model, run.blocks, names, [batch], hook, run.config.device)
+            with parallel.replicated():
+                for kind, batch, appends in schedule:
+                    phase.update(name=kind, appends=appends)
+                    sample_major_pass(run.model, run.blocks, names, [batch], hook, run.config.device)
         finally:
             for (i, name), w in originals.items():
                 run.blocks[i].get_submodule(name).weight.data = w
@@ -238,7 +242,8 @@ class QVLM(Method[QVLMConfig]):
             todo = [n for n in unit if not isinstance(ctx.block.get_submodule(n), QuantLinear)]
             inputs = {n: ctx.linear_input(n).to(ctx.device) for n in todo}
             for n in todo:
-                rng = channel_range(inputs[n], mask)
+                lo, hi = channel_range(inputs[n], mask)
+                rng = parallel.all_reduce_min(lo), parallel.all_reduce_max(hi)  # every rank's tokens
                 ctx.replace_linear_(n, self._module(ctx, n, rng, self._dynamic(ctx, n)))
         # 2. scores on the quantized inputs; 3. the partition (crossing blocks via ctx.carried)
         carried = ctx.carried.setdefault("qvlm", {"scores": [], "open_len": 0, "last_score": None, "segments": []})
@@ -247,8 +252,11 @@ class QVLM(Method[QVLMConfig]):
         for n in names:
             module = ctx.block.get_submodule(n)
             assert isinstance(module, QuantLinear)
-            xq = module.quantize_input(ctx.linear_input(n).to(ctx.device))
-            scores.append(layer_score(xq, prev_xq if n != names[0] else None, n in roles, mask, cfg.norm()))
+            calls = ctx.linear_calls(n)
+            # per call, as the forward pass quantizes (a dynamic range is one batch's, not the set's)
+            xq = torch.cat([module.quantize_input(c.input().to(ctx.device)) for c in calls], dim=0)
+            sizes = [int(c.input().shape[0]) for c in calls]  # summed per recorded batch (parallel.sums)
+            scores.append(layer_score(xq, prev_xq if n != names[0] else None, n in roles, mask, cfg.norm(), sizes))
             prev_xq = xq
         history = carried["scores"] + scores
         tau = cfg.threshold or sum(history) / len(history)
@@ -274,7 +282,8 @@ class QVLM(Method[QVLMConfig]):
         def loss() -> float:
             out = _output_of(ctx.block, last, ctx, "calib")
             pairs = zip(out, reference, _split(mask, out), strict=True)
-            return float(sum(((o.float() - r.float()) ** 2)[m].sum() for o, r, m in pairs))
+            # per recorded batch in float32, across batches and ranks in float64 (parallel.sums)
+            return parallel.sum_floats(sum(float(((o.float() - r.float()) ** 2)[m].sum()) for o, r, m in pairs))[0]
 
         def set_ratio(name: str, r: float) -> None:
             module = ctx.block.get_submodule(name)

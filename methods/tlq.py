@@ -155,12 +155,14 @@ class TLQ(EqualizationMethod[TLQConfig]):
         if self.cfg.importance == "uniform":
             return None
         key = self.cfg.module_for(ctx.family, group.spec.kind)
+        # over the whole calibration set (the selection ranks the pool), then this rank's rows
         result = TLQImportanceProvider(self.scores, self.cfg.importance_config()).weights(
-            ctx.index, key, ctx.token_types
+            ctx.index, key, ctx.global_token_types
         )
         ctx.log(group.name, **{f"tlq.{k}": v for k, v in result.diagnostics.items() if isinstance(v, (int, float))})
-        ctx.artifacts.setdefault("token_weights", {})[group.name] = result.weights.detach().cpu()
-        return result.weights
+        weights = ctx.local_rows(result.weights)
+        ctx.artifacts.setdefault("token_weights", {})[group.name] = weights.detach().cpu()
+        return weights
 
 
 class _WeightedGPTQ(GPTQMethod[GPTQMethodConfig]):

@@ -6,6 +6,11 @@ User errors (:class:`QigbenchError`) print their message and exit 2, without a t
 Listing commands (``--help``) imports no command's dependencies: each module keeps torch,
 transformers and matplotlib imports inside ``run``. Unless ``--verbose``, the libraries' progress
 bars and logs are off (:mod:`qigbench.console`).
+
+Under ``torchrun --nproc-per-node N -m qigbench COMMAND`` (data-parallel calibration, see
+:mod:`qigbench.parallel`) the command runs on rank 0, which writes every output; the other ranks
+join each calibration it starts and exit when it is done. Only commands that calibrate through
+the pipeline (``quantize``, ``run``) can run so.
 """
 
 from __future__ import annotations
@@ -38,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: the commands that can run under torchrun (they calibrate through qigbench.pipeline.quantize)
+DATA_PARALLEL_COMMANDS = ("quantize", "run")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.verbose:
@@ -45,10 +54,54 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         quiet_libraries()
     try:
+        if _launched_by_torchrun():
+            return _main_ranked(args)
         return int(args._run(args))
     except QigbenchError as err:
         print(f"qigbench {args.command}: error: {err}", file=sys.stderr)
         return 2
+
+
+def _device(args: argparse.Namespace) -> str:
+    device = getattr(args, "device", None)
+    if device:
+        return str(device)
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _launched_by_torchrun() -> bool:
+    import os
+
+    return os.environ.get("WORLD_SIZE", "1") not in ("", "1")
+
+
+def _main_ranked(args: argparse.Namespace) -> int:
+    """Rank 0 runs the command and leads; the others follow its calibrations (see the module docstring)."""
+    from qigbench import parallel
+
+    if args.command not in DATA_PARALLEL_COMMANDS:
+        raise QigbenchError(
+            f"qigbench {args.command} does not run under torchrun; only {', '.join(DATA_PARALLEL_COMMANDS)} "
+            "calibrate data-parallel (run it as a plain command)"
+        )
+    if args.command == "run" and (getattr(args, "workers", None) or getattr(args, "executor", "local") != "local"):
+        raise QigbenchError("qigbench run under torchrun calibrates each configuration on every rank; it cannot "
+                            "also hand jobs to --workers / --executor (use --gpus-per-job N for N GPUs per job)")
+    world = parallel.init_from_env(_device(args))
+    try:
+        if not world.is_main:
+            from qigbench.pipeline import quantize
+
+            return parallel.follow({"quantize": quantize})
+        parallel.lead()
+        try:
+            return int(args._run(args))
+        finally:
+            parallel.release()
+    finally:
+        parallel.shutdown()
 
 
 if __name__ == "__main__":

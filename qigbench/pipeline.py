@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from qigbench import parallel
 from qigbench.data.defaults import default_calibration
 from qigbench.data.loader import load_calibration
 from qigbench.device import check_device
@@ -72,6 +73,9 @@ class QuantizeRequest:
     progress: bool = True
     #: e.g. "8GiB": bytes a streamed chunk may take (None: a safe share of free memory); not in the fingerprint
     memory_budget: str | None = None
+    #: multi-device placement, e.g. ("cuda:0", "cuda:1"): the decoder in stages resident on these
+    #: devices (qigbench.engine.placement); where it runs, not what it is: not in the identity
+    devices: tuple[str, ...] = ()
 
     def validate(self) -> None:
         """Fail on bad input before anything loads (format, sizes, device)."""
@@ -80,11 +84,17 @@ class QuantizeRequest:
                             ("--max-length", self.max_length)):
             check_positive(name, value)
         check_device(self.device)
+        for device in self.devices:
+            check_device(device)
+        if self.devices and (parallel.world().size > 1 or parallel.launched_world_size() > 1):
+            raise QigbenchError("--devices places one model over several devices in one process; under torchrun "
+                                "every rank already has its own GPU: use one or the other")
         self.torch_dtype()
 
     def torch_dtype(self) -> torch.dtype:
         if self.dtype == "auto":
-            return torch.bfloat16 if torch.device(self.device).type == "cuda" else torch.float32
+            where = self.devices[0] if self.devices else self.device
+            return torch.bfloat16 if torch.device(where).type == "cuda" else torch.float32
         if self.dtype not in DTYPES:
             raise QigbenchError(f"unknown dtype {self.dtype!r}; use one of auto, {', '.join(DTYPES)}")
         return DTYPES[self.dtype]
@@ -171,6 +181,9 @@ class QuantizeResult:
             "resumed_from_block": self.report.resumed_from_block,
             "peak_memory_bytes": self.report.peak_memory_bytes,
             "mean_block_error": self.report.mean_block_error,
+            # world size, backend, samples per rank: how it ran, not what it is (not in the identity)
+            "parallel": self.report.parallel,
+            "placement": self.report.placement,
             "blocks": self.report.blocks,
             "quantized_modules": quantized_modules(self.loaded),
             "kept_fp": [{"path": k.path, "reason": k.reason} for k in self.loaded.family.keep_fp],
@@ -184,20 +197,32 @@ def quantized_modules(loaded: LoadedModel) -> list[str]:
 
 
 def quantize(request: QuantizeRequest, loaded: LoadedModel | None = None) -> QuantizeResult:
+    """Calibrate ``request``. Under torchrun every rank runs this with the same request (rank 0
+    announces it to the others first: :mod:`qigbench.parallel.follow`), each on its share of the
+    calibration samples; rank 0 builds the cached model and calibration set, the others then read them."""
     request.validate()  # fail on bad input before loading anything
     budget = parse_bytes(request.memory_budget)  # ... and a bad --memory-budget
     method = get_method(request.method, dict(request.options))
-    if loaded is None:
-        loaded = load_model(
-            request.model,
-            dtype=request.torch_dtype(),
-            device="cpu",  # the engine moves one block at a time to request.device
-            trust_remote_code=request.trust_remote_code,
-            cache_dir=request.cache_dir,
-        )
-    batches, calibration = calibration_batches(request, loaded, method)
+    parallel.announce("quantize", request)
+    with parallel.main_first():
+        if loaded is None:
+            loaded = load_model(
+                request.model,
+                dtype=request.torch_dtype(),
+                device="cpu",  # the engine moves one block at a time to request.device
+                trust_remote_code=request.trust_remote_code,
+                cache_dir=request.cache_dir,
+            )
+        batches, calibration = calibration_batches(request, loaded, method)
+    world = parallel.world()
+    if budget is None and world.local_size > 1 and torch.device(request.device).type == "cpu":
+        from qigbench.memory import resolve_budget
+
+        budget = resolve_budget(None, "cpu") // world.local_size  # the ranks of one host share its memory
+        budget = int(parallel.all_reduce_min(torch.tensor([budget]))[0])  # and chunk alike
     engine = EngineConfig(
-        device=request.device,
+        device=request.devices[0] if request.devices else parallel.rank_device(request.device),
+        devices=tuple(request.devices),
         propagation=request.propagation,
         resume_dir=Path(request.resume_dir) if request.resume_dir else None,
         progress=request.progress,

@@ -96,6 +96,29 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "matrix(table): parametrize a suite test over (case, task) from the options")
     config.addinivalue_line("markers", "table(name): the paper table a suite reproduces")
     config.addinivalue_line("markers", "slow: takes a minute or more on 2 CPU cores")
+    _join_ranks(config)
+
+
+def _join_ranks(config: pytest.Config) -> None:
+    """``torchrun --nproc-per-node N -m pytest suites/ ...``: rank 0 runs the suites (it alone
+    evaluates and writes the db) and leads; the other ranks join each calibration it starts
+    (data-parallel, :mod:`qigbench.parallel`) and exit when it is done, without running a test."""
+    import os
+
+    if os.environ.get("WORLD_SIZE", "1") in ("", "1"):
+        return
+    from qigbench import parallel
+    from qigbench.pipeline import quantize
+
+    world = parallel.init_from_env(config.getoption("qig_device") or "cpu")
+    if world.is_main:
+        parallel.lead()
+        config.add_cleanup(parallel.shutdown)
+        config.add_cleanup(parallel.release)
+        return
+    code = parallel.follow({"quantize": quantize})
+    parallel.shutdown()
+    pytest.exit(f"rank {world.rank} of {world.size}: followed rank 0's calibrations", returncode=code)
 
 
 @pytest.hookimpl(optionalhook=True)

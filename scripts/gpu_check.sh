@@ -74,3 +74,69 @@ print("|" + "---|" * len(head))
 for row in rows:
     print("| " + " | ".join(row) + " |")
 EOF
+
+# --- 2 GPUs: data-parallel calibration and multi-device placement (issue 21) --------------------
+# Runs only when torch sees at least two CUDA devices; self-contained (its own variables, DP_*).
+# 1. the same answer: `torchrun --nproc-per-node 2 -m qigbench quantize` (NCCL for device tensors,
+#    gloo for the rest) against one process, per method and format: the saved weights must be
+#    bitwise equal (tests/parallel does this on CPU with gloo; this is the NCCL and CUDA-kernel run);
+# 2. the cost: peak device memory per rank and calibration time, 2 ranks vs 1 process
+#    (python -m qigbench.cost.data_parallel, the README's benchmark table on GPUs);
+# 3. placement: `quantize --devices cuda:0,cuda:1` against `--device cuda:0`: bitwise equal weights,
+#    and the record's peak memory per device (each device holding its stage only).
+# Not run by this project (no GPU was available to it); written for whoever has two.
+DP_GPUS=$("$PYTHON" -c "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)")
+if [[ $DP_GPUS -ge 2 ]]; then
+  DP_MODEL=${DP_MODEL:-shape:qwen2vl-7b@2+vision=2}
+  DP_SAMPLES=${DP_SAMPLES:-32}
+  DP_METHODS=${DP_METHODS:-"gptq awq mbq qig qig-gptq tlq qvlm"}
+  DP_FORMATS=${DP_FORMATS:-"W3A16 W4A8"}
+  DP_OUT="$OUT/two-gpus"
+  mkdir -p "$DP_OUT"
+  echo "== 2 GPUs: data-parallel equality on $DP_MODEL, $DP_SAMPLES samples" >&2
+  for fmt in $DP_FORMATS; do
+    for method in $DP_METHODS; do
+      common=(quantize --model "$DP_MODEL" --method "$method" --format "$fmt" --samples "$DP_SAMPLES" --batch-size 4
+              --dtype "$DTYPE" --no-progress --export fake-quant)
+      "$PYTHON" -m qigbench "${common[@]}" --device cuda:0 --save "$DP_OUT/$method-$fmt-1" > /dev/null
+      "$PYTHON" -m torch.distributed.run --standalone --nproc-per-node 2 -m qigbench "${common[@]}" --device cuda \
+        --save "$DP_OUT/$method-$fmt-2" > /dev/null
+      "$PYTHON" -m qigbench "${common[@]}" --devices cuda:0,cuda:1 --save "$DP_OUT/$method-$fmt-placed" > /dev/null
+    done
+  done
+  "$PYTHON" - "$DP_OUT" <<'PYEOF'
+import glob, json, sys
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+out = Path(sys.argv[1])
+print("\n| method | format | 2 ranks vs 1: tensors differing | max abs diff | --devices vs 1: differing | "
+      "peak GiB per rank (2 ranks) | peak GiB per device (--devices) |")
+print("|---|---|---|---|---|---|---|")
+for one in sorted(out.glob("*-1")):
+    stem = one.name[:-2]
+    method, fmt = stem.rsplit("-", 1)
+
+    def weights(folder):
+        found = {}
+        for f in sorted(glob.glob(str(folder / "*.safetensors"))):
+            found.update(load_file(f))
+        return found
+
+    a, b, c = weights(one), weights(out / f"{stem}-2"), weights(out / f"{stem}-placed")
+    dp = [k for k in a if not a[k].equal(b[k])]
+    pl = [k for k in a if not a[k].equal(c[k])]
+    worst = max(((a[k].float() - b[k].float()).abs().max().item() for k in dp), default=0.0)
+    rec2 = json.loads((out / f"{stem}-2" / "qigbench_quantization.json").read_text())
+    recp = json.loads((out / f"{stem}-placed" / "qigbench_quantization.json").read_text())
+    ranks = ", ".join(f"{p / 2**30:.1f}" for p in rec2["parallel"].get("peak_memory_bytes_per_rank", []))
+    devs = ", ".join(f"{e['device']} {e['peak_memory_bytes'] / 2**30:.1f}" for e in recp["placement"])
+    print(f"| {method} | {fmt} | {len(dp)} of {len(a)} | {worst:.3g} | {len(pl)} of {len(a)} | {ranks} | {devs} |")
+PYEOF
+  echo "== 2 GPUs: memory and time, 2 ranks x 1 GPU vs 1 process x 1 GPU ($DP_MODEL, 128 samples)" >&2
+  "$PYTHON" -m qigbench.cost.data_parallel --device cuda --model "$DP_MODEL" --samples 128 --ranks 2 \
+    --method gptq --method awq --method mbq --method qig --work-dir "$DP_OUT/bench" --json "$DP_OUT/bench.json"
+else
+  echo "(the 2-GPU section needs two visible CUDA devices; torch sees $DP_GPUS: skipped)" >&2
+fi

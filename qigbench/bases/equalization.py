@@ -122,13 +122,15 @@ class EqualizationMethod(Method[EqualizationConfigT]):
                 if frozen:
                     keep = torch.ones(linear.out_features, dtype=torch.bool)
                     keep[rows_index(frozen)] = False
-                x = ctx.linear_input(name).to(ctx.device)
+                calls = ctx.linear_calls(name)
+                x = torch.cat([c.input() for c in calls], dim=0).to(ctx.device)
                 ratio = search_clip(
                     linear.weight.data,
                     x,
                     None if lam is None else lam.to(ctx.device),
                     ctx.fmt.weight,
                     token_types=ctx.token_types.to(ctx.device),
+                    batch_sizes=[int(c.input().shape[0]) for c in calls],  # sums per recorded batch
                     rows=None if keep is None else keep.nonzero().flatten(),
                 )
                 ctx.quantize_linear_(name, fake_quantize(linear.weight.data, ctx.fmt.weight, ratio))

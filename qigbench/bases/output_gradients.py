@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from qigbench import parallel
 from qigbench.tokens import TokenType
 
 
@@ -99,6 +100,12 @@ def modality_gradients(
         for name in module_names:
             handles.append(block.get_submodule(name).register_full_backward_hook(grad_hook(i, name)))
     caption_loss_backward(model, embed, batches, device, handles, before_batch=select)
+    if parallel.active():  # data-parallel: the sums and token counts of every rank's batches
+        keys = [(kind, m) for kind in ("vision", "text") for m in module_names]
+        flat = parallel.all_reduce_sum(torch.cat([sums[k][m] for k, m in keys]))
+        for j, (kind, m) in enumerate(keys):
+            sums[kind][m] = flat[j * n : (j + 1) * n]
+        counts["vision"], counts["text"] = parallel.sum_floats(counts["vision"], counts["text"])
     return ModalityGradients(
         vision={m: (s / max(counts["vision"], 1.0)).float() for m, s in sums["vision"].items()},
         text={m: (s / max(counts["text"], 1.0)).float() for m, s in sums["text"].items()},
@@ -119,7 +126,9 @@ def token_gradients(
     ``module_names`` are block-relative; ``""`` is the block's own output. Returns
     ``{block: {name: s[N, T]}}`` with ``s = mean_h |dL/dY|`` (``statistic="abs"``) or
     ``mean_h (dL/dY)^2`` (``"fisher"``), the batches concatenated in order. The backward runs in
-    the model's dtype; on CPU that is float32 (on fp16 models scale the loss: pitfall 3)."""
+    the model's dtype; on CPU that is float32 (on fp16 models scale the loss: pitfall 3).
+    Data-parallel: each rank differentiates its own batches; the scores of every rank are gathered
+    (in rank order: the calibration set's own order), since TLQ's selection ranks the whole pool."""
     per_batch: dict[int, dict[str, list[torch.Tensor]]] = {i: {m: [] for m in module_names} for i in range(len(blocks))}
     handles = []
 
@@ -143,4 +152,7 @@ def token_gradients(
             target = block.get_submodule(name) if name else block
             handles.append(target.register_forward_hook(output_hook(i, name)))
     caption_loss_backward(model, embed, batches, device, handles)
-    return {i: {m: torch.cat(v, dim=0) for m, v in by_name.items() if v} for i, by_name in per_batch.items()}
+    local = {i: {m: torch.cat(v, dim=0) for m, v in by_name.items() if v} for i, by_name in per_batch.items()}
+    if not parallel.active():
+        return local
+    return {i: {m: parallel.all_gather_rows(s) for m, s in by_name.items()} for i, by_name in local.items()}

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
+from qigbench import parallel
 from qigbench.engine.context import BlockContext, record_inputs
 from qigbench.engine.replay import Replay
 from qigbench.memory import row_bytes
@@ -168,6 +169,33 @@ def make_provider(sensitivity: SensitivityName, qig: QIGConfig) -> SensitivityPr
     return get_provider(sensitivity)
 
 
+#: how a provider's per-sample diagnostics combine over the ranks of a data-parallel run, so the
+#: record says what one process would (the others are the same on every rank, or describe the
+#: rank's own execution, e.g. ``seconds``, ``sample_chunks``: rank 0's are recorded)
+RANK_REDUCTIONS = {"completeness_residual": "max", "steps_used": "max", "degenerate_fallback": "any",
+                   "degenerate_input": "all", "padding_share": "mean"}
+
+
+def _global_diagnostics(values: dict[str, Any], rows: int) -> dict[str, Any]:
+    if not parallel.active():
+        return values
+    out = dict(values)
+    for key, how in RANK_REDUCTIONS.items():
+        if key not in out or not isinstance(out[key], (int, float, bool)):
+            continue
+        v = out[key]
+        if how == "max":
+            out[key] = type(v)(parallel.all_reduce_max(torch.tensor([float(v)], dtype=torch.float64))[0])
+        elif how == "any":
+            out[key] = parallel.any_rank(bool(v))
+        elif how == "all":
+            out[key] = parallel.all_ranks(bool(v))
+        else:  # mean over samples
+            weighted, n = parallel.sum_floats(float(v) * rows, float(rows))
+            out[key] = weighted / max(n, 1.0)
+    return out
+
+
 def group_target(provider: SensitivityProvider, ctx: BlockContext, group: ResolvedGroup) -> AttributionTarget:
     """The attribution target ``provider`` needs for one group of the current block (with the
     attention probabilities or the quantized-path input only when the provider asks for them)."""
@@ -178,7 +206,9 @@ def group_target(provider: SensitivityProvider, ctx: BlockContext, group: Resolv
 
 def record_weights(ctx: BlockContext, group: ResolvedGroup, result: TokenWeights) -> torch.Tensor:
     """Log a provider's diagnostics to the block's stats and keep its weights for the heatmap."""
-    ctx.log(group.name, **{f"sens.{k}": v for k, v in result.diagnostics.items() if isinstance(v, (int, float, bool))})
+    numbers = {k: v for k, v in result.diagnostics.items() if isinstance(v, (int, float, bool))}
+    numbers = _global_diagnostics(numbers, int(ctx.token_types.shape[0]))  # what one process would record
+    ctx.log(group.name, **{f"sens.{k}": v for k, v in numbers.items()})
     ctx.artifacts.setdefault("token_weights", {})[group.name] = result.weights.detach().cpu()
     return result.weights
 

@@ -39,6 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--memory-budget", help="bytes a streamed chunk of attribution / search may take, e.g. 8GiB "
                         "(default: half the device's free memory)")
+    placement = parser.add_argument_group("placement: peak memory per device of `quantize --devices` at the real shape")
+    placement.add_argument("--devices", help="the devices to split the decoder over, e.g. cuda:0,cuda:1,cuda:2,cuda:3 "
+                           "(or a count: 4); they need not be on this machine")
+    placement.add_argument("--device-memory", help="memory of each of those devices, e.g. 24GiB: says whether it fits")
+    placement.add_argument("--placement-samples", type=int, help="calibration samples of the placed run (default "
+                           "--samples; the measured working set is scaled to it)")
+    placement.add_argument("--placement-dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"],
+                           help="the dtype the placed model runs in (default bfloat16, as on CUDA)")
 
 
 def _shape(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -70,6 +78,54 @@ def _method(entry: str, common: tuple[tuple[str, str], ...]) -> tuple[str, tuple
     return name.strip(), common + own
 
 
+def _placement_devices(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return ()
+    if text.strip().isdigit():
+        return tuple(f"cuda:{i}" for i in range(int(text)))
+    from qigbench.engine.placement import parse_devices
+
+    return parse_devices(text)
+
+
+def _probe(device: str, wanted: bool):  # type: ignore[no-untyped-def]
+    import contextlib
+
+    from qigbench.cost.placement import UnitProbe
+
+    return UnitProbe(device) if wanted else contextlib.nullcontext()
+
+
+def _print_placements(args, shape, spec, rows, units, devices) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    from qigbench.cost.placement import RealShape, format_placement, predict_placement
+    from qigbench.engine.method import get_method
+    from qigbench.memory import parse_bytes
+    from qigbench.pipeline import QuantizeRequest
+
+    real = RealShape.of(spec)
+    dtype_bytes = {"bfloat16": 2, "float16": 2, "float32": 4}[args.placement_dtype]
+    measured_dtype = QuantizeRequest("", "", "", device=args.device, dtype=args.dtype).torch_dtype()
+    capacity = parse_bytes(args.device_memory)
+    measured_rows = [r for r in rows if r.run is not None]
+    for row, unit_memory in zip(measured_rows, units, strict=True):
+        report = row.run.report
+        name = row.label.partition(":")[0]
+        method = get_method(name, dict(row.run.request.options))
+        kept = 2 if report.propagation == "quantized" or method.keeps_quantized_stream() else 1
+        prediction = predict_placement(
+            spec, devices, method=name, samples=args.placement_samples or args.samples,
+            measured_samples=args.samples, tokens=int(report.token_types.shape[1]),
+            batch_size=args.batch_size, streams=kept, measured_working=unit_memory.working,
+            measured_dtype_bytes=torch.tensor([], dtype=measured_dtype).element_size(),
+            width_divisor=shape.width_divisor, capacity=capacity, dtype_bytes=dtype_bytes, real=real,
+        )
+        print()
+        samples = args.placement_samples or args.samples
+        print(format_placement(f"{row.label} {args.format}, {samples} samples", spec, prediction))
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -83,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
     shape = _shape(args)
     spec = SHAPES[shape.name]
     common = parse_options(args.option)
-    rows = []
+    devices = _placement_devices(args.devices)
+    rows, units = [], []
     for entry in args.method:
         method, options = _method(entry, common)
         request = CostRequest(
@@ -93,7 +150,9 @@ def run(args: argparse.Namespace) -> int:
             memory_budget=parse_bytes(args.memory_budget),
         )
         try:
-            measured = measure(request)
+            with _probe(args.device, bool(devices)) as unit_memory:
+                measured = measure(request)
+            units.append(unit_memory)
         # one method running out of memory must not lose the others
         except (torch.OutOfMemoryError, CalibrationOutOfMemoryError) as err:
             rows.append(CostRow(entry, None, None, error=f"out of memory ({str(err).splitlines()[0][:120]})"))
@@ -105,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
     dtype = str(QuantizeRequest("", "", "", device=args.device, dtype=args.dtype).torch_dtype()).removeprefix("torch.")
     setting = Setting(spec, shape, args.device, dtype, args.samples, args.image_size, args.format)
     print(format_table(setting, rows))
+    if devices:
+        _print_placements(args, shape, spec, rows, units, devices)
     if args.json:
         payload = [
             {"method": r.label, "error": r.error,

@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="cpu", help="compute device, e.g. cuda:0 (blocks move there one at a time)"
     )
+    parser.add_argument("--devices", help="several devices, e.g. cuda:0,cuda:1,cuda:2,cuda:3: the decoder is split "
+                        "into contiguous stages kept resident on them, activations flowing stage to stage (TLQ's "
+                        "multi-GPU layout; any method); the same result as one device. See `qigbench cost --devices`")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     parser.add_argument("--propagation", default="auto", choices=["auto", "fp", "quantized"])
     parser.add_argument("--trust-remote-code", action="store_true")
@@ -54,6 +57,12 @@ def parse_options(pairs: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+def _devices(text: str | None) -> tuple[str, ...]:
+    from qigbench.engine.placement import parse_devices
+
+    return parse_devices(text)
+
+
 def run(args: argparse.Namespace) -> int:
     from qigbench.pipeline import (
         QuantizeRequest,
@@ -69,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         calib=args.calib, samples=args.samples, seed=args.seed, batch_size=args.batch_size,
         max_length=args.max_length, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
         cache_dir=args.cache_dir, resume_dir=args.resume_dir, propagation=args.propagation,
-        progress=not args.no_progress, memory_budget=args.memory_budget,
+        progress=not args.no_progress, memory_budget=args.memory_budget, devices=_devices(args.devices),
     )
     request.validate()
     if args.save:  # outputs are checked before calibrating: a late failure would lose the calibration

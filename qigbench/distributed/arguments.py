@@ -32,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ray-cpus", type=int, help="CPUs of a local Ray started here (default: all)")
     group.add_argument("--partition", help="SLURM partition")
     group.add_argument("--time", type=int, default=240, help="SLURM time limit per job, minutes (240)")
-    group.add_argument("--gpus-per-job", type=int, help="GPUs per job (default 1 on cuda, 0 on cpu)")
+    group.add_argument("--gpus-per-job", type=int, help="GPUs per job (default 1 on cuda, 0 on cpu); N > 1 calibrates "
+                       "each configuration data-parallel on N torchrun ranks, one GPU each (on cpu: N gloo ranks): "
+                       "the pool pins N devices per worker, Ray asks num_gpus=N, SLURM --gpus-per-node N")
     group.add_argument("--cpus-per-job", type=int, help="CPUs per job (default 8 on SLURM, 1 on Ray)")
     group.add_argument("--mem-gb", type=float, help="memory per job, GB (SLURM --mem, Ray memory)")
     group.add_argument("--array-parallelism", type=int, default=16, help="SLURM array tasks running at once (16)")
@@ -46,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def wants_jobs(args: argparse.Namespace) -> bool:
     """Whether ``qigbench run`` goes through the job driver rather than today's in-process loop."""
-    return bool(args.executor != "local" or args.workers is not None or args.dry_run)
+    return bool(args.executor != "local" or args.workers is not None or args.dry_run
+                or (args.gpus_per_job or 1) > 1)
 
 
 def make_executor(args: argparse.Namespace, options: SuiteOptions, run_dir: Path) -> Executor:
@@ -80,7 +83,8 @@ def make_executor(args: argparse.Namespace, options: SuiteOptions, run_dir: Path
         )
     from qigbench.distributed.pool import PoolExecutor
 
-    return PoolExecutor(args.workers or 1, options.device, max_retries=args.max_retries)
+    return PoolExecutor(args.workers or 1, options.device, max_retries=args.max_retries,
+                        gpus_per_job=args.gpus_per_job or 1)
 
 
 def run_jobs(args: argparse.Namespace, options: SuiteOptions, matrices: Sequence[Matrix], note: str) -> int:

@@ -2,11 +2,13 @@
 
 Each worker is a fresh (spawned) Python process pinned before torch starts: on GPU to one device
 (``CUDA_VISIBLE_DEVICES``, round-robin over the visible ones; the job then runs on ``cuda``), on
-CPU to ``cpus // N`` torch threads. A worker keeps its session between jobs, so the driver hands an
-idle worker a job of the model it last ran when there is one (its fp model and task pack stay
-loaded). A worker that dies mid-job (OOM killer, SIGKILL, segfault) is replaced and the job
-retried up to ``max_retries`` times; a job that raises is reported with its log and not retried
-(it would raise again).
+CPU to ``cpus // N`` torch threads. With ``gpus_per_job=K`` (``--gpus-per-job K``) a worker is
+pinned to K devices of its own and runs each job on K torchrun ranks
+(:class:`~qigbench.distributed.ranks.RankedJob`: data-parallel calibration, one GPU per rank).
+A worker keeps its session between jobs, so the driver hands an idle worker a job of the model
+it last ran when there is one (its fp model and task pack stay loaded). A worker that dies mid-job
+(OOM killer, SIGKILL, segfault) is replaced and the job retried up to ``max_retries`` times; a job
+that raises is reported with its log and not retried (it would raise again).
 """
 
 from __future__ import annotations
@@ -68,32 +70,52 @@ class PoolExecutor:
         max_retries: int = 2,
         gpus: Sequence[str] | None = None,
         target: Target = execute_job,
+        gpus_per_job: int = 1,
     ) -> None:
+        from qigbench.distributed.jobs import JobError
+        from qigbench.distributed.ranks import RankedJob
+
         self.workers = max(1, workers)
         self.device = device
         self.max_retries = max_retries
-        self.target = target
+        self.per_job = max(1, gpus_per_job)
+        self.target = RankedJob(self.per_job) if self.per_job > 1 and target is execute_job else target
         self.on_gpu = device.startswith("cuda")
         self.gpus = list(gpus) if gpus is not None else (_visible_gpus() if self.on_gpu else [])
         if self.on_gpu and not self.gpus:
-            from qigbench.distributed.jobs import JobError
-
             raise JobError("--workers with --device cuda found no GPU; check nvidia-smi or run with --device cpu")
-        self.threads = max(1, (os.cpu_count() or 1) // self.workers)
+        if self.on_gpu and self.per_job > 1 and self.workers * self.per_job > len(self.gpus):
+            raise JobError(
+                f"{self.workers} workers x {self.per_job} GPUs per job need {self.workers * self.per_job} GPUs; "
+                f"{len(self.gpus)} are visible ({','.join(self.gpus)}): use --workers {len(self.gpus) // self.per_job}"
+            )
+        self.threads = max(1, (os.cpu_count() or 1) // (self.workers * self.per_job))
 
     @property
     def slots(self) -> int:
         return self.workers
 
     def _slot(self, i: int) -> _Slot:
-        return _Slot(i, self.gpus[i % len(self.gpus)] if self.on_gpu else None)
+        if not self.on_gpu:
+            return _Slot(i, None)
+        if self.per_job > 1:  # K devices of its own
+            return _Slot(i, ",".join(self.gpus[i * self.per_job : (i + 1) * self.per_job]))
+        return _Slot(i, self.gpus[i % len(self.gpus)])
 
     def describe(self, jobs: Sequence[JobSpec]) -> str:
         lines = [f"{self.workers} worker processes on this machine, one job at a time each:"]
+        ranked = ""
+        if self.per_job > 1:
+            from qigbench.distributed.ranks import example_command
+
+            example = example_command(list(jobs), self.per_job) if jobs else ""
+            ranked = f", each job on {self.per_job} torchrun ranks ({'gloo, CPU' if not self.on_gpu else 'NCCL'})"
         for i in range(self.workers):
             s = self._slot(i)
             pin = f"CUDA_VISIBLE_DEVICES={s.gpu}, device cuda" if s.gpu is not None else f"{self.threads} CPU threads"
-            lines.append(f"  worker {i}: {pin}")
+            lines.append(f"  worker {i}: {pin}{ranked}")
+        if self.per_job > 1 and jobs:
+            lines.append(f"  a calibrating job runs (fp and RTN rows: one process): {example}")
         models = sorted({j.case.model for j in jobs})
         lines.append(f"{len(jobs)} jobs over {len(models)} model(s) ({', '.join(models)}); an idle worker takes a "
                      f"job of the model it has loaded first; a dead worker's job is retried up to {self.max_retries}x")

@@ -41,6 +41,14 @@ class RayExecutor:
         self.cpus_per_job = cpus_per_job
         self.memory_gb = memory_gb
         self.max_retries = max_retries
+        ranks = int(self.gpus_per_job) if self.gpus_per_job >= 2 else 1
+        if not self.on_gpu and gpus_per_job:  # CPU runs (tests): N gloo ranks, no GPU asked of Ray
+            ranks, self.gpus_per_job = max(1, int(gpus_per_job)), 0.0
+        self.ranks = ranks
+        if ranks > 1 and target is execute_job:
+            from qigbench.distributed.ranks import RankedJob
+
+            target = RankedJob(ranks)
         self.target = target
         self._slots = 1
 
@@ -50,9 +58,14 @@ class RayExecutor:
 
     def task_options(self, job: JobSpec) -> dict[str, Any]:
         """The resources one job's task asks Ray for."""
+        gpus = self.gpus_per_job
+        if self.ranks > 1:
+            from qigbench.distributed.ranks import calibrates
+
+            gpus = gpus if calibrates(job) else min(gpus, 1.0)  # the fp and RTN rows run in one process
         opts: dict[str, Any] = {
             "num_cpus": self.cpus_per_job,
-            "num_gpus": self.gpus_per_job,
+            "num_gpus": float(gpus),
             "max_retries": self.max_retries,
             "retry_exceptions": False,
             "name": job.job_id,
@@ -65,6 +78,11 @@ class RayExecutor:
         where = self.address or f"a local Ray instance (ray.init(num_cpus={self.num_cpus}))"
         lines = [f"Ray cluster: {where}; {len(jobs)} tasks, one per configuration:"]
         lines += [f"  {j.job_id}: @ray.remote({_kwargs(self.task_options(j))})" for j in jobs]
+        if self.ranks > 1 and jobs:
+            from qigbench.distributed.ranks import example_command
+
+            lines.append(f"each task runs its job on {self.ranks} ranks in the GPUs Ray gives it (fp and RTN rows: "
+                         f"one process): {example_command(list(jobs), self.ranks)}")
         return "\n".join(lines)
 
     def _init(self, ray: Any) -> None:

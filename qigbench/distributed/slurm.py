@@ -55,6 +55,12 @@ class SlurmExecutor:
         self.cluster = cluster
         self.max_retries = max_retries
         self.poll_seconds = poll_seconds
+        ranks = resources.gpus_per_job or 1
+        if ranks > 1 and target is execute_job:  # the task launches torchrun over its node's GPUs
+            from qigbench.distributed.ranks import RankedJob
+
+            target = RankedJob(ranks)
+        self.ranks = ranks
         self.target = target
 
     @property
@@ -64,7 +70,9 @@ class SlurmExecutor:
     @property
     def gpus(self) -> int:
         r = self.resources
-        return r.gpus_per_job if r.gpus_per_job is not None else (1 if self.on_gpu else 0)
+        if not self.on_gpu:
+            return 0  # CPU runs (tests): --gpus-per-job N means N gloo ranks, no GPU asked of SLURM
+        return r.gpus_per_job if r.gpus_per_job is not None else 1
 
     def parameters(self) -> dict[str, Any]:
         """submitit's AutoExecutor parameters (``slurm_*`` ones are ignored off SLURM)."""
@@ -107,6 +115,12 @@ class SlurmExecutor:
         command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(self.folder))])
         text = _make_sbatch_string(command=command, folder=self.folder, map_count=len(jobs), **slurm)
         header = f"{len(jobs)} jobs as one SLURM job array ({len(jobs)} tasks, {r.array_parallelism} at once); sbatch:"
+        if self.ranks > 1 and jobs:
+            from qigbench.distributed.ranks import example_command
+
+            text += (f"\n# each task runs its job on {self.ranks} ranks over the node's {self.gpus or self.ranks} "
+                     f"{'GPUs' if self.gpus else 'CPU ranks (gloo)'} (fp and RTN rows: one process):\n# "
+                     + example_command(list(jobs), self.ranks) + "\n")
         return header + "\n" + text
 
     def check_ready(self) -> None:

@@ -23,6 +23,7 @@ from qigbench.errors import QigbenchError
 from qigbench.models.family import ModelFamily
 from qigbench.models.groups import ResolvedGroup, apply_scales_, block_linear_names, resolve_groups
 from qigbench.models.scaling import divided_rows
+from qigbench.parallel import Shard
 from qigbench.quant import QuantFormat, QuantizedTensor, QuantLinear, dequantize, set_submodule
 from qigbench.quant.codes import recover_codes
 
@@ -55,6 +56,10 @@ class BlockContext:
     carried: dict[str, Any] = field(default_factory=dict)
     #: bytes one streamed chunk (attribution, scale candidates) may take; None: a safe share of free memory
     memory_budget: int | None = None
+    #: data-parallel runs: the samples this rank holds (``token_types``, the inputs) and the token
+    #: types of every sample; None / whole in one process (see :mod:`qigbench.parallel`)
+    shard: Shard | None = None
+    all_token_types: torch.Tensor | None = None
     stats: dict[str, Any] = field(default_factory=dict)  # JSON-able per-block numbers (saved, reported)
     artifacts: dict[str, Any] = field(default_factory=dict)  # tensors for plots (token weights), not saved
     _records: dict[str, dict[str, list[Call]]] = field(default_factory=dict, repr=False)
@@ -73,6 +78,15 @@ class BlockContext:
         if self._linear_names is None:
             self._linear_names = block_linear_names(self.block, self.family)
         return self._linear_names
+
+    @property
+    def global_token_types(self) -> torch.Tensor:
+        """``[N, T]`` over every calibration sample of every rank (``token_types`` in one process)."""
+        return self.all_token_types if self.all_token_types is not None else self.token_types
+
+    def local_rows(self, t: torch.Tensor) -> torch.Tensor:
+        """This rank's rows of a tensor over every sample (``t`` itself in one process)."""
+        return t if self.shard is None else self.shard.rows(t)
 
     def budget(self) -> int:
         """The memory budget in bytes (resolved now when the run set none: free memory changes)."""

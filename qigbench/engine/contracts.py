@@ -17,6 +17,7 @@ from torch import nn
 
 from qigbench.errors import QigbenchError
 from qigbench.models.family import ModelFamily
+from qigbench.parallel import Shard
 from qigbench.quant import QuantFormat
 
 
@@ -37,6 +38,9 @@ class EngineConfig:
     progress: bool = True
     #: bytes a streamed chunk (attribution, scale candidates) may take; None: a safe share of free memory
     memory_budget: int | None = None
+    #: multi-device placement (``--devices cuda:0,cuda:1``): the decoder in contiguous stages resident
+    #: on these devices, ``device`` being the first (see :mod:`qigbench.engine.placement`); () = one device
+    devices: tuple[str, ...] = ()
 
     def resolve_propagation(
         self, fmt: QuantFormat, method_default: Literal["fp", "quantized"] | None = None
@@ -54,13 +58,24 @@ class EngineConfig:
 
 @dataclass
 class RunContext:
-    """What a method's ``prepare`` sees: the whole model and the calibration batches."""
+    """What a method's ``prepare`` sees: the whole model and the calibration batches.
+
+    ``batches`` are this rank's share (all of them in one process: see :mod:`qigbench.parallel`);
+    ``all_batches`` the whole calibration set, for a pre-pass that every rank must run on every
+    sample in order (Q-VLM's prompt-sequential ranges, under :func:`qigbench.parallel.replicated`)."""
 
     model: nn.Module
     family: ModelFamily
     fmt: QuantFormat
     batches: list[CalibBatch]
     config: EngineConfig
+    all_batches: list[CalibBatch] | None = None
+    #: which samples ``batches`` are (the whole set in one process)
+    shard: Shard | None = None
+
+    def __post_init__(self) -> None:
+        if self.all_batches is None:
+            self.all_batches = self.batches
 
     @property
     def blocks(self) -> nn.ModuleList:

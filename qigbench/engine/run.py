@@ -17,7 +17,9 @@ device, which is what lets large models calibrate on one GPU.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import hashlib
 import logging
 import resource
@@ -30,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from qigbench import parallel
 from qigbench.console import progress
 from qigbench.engine.capture import capture_block_inputs, place_outside_blocks
 from qigbench.engine.checkpoint import Checkpoint
@@ -37,6 +40,8 @@ from qigbench.engine.collate import unify_lengths
 from qigbench.engine.contracts import CalibBatch, EngineConfig, RunContext, check_units
 from qigbench.engine.finite import check_model, check_unit, diagnose
 from qigbench.engine.method import Method
+from qigbench.engine.placement import Placement, PlacementError, parameter_bytes
+from qigbench.engine.replay import Call, map_tensors
 from qigbench.engine.restore import restore_block_
 from qigbench.engine.unit import BlockSettings, UnitContext
 from qigbench.errors import QigbenchError, QuantInputError
@@ -67,12 +72,17 @@ class CalibrationReport:
     seconds: float = 0.0
     #: the share of ``seconds`` spent by those earlier runs (0 for a run that did not resume)
     resumed_seconds: float = 0.0
+    #: with ``EngineConfig.devices``: which blocks each device held (see :mod:`qigbench.engine.placement`)
+    placement: list[dict[str, Any]] = field(default_factory=list)
     peak_memory_bytes: int = 0
     resumed_from_block: int = 0
     #: block -> group -> lambda[N, T] (methods with token weights), for the sensitivity heatmap
     token_weights: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
     #: [N, T] token types of the calibration tokens the weights refer to
     token_types: torch.Tensor | None = field(default=None, repr=False)
+    #: how the run was spread over processes (world size, backend, samples and peak memory per
+    #: rank; see :mod:`qigbench.parallel`): in the record, not in the configuration identity
+    parallel: dict[str, Any] = field(default_factory=dict)
 
     @property
     def mean_block_error(self) -> float:
@@ -95,8 +105,11 @@ def calibrate(
     names ``--memory-budget`` and how to resume from the last finished unit."""
     cfg = config or EngineConfig()
     where = _Position()
+    # a data-free method (RTN) runs its probe batch on every rank: nothing to share, nothing to reduce
+    scope = contextlib.nullcontext() if method.needs_calibration else parallel.replicated()
     try:
-        return _calibrate(model, family, batches, method, fmt, cfg, fingerprint, where)
+        with scope:
+            return _calibrate(model, family, batches, method, fmt, cfg, fingerprint, where)
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
@@ -154,34 +167,47 @@ def _calibrate(
         raise TypeError(f"calibrate() takes a parsed QuantFormat, not {fmt!r}: pass parse_format({fmt!r})")
     propagation = cfg.resolve_propagation(fmt, method.propagation)
     start_time = time.perf_counter()
-    _reset_peak_memory(cfg.device)
+    for device in cfg.devices or (cfg.device,):
+        _reset_peak_memory(device)
     model.eval()
-    batches = unify_lengths(list(batches))
+    batches = unify_lengths(list(batches))  # over the whole set: every rank pads to the same length
+    world = parallel.world()  # rank 0 writes; the samples are shared only when collectives reduce
+    sharing = parallel.active()
+    shard = parallel.shard_batches([int(b.token_types.shape[0]) for b in batches], world if sharing else None)
+    local = shard.batches(batches)  # this rank's samples (all of them in one process)
     blocks: nn.ModuleList = model.get_submodule(family.blocks)  # type: ignore[assignment]
     units = check_units(method.units(len(blocks)), len(blocks), type(method).__name__)
     multi_block = any(len(u) > 1 for u in units)
     report = CalibrationReport(method.describe(), fmt.name, propagation, cfg.device)
+    placement = _placement(cfg, model, blocks, units)
     checkpoint = None
     if cfg.resume_dir is not None:
         identity = {**(fingerprint or {}), **method.describe(), "format": fmt.name, "propagation": propagation}
         if multi_block:  # one-block units add nothing, so directories written before units existed still resume
             identity["units"] = [[u.start, u.stop] for u in units]
-        checkpoint = Checkpoint(Path(cfg.resume_dir), {**identity, **_numbers_fingerprint(model, batches)})
-    resume = checkpoint.open() if checkpoint else None
+        # rank 0 writes the directory one process would write; the other ranks only read it to resume
+        checkpoint = Checkpoint(Path(cfg.resume_dir), {**identity, **_numbers_fingerprint(model, batches)},
+                                writes=world.is_main)
+    resume, saved_state = _open_checkpoint(checkpoint)
 
     check_model(model, family.blocks, method.name)  # NaN/Inf in the checkpoint: named before anything runs
-    run = RunContext(model, family, fmt, list(batches), cfg)
-    saved_state = checkpoint.load_method_state() if checkpoint else None
+    run = RunContext(model, family, fmt, local, cfg, all_batches=list(batches), shard=shard)
+    if placement is not None:  # resident for the whole run; the pre-passes run pipelined over the devices
+        placement.place_blocks(blocks)
+        place_outside_blocks(model, family.blocks, placement.first)
+        report.placement = placement.describe()
     if saved_state is not None:
         method.load_state_dict(saved_state)
     else:
-        method.prepare(run)
-        if checkpoint:
+        dispatched = placement.dispatched(model, blocks) if placement is not None else contextlib.nullcontext()
+        with parallel.where("the method's prepare"), dispatched:
+            method.prepare(run)
+        if checkpoint:  # identical on every rank (its statistics are reduced); written by rank 0 only
             checkpoint.save_method_state(method.state_dict())
 
     place_outside_blocks(model, family.blocks, cfg.device)
     captured = capture_block_inputs(
-        model, blocks, [b.inputs for b in batches], device=cfg.device, offload=cfg.offload
+        model, blocks, [b.inputs for b in local], device=cfg.device, offload=cfg.offload
     )
     place_outside_blocks(model, family.blocks, cfg.offload)
     keep_q = propagation == "quantized" or method.keeps_quantized_stream()
@@ -197,7 +223,11 @@ def _calibrate(
             )
         for i in range(resume.next_block):
             restore_block_(blocks[i], checkpoint.load_block(i), resume.block_stats[i]["quantized"], fmt)  # type: ignore[union-attr]
-        fp_stream, q_stream, first = resume.fp_stream, resume.q_stream, resume.next_block
+        if placement is not None:  # the restored quantized linears were built on the host
+            placement.place_blocks(blocks)
+        # the saved streams cover every sample (rank 0 gathers them): take this rank's batches
+        fp_stream, first = shard.batches(resume.fp_stream), resume.next_block
+        q_stream = shard.batches(resume.q_stream) if resume.q_stream is not None else None
         report.blocks = list(resume.block_stats)
         report.resumed_from_block = first
         report.resumed_seconds = resume.elapsed_seconds
@@ -205,22 +235,34 @@ def _calibrate(
             carried = copy.deepcopy(resume.block_stats[-1].get("carried", {}))
         log.info("resuming at block %d of %d from %s", first, len(blocks), cfg.resume_dir)
 
-    token_types = torch.cat([b.token_types for b in batches], dim=0)
+    all_token_types = torch.cat([b.token_types for b in batches], dim=0)
+    token_types = shard.rows(all_token_types)
     report.token_types = token_types
-    answers = [b.answer_mask for b in batches]
+    answers = [b.answer_mask for b in local]
     answer_mask = torch.cat(answers, dim=0) if all(a is not None for a in answers) else None  # type: ignore[arg-type]
     todo = [u for u in units if u.start >= first]
     bar = progress(todo, desc=f"{method.name} {fmt.name}", unit="unit" if multi_block else "block",
-                   disable=not cfg.progress)
-    settings = BlockSettings(family, fmt, token_types, answer_mask, cfg.device, propagation, carried, cfg.memory_budget)
+                   disable=not cfg.progress or not world.is_main)
+    settings = BlockSettings(family, fmt, token_types, answer_mask, cfg.device, propagation, carried, cfg.memory_budget,
+                             shard=shard, all_token_types=all_token_types)
+    stage_calls = _StageCalls(captured.layer_calls)
     for unit in bar:
         where.block = unit.start
-        modules = [blocks[i].to(cfg.device) for i in unit]
-        ctx = UnitContext(unit, modules, [captured.layer_calls[i] for i in unit], fp_stream, q_stream, settings)
+        device = placement.device_of(unit.start) if placement is not None else cfg.device
+        modules = [blocks[i].to(device) for i in unit]  # already there with a placement
+        if placement is not None:  # the streams (and the recorded calls) follow the stage they enter
+            fp_stream = [t.to(device) for t in fp_stream]
+            q_stream = [t.to(device) for t in q_stream] if q_stream is not None else None
+            calls = [stage_calls.on(i, device) for i in unit]
+            unit_settings = dataclasses.replace(settings, device=device)
+        else:
+            calls, unit_settings = [captured.layer_calls[i] for i in unit], settings
+        ctx = UnitContext(unit, modules, calls, fp_stream, q_stream, unit_settings)
         where.unit = ctx
         check_unit(modules, list(unit), family.blocks, method.name)
         try:
-            method.quantize_unit(ctx)
+            with parallel.where(unit.name):
+                method.quantize_unit(ctx)
         except QuantInputError as exc:  # NaN/Inf: name the tensor that holds it and why
             found = diagnose(exc, modules, list(unit), family.blocks, method.name, [*fp_stream, *(q_stream or [])])
             if found is None:
@@ -239,17 +281,97 @@ def _calibrate(
         report.blocks.extend(ctx.stats)
         report.token_weights.update(ctx.token_weights)
         bar.set_postfix(err=f"{ctx.stats[-1]['rel_error']:.2e}")
+        home = device if placement is not None else cfg.offload  # resident blocks and streams stay
         for offset, i in enumerate(unit):
-            blocks[i] = ctx.modules[offset].to(cfg.offload)
-        fp_stream = [t.to(cfg.offload) for t in ctx.fp_outputs]
-        q_stream = [t.to(cfg.offload) for t in ctx.q_outputs] if ctx.q_outputs is not None else None
+            blocks[i] = ctx.modules[offset].to(home)
+        fp_stream = [t.to(home) for t in ctx.fp_outputs]
+        q_stream = [t.to(home) for t in ctx.q_outputs] if ctx.q_outputs is not None else None
+        if sharing:  # every rank propagates through its own copy: they must be the same
+            parallel.check_same([t for i in unit for t in blocks[i].state_dict().values()], f"weights of {unit.name}")
         if checkpoint:
             elapsed = report.resumed_seconds + time.perf_counter() - start_time
             states = [blocks[i].state_dict() for i in unit]
-            checkpoint.save_unit(unit.start, states, ctx.stats, fp_stream, q_stream, elapsed)
+            # every sample's streams on rank 0 (a collective: every rank takes part); the others keep
+            # their own, which their checkpoint (writes=False) only counts, never writes
+            fp_all, q_all = _gather_streams(fp_stream, q_stream) or (fp_stream, q_stream)
+            checkpoint.save_unit(unit.start, states, ctx.stats, fp_all, q_all, elapsed)
+    if placement is not None:  # the calibrated model ends where a single-device run leaves it
+        for i in range(len(blocks)):
+            blocks[i] = blocks[i].to(cfg.offload)
     report.seconds = report.resumed_seconds + time.perf_counter() - start_time
     report.peak_memory_bytes = _peak_memory(cfg.device)
+    if placement is not None:  # per device (on the host they are all the process's peak)
+        for entry in report.placement:
+            entry["peak_memory_bytes"] = _peak_memory(entry["device"])
+        report.peak_memory_bytes = max(e["peak_memory_bytes"] for e in report.placement)
+    if sharing:
+        peaks = parallel.gather_objects(report.peak_memory_bytes)
+        report.peak_memory_bytes = max(peaks)
+        report.parallel = {**world.describe(), "samples_per_rank": parallel.gather_objects(shard.stop - shard.start),
+                           "peak_memory_bytes_per_rank": peaks}
+    else:
+        report.parallel = world.describe()
     return report
+
+
+def _placement(cfg: EngineConfig, model: nn.Module, blocks: nn.ModuleList, units: Sequence[Any]) -> Placement | None:
+    if not cfg.devices:
+        return None
+    if cfg.device != cfg.devices[0]:
+        raise PlacementError(f"with --devices {','.join(cfg.devices)} the compute device is the first of them, "
+                             f"not {cfg.device}")
+    outside = parameter_bytes(model) - sum(parameter_bytes(b) for b in blocks)
+    return Placement.plan(cfg.devices, units, blocks, outside)
+
+
+class _StageCalls:
+    """The recorded block calls (masks, rotary embeddings) moved to a stage's device once, a tensor
+    shared by several blocks' calls moved once."""
+
+    def __init__(self, calls: list[list[Call]]) -> None:
+        self.calls = calls
+        self._device: str | None = None
+        self._memo: dict[int, torch.Tensor] = {}
+        self._moved: dict[int, list[Call]] = {}
+
+    def on(self, block: int, device: str) -> list[Call]:
+        if device != self._device:
+            self._device, self._memo, self._moved = device, {}, {}
+        if block not in self._moved:
+            def move(t: torch.Tensor) -> torch.Tensor:
+                if id(t) not in self._memo:
+                    self._memo[id(t)] = t.to(device)
+                return self._memo[id(t)]
+
+            self._moved[block] = [Call(map_tensors(c.args, move), map_tensors(c.kwargs, move))
+                                  for c in self.calls[block]]
+        return self._moved[block]
+
+
+def _open_checkpoint(checkpoint: Checkpoint | None) -> tuple[Any, dict[str, torch.Tensor] | None]:
+    """The resume state and the saved method state. Rank 0 opens the directory first (it creates
+    the manifest), the others read it after, and nobody goes on before every rank has read: the
+    decision "resume or prepare" is then the same on every rank."""
+    if checkpoint is None:
+        return None, None
+    with parallel.main_first():
+        resume = checkpoint.open()
+        saved = checkpoint.load_method_state()
+    parallel.barrier()
+    return resume, saved
+
+
+def _gather_streams(
+    fp_stream: list[torch.Tensor], q_stream: list[torch.Tensor] | None
+) -> tuple[list[torch.Tensor], list[torch.Tensor] | None] | None:
+    """The streams of every sample on rank 0, in batch order (``None`` on the other ranks), so a
+    checkpoint does not depend on how many ranks wrote it."""
+    parts = parallel.gather_to_main((fp_stream, q_stream))
+    if parts is None:
+        return None
+    fp = [t for part, _ in parts for t in part]
+    q = None if parts[0][1] is None else [t for _, part in parts for t in (part or [])]
+    return fp, q
 
 
 def _numbers_fingerprint(model: nn.Module, batches: Sequence[CalibBatch]) -> dict[str, Any]:

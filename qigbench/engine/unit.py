@@ -25,12 +25,14 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from qigbench import parallel
 from qigbench.engine.context import BlockContext, Stream
 from qigbench.engine.contracts import WorkUnit
 from qigbench.engine.replay import Call, run_calls
 from qigbench.engine.restore import quantized_linear_names
 from qigbench.errors import QigbenchError
 from qigbench.models.family import ModelFamily
+from qigbench.parallel import Shard
 from qigbench.quant import QuantFormat
 from qigbench.tokens import valid_mask
 
@@ -50,6 +52,10 @@ class BlockSettings:
     #: the run's carried method state: one dict for the whole run (see :attr:`BlockContext.carried`)
     carried: dict[str, Any]
     memory_budget: int | None = None
+    #: which samples this rank holds (``token_types`` are theirs) and the token types of all of
+    #: them (see :mod:`qigbench.parallel`; in one process the shard is whole)
+    shard: Shard | None = None
+    all_token_types: torch.Tensor | None = None
 
     def context(
         self, index: int, block: nn.Module, calls: list[Call], fp: list[torch.Tensor], q: list[torch.Tensor] | None
@@ -58,6 +64,7 @@ class BlockSettings:
             index=index, block=block, family=self.family, fmt=self.fmt, calls=calls, fp_inputs=fp, q_inputs=q,
             token_types=self.token_types, answer_mask=self.answer_mask, device=self.device,
             propagation=self.propagation, carried=self.carried, memory_budget=self.memory_budget,
+            shard=self.shard, all_token_types=self.all_token_types,
         )
 
 
@@ -145,7 +152,8 @@ class UnitContext:
 
 
 def relative_error(out: list[torch.Tensor], ref: list[torch.Tensor], token_types: torch.Tensor) -> float:
-    """sum |out - ref|^2 / sum |ref|^2 over the valid (non-padding) tokens of every batch."""
+    """sum |out - ref|^2 / sum |ref|^2 over the valid (non-padding) tokens of every batch (of every
+    rank: both sums are all-reduced, so the record holds the error of the whole calibration set)."""
     num = den = 0.0
     start = 0
     for o, r in zip(out, ref, strict=True):
@@ -154,4 +162,5 @@ def relative_error(out: list[torch.Tensor], ref: list[torch.Tensor], token_types
         diff = (o.float() - r.float())[mask]
         num += float(diff.pow(2).sum())
         den += float(r.float()[mask].pow(2).sum())
+    num, den = parallel.sum_floats(num, den)
     return num / max(den, 1e-30)

@@ -14,14 +14,23 @@ over the token axis (pad tokens excluded), then average over samples and channel
 
 A channel that is zero on every token (dead) would divide 0 by 0 in the released code; here its
 normaliser is floored, it contributes 0, and the count is logged.
+
+With ``batch_sizes`` (the rows of each recorded batch) the per-(sample, channel) terms are computed
+and summed per batch in float32 and across batches -- and, data-parallel, across ranks -- in
+float64, so the mean is the same however the samples are shared out (:mod:`qigbench.parallel.sums`).
+Q-VLM's replicated reference pass computes them under :func:`qigbench.parallel.replicated`, where
+nothing is reduced.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
+
+from qigbench import parallel
 
 log = logging.getLogger(__name__)
 
@@ -51,26 +60,59 @@ def _warn_dead(what: str, dead: int, columns: int) -> None:
         log.warning("%s: %d of %d channel columns are zero on every token; they count as 0", what, dead, columns)
 
 
-def token_entropy(x: torch.Tensor, mask: torch.Tensor | None = None, norm: EntropyNorm = "l1") -> float:
+def _mean_of_terms(
+    terms: Callable[[slice], tuple[torch.Tensor, int]], rows: int, batch_sizes: Sequence[int] | None
+) -> tuple[float, int]:
+    """The mean of the ``[b, C]`` terms over every sample (and rank), and the dead columns.
+    Without ``batch_sizes`` in one process: ``terms.mean()`` as it always was."""
+    if batch_sizes is None and not parallel.active():
+        values, dead = terms(slice(0, rows))
+        return float(values.mean()), dead
+    parts, count, dead = [], 0, 0
+    for b0, b1 in parallel.batch_spans(batch_sizes, 0, rows):
+        values, d = terms(slice(b0, b1))
+        parts.append(values.sum())
+        count, dead = count + values.numel(), dead + d
+    total = parallel.all_reduce_sum(parallel.float64_total(parts))
+    return float(total / max(parallel.total(count), 1)), dead
+
+
+def token_entropy(
+    x: torch.Tensor, mask: torch.Tensor | None = None, norm: EntropyNorm = "l1",
+    batch_sizes: Sequence[int] | None = None,
+) -> float:
     """``H`` of a linear's (quantized) input ``x[B, T, C]``; ``mask[B, T]`` marks the tokens to use."""
-    p, dead = _normalise(_magnitudes(x, mask), norm)
+
+    def terms(rows: slice) -> tuple[torch.Tensor, int]:
+        p, dead = _normalise(_magnitudes(x[rows], None if mask is None else mask[rows]), norm)
+        return -(p * torch.log(p + ENTROPY_EPS)).sum(dim=1), dead
+
+    value, dead = _mean_of_terms(terms, int(x.shape[0]), batch_sizes)
     _warn_dead("entropy", dead, x.shape[0] * x.shape[2])
-    return float((-(p * torch.log(p + ENTROPY_EPS)).sum(dim=1)).mean())
+    return value
 
 
-def conditional_entropy(prev: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+def conditional_entropy(
+    prev: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None, batch_sizes: Sequence[int] | None = None
+) -> float:
     """``D(prev -> x)``: both ``[B, T, C]`` of the same shape (e.g. q's and k's input, v's and o's)."""
     if prev.shape != x.shape:
         raise ValueError(f"dependency needs inputs of the same shape, got {tuple(prev.shape)} and {tuple(x.shape)}")
-    p, dead_p = _normalise(_magnitudes(prev, mask), "l1")
-    q, dead_q = _normalise(_magnitudes(x, mask), "l1")
-    _warn_dead("dependency", max(dead_p, dead_q), x.shape[0] * x.shape[2])
     tiny = torch.finfo(torch.float32).tiny
-    joint = p * q
-    joint = joint / joint.sum(dim=1, keepdim=True).clamp_min(tiny)
-    cond = q / (p + DEPENDENCY_EPS)
-    cond = cond / cond.sum(dim=1, keepdim=True).clamp_min(tiny)
-    return float((-(joint * torch.log(cond + DEPENDENCY_EPS)).sum(dim=1)).mean())
+
+    def terms(rows: slice) -> tuple[torch.Tensor, int]:
+        m = None if mask is None else mask[rows]
+        p, dead_p = _normalise(_magnitudes(prev[rows], m), "l1")
+        q, dead_q = _normalise(_magnitudes(x[rows], m), "l1")
+        joint = p * q
+        joint = joint / joint.sum(dim=1, keepdim=True).clamp_min(tiny)
+        cond = q / (p + DEPENDENCY_EPS)
+        cond = cond / cond.sum(dim=1, keepdim=True).clamp_min(tiny)
+        return -(joint * torch.log(cond + DEPENDENCY_EPS)).sum(dim=1), max(dead_p, dead_q)
+
+    value, dead = _mean_of_terms(terms, int(x.shape[0]), batch_sizes)
+    _warn_dead("dependency", dead, x.shape[0] * x.shape[2])
+    return value
 
 
 def update_flag(

@@ -47,12 +47,14 @@ def clip_search_ratio(
 
 
 def layer_score(
-    xq: torch.Tensor, prev_xq: torch.Tensor | None, entropy_role: bool, mask: torch.Tensor, norm: EntropyNorm
+    xq: torch.Tensor, prev_xq: torch.Tensor | None, entropy_role: bool, mask: torch.Tensor, norm: EntropyNorm,
+    batch_sizes: Sequence[int] | None = None,
 ) -> float:
-    """Entropy for q/down (and whenever the previous input has another shape), else the dependency."""
+    """Entropy for q/down (and whenever the previous input has another shape), else the dependency
+    (``batch_sizes``: summed per recorded batch, see :func:`qigbench.sensitivity.entropy.token_entropy`)."""
     if entropy_role or prev_xq is None or prev_xq.shape != xq.shape:
-        return token_entropy(xq, mask, norm)
-    return conditional_entropy(prev_xq, xq, mask)
+        return token_entropy(xq, mask, norm, batch_sizes)
+    return conditional_entropy(prev_xq, xq, mask, batch_sizes)
 
 
 @dataclass

@@ -20,9 +20,12 @@ full search gives those rows; the other rows keep ratio 1 (no clipping) and cost
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
+from qigbench import parallel
 from qigbench.quant import Granularity, QuantSpec, check_tensor, fake_quantize, group_view
 from qigbench.solvers.weights import SolverError, check_inputs, resolve_token_weights
 
@@ -41,6 +44,7 @@ def search_clip(
     max_shrink: float = 0.5,
     *,
     token_types: Tensor | None = None,
+    batch_sizes: Sequence[int] | None = None,
     rows: Tensor | None = None,
 ) -> Tensor:
     """Best clip ratio per (output channel, group), shaped ``[out, n_groups, 1]`` for ``compute_qparams``.
@@ -48,6 +52,11 @@ def search_clip(
     ``weight [out, in]`` is the (already scaled) weight and ``x [B, T, in]`` its (already scaled) input.
     ``rows`` (indices into ``out``): search only these rows; every other row gets ratio 1.
     Apply the result with ``fake_quantize(weight, spec, clip_ratio=ratios)``.
+
+    The Gram blocks (or, on the token path, each ratio's errors) are summed per recorded batch
+    (``batch_sizes``, the rows of each; None: one batch) in float32 and across batches in float64
+    (:mod:`qigbench.parallel.sums`); data-parallel, ``B``, the token count and those sums are the
+    whole set's (all-reduced), so every rank picks the ratios one process picks.
     """
     if rows is not None:
         check_tensor(weight, "weight")
@@ -55,7 +64,7 @@ def search_clip(
             raise SolverError(f"clip search takes an [out, in] weight, got {tuple(weight.shape)}")
         index = rows.to(device=weight.device, dtype=torch.long)
         some = search_clip(weight.index_select(0, index), x, token_weights, spec, n_grid, max_shrink,
-                           token_types=token_types)
+                           token_types=token_types, batch_sizes=batch_sizes)
         full = torch.ones((weight.shape[0], *some.shape[1:]), dtype=some.dtype, device=some.device)
         return full.index_copy_(0, index.to(some.device), some)
     check_tensor(weight, "weight")
@@ -74,39 +83,50 @@ def search_clip(
     lam = resolve_token_weights(token_weights, token_types, (batch, tokens)).to(x.device).reshape(-1)
     keep = lam > 0
     flat = x.detach().reshape(-1, x.shape[-1])
-    root = (lam / batch).sqrt()
+    root = (lam / parallel.total(batch)).sqrt()
     w = weight.detach().float()
     grouped_w = group_view(w, spec)  # [out, g, k]
     n_groups, size = int(grouped_w.shape[1]), int(grouped_w.shape[2])
-    n_rows = int(keep.sum())
+    n_rows = parallel.total(int(keep.sum()))
     gram: Tensor | None = None
-    x_groups = flat.new_zeros((0, n_groups, size), dtype=torch.float32)
+    # token rows of each recorded batch
+    spans = [(b0 * tokens, b1 * tokens) for b0, b1 in parallel.batch_spans(batch_sizes, 0, batch)]
+    x_groups: list[Tensor] = []
     if n_rows >= size:  # the Gram blocks, streamed over token chunks (no float copy of every row)
-        gram = torch.zeros(n_groups, size, size, device=w.device)
-        for i in range(0, flat.shape[0], GRAM_CHUNK):
-            sel = keep[i : i + GRAM_CHUNK]
-            part = (flat[i : i + GRAM_CHUNK][sel].float() * root[i : i + GRAM_CHUNK][sel].unsqueeze(1))
-            part = part.reshape(-1, n_groups, size)
-            gram += torch.einsum("ngk,ngl->gkl", part, part)
+        grams = []
+        for r0, r1 in spans:
+            part_gram = torch.zeros(n_groups, size, size, device=w.device)
+            for i in range(r0, r1, GRAM_CHUNK):
+                j = min(i + GRAM_CHUNK, r1)
+                sel = keep[i:j]
+                part = (flat[i:j][sel].float() * root[i:j][sel].unsqueeze(1)).reshape(-1, n_groups, size)
+                part_gram += torch.einsum("ngk,ngl->gkl", part, part)
+            grams.append(part_gram)
+        gram = parallel.all_reduce_sum(parallel.float64_total(grams)).float()
     else:
-        x_groups = (flat[keep].float() * root[keep].unsqueeze(1)).reshape(-1, n_groups, size)  # [N, g, k]
+        x_groups = [(flat[r0:r1][keep[r0:r1]].float() * root[r0:r1][keep[r0:r1]].unsqueeze(1))
+                    .reshape(-1, n_groups, size) for r0, r1 in spans]  # per batch [n, g, k]
 
     ratios = [1 - i / n_grid for i in range(max(1, int(max_shrink * n_grid)))]
     best_err = torch.full(grouped_w.shape[:2], float("inf"), device=w.device)
     best_ratio = torch.ones_like(best_err)
     for ratio in ratios:
         delta = group_view(fake_quantize(w, spec, clip_ratio=ratio), spec) - grouped_w
-        err = _group_errors(delta, x_groups, gram)
+        if gram is not None:
+            err = _group_errors(delta, None, gram)
+        else:
+            err = parallel.all_reduce_sum(parallel.float64_total(_group_errors(delta, x, None) for x in x_groups))
         better = err < best_err
         best_err = torch.where(better, err, best_err)
         best_ratio = torch.where(better, torch.full_like(best_ratio, ratio), best_ratio)
     return best_ratio.unsqueeze(-1)
 
 
-def _group_errors(delta: Tensor, x_groups: Tensor, gram: Tensor | None) -> Tensor:
+def _group_errors(delta: Tensor, x_groups: Tensor | None, gram: Tensor | None) -> Tensor:
     """``err[o, g] = sum_n (x_n,g . delta_o,g)^2`` (x already carries sqrt of the token weights)."""
     if gram is not None:
         return (torch.einsum("ogk,gkl->ogl", delta, gram) * delta).sum(dim=-1)
+    assert x_groups is not None
     parts = [
         torch.einsum("ngk,ogk->ogn", x_groups, delta[i : i + ROW_CHUNK]).pow(2).sum(dim=-1)
         for i in range(0, delta.shape[0], ROW_CHUNK)

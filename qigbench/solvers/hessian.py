@@ -16,6 +16,10 @@ dampening is relative to its mean diagonal), so only the *relative* token weight
 With uniform lambda (``None``) every sample counts equally and, within a sample, every
 non-padding token counts equally: for equal-length samples this is plain GPTQ's
 ``2 X^T X / n_tokens``.
+
+Each batch's Gram matrix is computed in ``dtype`` and added into a float64 sum, so the sum is
+exact whatever the order of the batches (:mod:`qigbench.parallel.sums`): a data-parallel run,
+which all-reduces the ranks' sums, gets the Hessian of one process bit for bit.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from qigbench import parallel
 from qigbench.solvers.weights import SolverError, check_inputs, resolve_token_weights
 
 
@@ -37,7 +42,8 @@ class HessianAccumulator:
         self.in_features = in_features
         self.device = torch.device(device)
         self.dtype = dtype
-        self._sum = torch.zeros(in_features, in_features, device=self.device, dtype=dtype)
+        #: float64: the batches' Gram matrices add exactly, in any order (ranks, batches)
+        self._sum = torch.zeros(in_features, in_features, device=self.device, dtype=torch.float64)
         self.n_samples = 0
         self.n_tokens = 0
 
@@ -65,10 +71,13 @@ class HessianAccumulator:
         """``H' = 2 * sum / N`` (a fresh tensor; the accumulator can keep streaming).
 
         Symmetrised explicitly: a BLAS Gram product is symmetric only up to rounding.
+        Data-parallel: the sum and ``N`` are all-reduced over the ranks (every rank calls this).
         """
-        if self.n_samples == 0:
+        n_samples = parallel.total(self.n_samples)
+        if n_samples == 0:
             raise SolverError("the Hessian has no data; call add() with at least one calibration batch")
-        return (self._sum + self._sum.T) * (1.0 / self.n_samples)
+        total = parallel.all_reduce_sum(self._sum).to(self.dtype)
+        return (total + total.T) * (1.0 / n_samples)
 
 
 def weighted_hessian(x: Tensor, token_weights: Tensor | None = None, token_types: Tensor | None = None) -> Tensor:

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from qigbench import parallel
 from qigbench.quant import QuantFormat
 from qigbench.solvers.scale_search import (
     ScaleResult,
@@ -64,15 +65,16 @@ def smooth_scales(
 
 
 def activation_absmax(x: Tensor, token_types: Tensor | None = None) -> Tensor:
-    """Per-channel ``max |x|`` over the non-padding tokens (SmoothQuant's statistic), float32 ``[H]``."""
+    """Per-channel ``max |x|`` over the non-padding tokens (SmoothQuant's statistic), float32 ``[H]``
+    (of every rank: a maximum, so the same bits as one process)."""
     flat = _valid_rows(x, token_types)
-    return flat.abs().amax(dim=0)
+    return parallel.all_reduce_max(flat.abs().amax(dim=0))
 
 
 def activation_range(x: Tensor, token_types: Tensor | None = None) -> Tensor:
     """Per-channel ``max x - min x`` over the non-padding tokens (llm-compressor's statistic)."""
     flat = _valid_rows(x, token_types)
-    return flat.amax(dim=0) - flat.amin(dim=0)
+    return parallel.all_reduce_max(flat.amax(dim=0)) - parallel.all_reduce_min(flat.amin(dim=0))
 
 
 def search_smooth_alpha(

@@ -33,6 +33,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from qigbench import parallel
 from qigbench.config import omit_default, project
 from qigbench.memory import batch_sizes_of, row_spans, rows_of
 from qigbench.quant import QuantFormat, QuantSpec, fake_quantize, group_view
@@ -119,7 +120,7 @@ def search_scales(
     cfg = cfg if cfg is not None else ScaleSearchConfig()
     check_inputs(x)
     check_linears(linears, int(x.shape[-1]))
-    x_mean = activation_mean(x, token_types)
+    x_mean = activation_mean(x, token_types, batch_sizes_of(compared, int(x.shape[0])))
     w_mean = weight_mean(linears, fmt.weight) if cfg.duo_scaling else None
     candidates = [awq_scales(x_mean, alpha, w_mean) for alpha in cfg.alphas]
     inp = x if compared_input is None else compared_input
@@ -129,14 +130,24 @@ def search_scales(
     return ScaleResult(scales=candidates[best], alpha=cfg.alphas[best], losses=losses, alphas=cfg.alphas)
 
 
-def activation_mean(x: Tensor, token_types: Tensor | None = None) -> Tensor:
-    """Per-channel ``mean |x|`` over the non-padding tokens, float32 ``[H]``."""
-    flat = x.detach().reshape(-1, x.shape[-1]).float().abs()
-    if token_types is not None:
-        flat = flat[valid_mask(token_types).reshape(-1).to(flat.device)]
-    if flat.shape[0] == 0:
+def activation_mean(x: Tensor, token_types: Tensor | None = None, batch_sizes: Sequence[int] | None = None) -> Tensor:
+    """Per-channel ``mean |x|`` over the non-padding tokens (of every rank), float32 ``[H]``.
+
+    Summed per recorded batch (``batch_sizes``: the rows of each; None: one batch) in float32 and
+    across batches and ranks in float64, so the mean does not depend on how the samples were
+    shared out (:mod:`qigbench.parallel.sums`)."""
+    valid = valid_mask(token_types).to(x.device) if token_types is not None else None
+    parts, count = [], 0
+    for b0, b1 in parallel.batch_spans(batch_sizes, 0, int(x.shape[0])):
+        flat = x[b0:b1].detach().reshape(-1, x.shape[-1]).float().abs()
+        if valid is not None:
+            flat = flat[valid[b0:b1].reshape(-1)]
+        parts.append(flat.sum(dim=0))
+        count += int(flat.shape[0])
+    count = parallel.total(count)
+    if count == 0:
         raise SolverError("every token is padding; the scale search needs at least one real token")
-    return flat.mean(dim=0)
+    return (parallel.all_reduce_sum(parallel.float64_total(parts)) / count).float()
 
 
 def weight_mean(linears: Sequence[nn.Linear], spec: QuantSpec) -> Tensor:
@@ -168,29 +179,39 @@ def evaluate_scales(
     target: Tensor | None = None,
 ) -> list[float]:
     """Token-weighted output loss of ``compared`` for each candidate scale vector (shared by AWQ and SQ);
-    ``target`` replaces the fp output on the same input as the reference (see :func:`search_scales`)."""
+    ``target`` replaces the fp output on the same input as the reference (see :func:`search_scales`).
+
+    Each recorded batch's loss is summed in float32, the batches' in float64 (exact in any order,
+    :mod:`qigbench.parallel.sums`); data-parallel, the ranks' sums and sample counts are all-reduced
+    once for all candidates, which gives one process's losses bit for bit."""
     batch, tokens = int(compared_input.shape[0]), int(compared_input.shape[1])
     if target is not None and tuple(target.shape[:2]) != (batch, tokens):
         raise SolverError(f"target has shape {tuple(target.shape)}, expected [{batch}, {tokens}, H] like the input")
     lam = resolve_token_weights(token_weights, token_types, (batch, tokens)).to(compared_input.device)
     chunk = cfg.batch_chunk or batch
     # spans follow the recorded batches of a Replay (sliced with .rows); plain callables get slices
-    spans = row_spans(batch_sizes_of(compared, batch), chunk)
+    sizes = batch_sizes_of(compared, batch)
+    spans = row_spans(sizes, chunk)
     parts = [rows_of(compared, b0, b1, batch) for b0, b1 in spans]
     with torch.no_grad():
         if target is None:
             reference = [_output(part, compared_input[b0:b1]) for part, (b0, b1) in zip(parts, spans, strict=True)]
         else:
             reference = [target[b0:b1].to(compared_input.device) for b0, b1 in spans]
-        losses = []
+        totals = []
         for scales in candidates:
-            total = torch.zeros((), dtype=torch.float32, device=compared_input.device)
+            per_batch = []
             with scaled_linears(linears, scales, fmt):
                 for part, (b0, b1), y_fp in zip(parts, spans, reference, strict=True):
                     y_q = _output(part, compared_input[b0:b1])
-                    total = total + weighted_token_loss(y_fp, y_q, lam[b0:b1], cfg.loss)
-            losses.append(float(total / batch))
-    return losses
+                    for a, b in parallel.batch_spans(sizes, b0, b1):  # one partial per recorded batch
+                        per_batch.append(
+                            weighted_token_loss(y_fp[a - b0 : b - b0], y_q[a - b0 : b - b0], lam[a:b], cfg.loss)
+                        )
+            totals.append(parallel.float64_total(per_batch))
+    # one collective for every candidate; the loss is over every rank's samples
+    reduced, batch = parallel.all_reduce_sum(torch.stack(totals)), parallel.total(batch)
+    return [float(total / batch) for total in reduced.unbind()]
 
 
 def weighted_token_loss(y_fp: Tensor, y_q: Tensor, lam: Tensor, loss: LossName) -> Tensor:
