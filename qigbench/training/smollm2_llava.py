@@ -3,9 +3,10 @@
 Two stages, both on the training pool of :mod:`qigbench.training.items` (never the held-out pack):
 
 0. **tower pretraining** - LLaVA starts from a pretrained CLIP tower; none can be downloaded here,
-   so the SigLIP tower is pretrained on the pool first, as a classifier (mean-pooled patch
-   features, one linear head per kind: colour, shape, count, tallest bar, quadrant). Cheap: the
-   decoder is not involved. The heads are thrown away.
+   so the SigLIP tower is pretrained on the pool first, as a classifier (the patch features,
+   normalised and flattened so that where a feature sits counts, one linear head per kind:
+   colour, shape, count, tallest bar, quadrant). Cheap: the decoder is not involved. The heads
+   are thrown away.
 1. **visual instruction tuning** - the whole model, decoder frozen: the projector and the tower are
    trained so that SmolLM2 answers the pack's questions (the task's own prompt after the image,
    through the processor's chat template; loss on the answer tokens and ``<|im_end|>`` only).
@@ -103,16 +104,20 @@ def batch_indices(config: TrainConfig, stage: int, step: int, size: int) -> list
 
 
 class Heads(nn.Module):
-    """Stage 0's classifiers on the tower's mean-pooled patch features (discarded afterwards)."""
+    """Stage 0's classifiers on the tower's patch features, flattened (a quadrant or the tallest bar
+    is a question of *where*: mean pooling would hide it); discarded afterwards."""
 
-    def __init__(self, hidden: int, kinds: tuple[str, ...]) -> None:
+    def __init__(self, hidden: int, tokens: int, kinds: tuple[str, ...]) -> None:
         super().__init__()
         self.kinds = kinds
         self.norm = nn.LayerNorm(hidden)
-        self.heads = nn.ModuleDict({k: nn.Linear(hidden, len(classes(k))) for k in kinds})
+        self.heads = nn.ModuleDict({k: nn.Linear(hidden * tokens, len(classes(k))) for k in kinds})
+
+    def pool(self, features: torch.Tensor) -> torch.Tensor:
+        return self.norm(features).flatten(1)
 
     def forward(self, features: torch.Tensor, items: list[TrainItem]) -> tuple[torch.Tensor, float]:
-        pooled = self.norm(features.mean(dim=1))
+        pooled = self.pool(features)
         losses, right = [], 0
         for i, item in enumerate(items):
             logits = self.heads[item.kind](pooled[i])
@@ -220,7 +225,7 @@ class Trainer:
         self.projector = self.model.model.multi_modal_projector
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed + 1)
-            self.heads = Heads(VISION.hidden_size, config.kinds)
+            self.heads = Heads(VISION.hidden_size, VISION.image_tokens, config.kinds)
         self.pool = training_pool(config.pool, config.seed, config.kinds)
         # the pool's images, processed once (float16: 5,000 x 3 x 96 x 96 is 276 MB)
         self.pool_pixels = torch.cat(
@@ -340,7 +345,7 @@ class Trainer:
         right: dict[str, list[int]] = {}
         for start in range(0, len(items), 64):
             chunk = items[start : start + 64]
-            pooled = self.heads.norm(tower_features(self.model, pixels(self.processor, chunk)).mean(dim=1))
+            pooled = self.heads.pool(tower_features(self.model, pixels(self.processor, chunk)))
             for i, it in enumerate(chunk):
                 right.setdefault(it.kind, []).append(int(self.heads.heads[it.kind](pooled[i]).argmax() == it.label))
         return {k: float(np.mean(v)) for k, v in right.items()}
