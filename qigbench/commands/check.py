@@ -24,7 +24,8 @@ HELP = "fail (exit 1) when results regress against a baseline JSON, or write tha
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", type=Path, default=Path("results.db"), help="results database (default: results.db)")
     parser.add_argument(
-        "--baseline", type=Path, help="baseline JSON, e.g. reports/baseline/baseline.json (optional with --min-recovery)"
+        "--baseline", type=Path,
+        help="baseline JSON, e.g. reports/baseline/baseline.json (optional with --min-recovery)",
     )
     parser.add_argument(
         "--min-recovery",

@@ -21,7 +21,8 @@ TINY_LIMIT = 10
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", action="append", help="alias or folder, repeatable or comma list (tiny-qwen2vl)")
     parser.add_argument("--methods", help="comma list (default rtn,awq,mbq,qig,qvlm,tlq)")
-    parser.add_argument("--formats", help="comma list (default W3A16,W4A8)")
+    parser.add_argument("--formats", help="comma list (default W3A16,W4A8; the model's own where it names them, "
+                        "e.g. W3A16g64,W4A8 for smollm2-llava)")
     parser.add_argument("--tasks", help="comma list of paper aliases / qig_* pack tasks / 'fidelity' (default by tier)")
     parser.add_argument(
         "--table",
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from qigbench.distributed.arguments import run_jobs, wants_jobs
     from qigbench.errors import QigbenchError
     from qigbench.matrix.cases import TABLES, items
-    from qigbench.matrix.options import build_options, pin_threads
+    from qigbench.matrix.options import build_options, model_defaults, pin_threads, split_list
     from qigbench.matrix.preflight import preflight
     from qigbench.matrix.session import ConfigClaimed, SuiteSession
     from qigbench.report.build import ReportOptions, build_report
@@ -67,10 +68,11 @@ def run(args: argparse.Namespace) -> int:
     unknown = [t for t in tables if t not in TABLES]
     if unknown:
         raise QigbenchError(f"unknown table {unknown}; choose from {', '.join(TABLES)}")
+    formats = args.formats or ",".join(model_defaults(split_list(args.model), "formats")) or None
     options = build_options(
         models=args.model,
         methods=args.methods,
-        formats=args.formats,
+        formats=formats,
         tasks=args.tasks,
         seeds=args.seeds,
         limit=args.limit,
@@ -137,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 #: the second README command: the offline model whose accuracy does tell methods apart
-REAL_WEIGHTS_RUN = "qigbench run --model smollm2-llava --formats W3A16g64,W4A8"
+REAL_WEIGHTS_RUN = "qigbench run --model smollm2-llava"
 
 
 def model_notes(models: tuple[str, ...]) -> list[str]:

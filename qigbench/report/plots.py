@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 
 from qigbench.errors import QigbenchError
 from qigbench.quant import parse_format
-from qigbench.report.tables import FP_LABEL, Agg, format_sort_key, metric_range, method_sort_key
+from qigbench.report.tables import FP_LABEL, Agg, format_sort_key, method_sort_key, metric_range
 from qigbench.results.metrics import MetricKind, is_known_metric, metric_info
 
 
@@ -206,7 +206,8 @@ def calibration_bars(aggs: Sequence[Agg]) -> Figure | None:
         xs = [g + i * width for g in range(len(groups)) if method in secs[groups[g]]]
         ys = [secs[groups[g]][method] for g in range(len(groups)) if method in secs[groups[g]]]
         bars = ax.bar(xs, ys, width=width, label=_text(method))
-        ax.bar_label(bars, labels=[_seconds(y) for y in ys], fontsize=6, padding=1, rotation=90 if len(methods) > 4 else 0)
+        turn = 90 if len(methods) > 4 else 0
+        ax.bar_label(bars, labels=[_seconds(y) for y in ys], fontsize=6, padding=1, rotation=turn)
     if log:
         ax.set_yscale("log")
     bottom, top = ax.get_ylim()

@@ -86,7 +86,7 @@ def prompt_and_target(kind: str, sample: Sample) -> tuple[str, str]:
 def held_out_hashes(kind: str) -> frozenset[str]:
     """Canonical images of the pack's held-out items of ``kind`` (every seed in EVAL_SEEDS)."""
     offset = list(LMMS_TASKS).index(TASK_OF_KIND[kind])
-    found = set()
+    found: set[str] = set()
     for seed in EVAL_SEEDS:
         rng = random.Random(seed * 1000 + offset)
         found.update(image_hash(RENDERERS[kind](rng).image) for _ in range(EVAL_HORIZON))

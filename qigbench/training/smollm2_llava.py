@@ -51,7 +51,7 @@ from qigbench.models.smollm2_llava import (
     trained_state,
     weights_path,
 )
-from qigbench.training.items import TRAIN_KINDS, TASK_OF_KIND, TrainItem, classes, training_pool, validation_items
+from qigbench.training.items import TASK_OF_KIND, TRAIN_KINDS, TrainItem, classes, training_pool, validation_items
 
 CHECKPOINT = "checkpoint.pt"
 END = "<|im_end|>"
@@ -239,6 +239,7 @@ class Trainer:
     # -- state -----------------------------------------------------------------------------------
     def _optimizer(self, stage: int) -> torch.optim.Optimizer:
         c = self.config
+        groups: list[dict[str, Any]]
         if stage == 0:
             groups = [{"params": [*self.tower.parameters(), *self.heads.parameters()], "lr": c.stage0_lr}]
         else:
@@ -327,7 +328,8 @@ class Trainer:
             self.progress.losses.append({"stage": stage, "step": step, "loss": loss, **extra})
             self.progress.step += 1
             if step % 10 == 0 or step == total - 1:
-                self.say(f"stage {stage} step {step + 1}/{total} loss {loss:.4f} {extra} ({wall:.1f}s wall, {cpu:.1f}s cpu)")
+                took = f"({wall:.1f}s wall, {cpu:.1f}s cpu)"
+                self.say(f"stage {stage} step {step + 1}/{total} loss {loss:.4f} {extra} {took}")
             if stage == 0 and (step + 1) % c.validate_every == 0 and step + 1 < total:
                 self.say(f"tower validation at step {step + 1}: {self.tower_accuracy(self.validation)}")
             if stage == 1 and (step + 1) % c.validate_every == 0 and step + 1 < total:
@@ -420,7 +422,9 @@ def evaluate_weights(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m qigbench.training.smollm2_llava", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m qigbench.training.smollm2_llava", description=(__doc__ or "").split("\n")[0]
+    )
     parser.add_argument("command", choices=("train", "evaluate", "install"))
     parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoint, weights, record, log)")
     parser.add_argument("--seed", type=int, default=0)
@@ -455,7 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "evaluate":
         t0 = time.perf_counter()
         tasks = [t for t in args.tasks.split(",") if t]
-        accuracy = evaluate_weights(args.out / WEIGHTS_FILE, ensure_smollm2(args.cache_dir), tasks, args.limit, args.threads)
+        decoder = ensure_smollm2(args.cache_dir)
+        accuracy = evaluate_weights(args.out / WEIGHTS_FILE, decoder, tasks, args.limit, args.threads)
         record["accuracy"] = {t: round(v, 4) for t, v in accuracy.items()}
         record["accuracy_mean"] = round(float(np.mean(list(accuracy.values()))), 4)
         record["accuracy_limit"] = args.limit

@@ -113,7 +113,8 @@ def _errors(events: list[dict[str, Any]]) -> list[str]:
             details = params.get("exceptionDetails", {})
             out.append(details.get("exception", {}).get("description") or details.get("text", "exception"))
         elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
-            out.append(f"{params['entry'].get('source')}: {params['entry'].get('text')} {params['entry'].get('url', '')}")
+            entry = params["entry"]
+            out.append(f"{entry.get('source')}: {entry.get('text')} {entry.get('url', '')}")
     return out
 
 

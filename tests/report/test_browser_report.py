@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from chromium import INSTALL, find_chromium, inspect_page  # noqa: E402
+from chromium import INSTALL, find_chromium, inspect_page
 
 ROOT = Path(__file__).resolve().parents[2]
 WIDTH = 1280

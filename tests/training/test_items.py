@@ -64,8 +64,9 @@ def test_the_committed_training_pool_shares_no_image_and_no_chart_layout_with_th
 
 def test_without_the_exclusion_the_pool_would_overlap(held_out: dict[str, set[str]]) -> None:
     """The check above can fail: unperturbed renderings of the small kinds are the pack's images."""
-    from qigbench.eval.tasks.render import RENDERERS
     import random
+
+    from qigbench.eval.tasks.render import RENDERERS
 
     canonical = {image_hash(RENDERERS["colour"](random.Random(i)).image) for i in range(50)}
     assert canonical & held_out["qig_vqa_colour"]
@@ -82,8 +83,9 @@ def test_items_are_deterministic_and_in_the_harness_format() -> None:
 
 
 def test_prompt_and_target_follow_the_task_templates() -> None:
-    from qigbench.eval.tasks.render import make_diagram
     import random
+
+    from qigbench.eval.tasks.render import make_diagram
 
     sample = make_diagram(random.Random(0))
     prompt, target = prompt_and_target("diagram", sample)
