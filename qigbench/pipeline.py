@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -113,6 +114,7 @@ class QuantizeRequest:
         fmt = self.quant_format
         chosen = EngineConfig(propagation=self.propagation).resolve_propagation(fmt)
         automatic = EngineConfig().resolve_propagation(fmt)
+        calibrated = method.needs_calibration  # declared by the plugin: RTN reads no --calib / --samples
         return ConfigIdentity(
             model=self.model,
             method=self.method,
@@ -120,9 +122,10 @@ class QuantizeRequest:
             options=self.options,
             config=method.describe()["config"],
             samples=self.samples,
-            calibration=self.calibration_name(),
+            calibration=self.calibration_name() if calibrated else None,
             max_length=self.max_length,
             propagation=None if chosen == automatic else chosen,
+            calibrated=calibrated,
         )
 
     def fingerprint(self) -> dict[str, Any]:
@@ -146,7 +149,7 @@ class QuantizeResult:
         identity = self.request.identity()
         return {
             "request": asdict(self.request),
-            # the hash the suites store for this configuration, and what it is computed from
+            # the hash the suites store for this configuration (measured without --limit), and what it is computed from
             "config_hash": identity.hash(),
             "identity": {**identity.payload(), **identity.calibration_payload()},
             "model_source": self.loaded.source,
@@ -309,8 +312,9 @@ def save_quantized(result: QuantizeResult, out_dir: str | Path, export: str = "c
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
     try:
         _write_model(result, tmp, export)
+        _apply_umask(tmp)  # mkdtemp makes it drwx------ and safetensors -rw-------, whatever the umask
         if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            old = out.with_name(f".{out.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             out.rename(old)
             tmp.rename(out)
             shutil.rmtree(old, ignore_errors=True)
@@ -345,12 +349,37 @@ def _write_model(result: QuantizeResult, out: Path, export: str) -> None:
     (out / RECORD_NAME).write_text(json.dumps(record, indent=1, default=str))  # last: marks it complete
 
 
+def _umask() -> int:
+    """The process's umask (read without changing it where /proc says it; else set and put back)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _apply_umask(folder: Path) -> None:
+    """Give every file and folder of a save the permissions the umask allows: some writers
+    (safetensors) create their files ``-rw-------`` whatever the umask."""
+    mask = _umask()
+    folder.chmod(0o777 & ~mask)
+    for path in folder.rglob("*"):
+        if not path.is_symlink():
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
+
+
 def _remove_stale_partials(out: Path) -> None:
-    """Hidden leftovers of saves that were killed (their process no longer runs)."""
-    for leftover in out.parent.glob(f".{out.name}.partial-*"):
-        pid = leftover.name.removeprefix(f".{out.name}.partial-").split("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(leftover, ignore_errors=True)
+    """Hidden leftovers of saves that were killed (their process no longer runs): a half-written
+    ``.NAME.partial-PID-*``, or the ``.NAME.old-PID`` of a save killed between its two renames."""
+    for kind in ("partial", "old"):
+        for leftover in out.parent.glob(f".{out.name}.{kind}-*"):
+            pid = leftover.name.removeprefix(f".{out.name}.{kind}-").split("-")[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:

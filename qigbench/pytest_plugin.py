@@ -12,7 +12,7 @@ one-line reason, and the fixes are printed once in the header and the summary.
 Options (lists may be repeated or comma-separated): ``--model``, ``--methods``, ``--formats``,
 ``--tasks``, ``--lm-model``, ``--lm-tasks``, ``--limit``, ``--samples``, ``--seeds``, ``--db``,
 ``--device``, ``--on-conflict replace|skip`` (default skip: a re-run skips what is in the db),
-``--cache-dir``.
+``--cache-dir``, ``--heatmap-dir`` (default ``DB.heatmaps/`` next to ``--db``).
 
 ``pytest suites/ -n N`` (pytest-xdist) runs the matrix on N workers, each pinned to its own GPU
 (``CUDA_VISIBLE_DEVICES``) or to its share of the CPU threads; all items of one configuration go
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,6 +81,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="a configuration/task already in the db: skip it (default) or re-run and replace it",
     )
     group.addoption("--cache-dir", dest="qig_cache_dir", help="qigbench cache (models, calibration sets, task pack)")
+    group.addoption("--heatmap-dir", dest="qig_heatmap_dir",
+                    help="where QIG's token-sensitivity heatmaps go (default: DB.heatmaps/ next to --db)")
     group.addoption("--memory-budget", dest="qig_memory_budget",
                     help="bytes a streamed calibration chunk may take, e.g. 8GiB (default: half the free memory)")
 
@@ -176,6 +179,7 @@ def suite_options(config: pytest.Config) -> SuiteOptions:
             device=device,
             on_conflict=get("qig_on_conflict"),
             cache_dir=get("qig_cache_dir"),
+            heatmap_dir=Path(get("qig_heatmap_dir")) if get("qig_heatmap_dir") else None,
             memory_budget=get("qig_memory_budget"),
         )
         pin_threads(config.stash[_OPTIONS])

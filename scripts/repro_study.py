@@ -165,9 +165,8 @@ VERDICT = {Verdict.BETTER: "holds", Verdict.WORSE: "reversed", Verdict.INDISTING
 
 
 def analyse(db: Path, lm: str | None, lm_format: str, samples_n: int, out: Path) -> list[dict[str, str]]:
-    store = ResultsStore(db)
-    found = samples(store.rows())
-    store.close()
+    with ResultsStore(db, readonly=True) as store:
+        found = samples(store.rows())
     table = []
     for c in claims(lm, lm_format, samples_n):
         a = _pick(found, c.model, c.better, c.format, c.task, c.metric)

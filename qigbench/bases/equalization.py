@@ -16,6 +16,7 @@ from qigbench.engine.context import BlockContext
 from qigbench.engine.method import Method, MethodConfig
 from qigbench.memory import row_bytes, rows_per_chunk
 from qigbench.models.groups import ResolvedGroup
+from qigbench.models.scaling import rows_index, rows_width
 from qigbench.quant import fake_quantize
 from qigbench.solvers.clip_search import search_clip
 from qigbench.solvers.scale_search import ScaleSearchConfig, ScaleSearchOptions, search_scales
@@ -105,16 +106,22 @@ class EqualizationMethod(Method[EqualizationConfigT]):
         ctx.rtn_()
 
     def _clip(self, ctx: BlockContext, weights: dict[str, torch.Tensor | None], only: str | None = None) -> None:
-        """AWQ's clip search on the scaled weights (q/k are skipped, as in AWQ: their error is
-        filtered by the softmax and clipping them hurts)."""
+        """AWQ's clip search on the scaled weights. What it never clips comes from the family
+        (``ModelFamily.unclipped``: q and k, as in AWQ, whose error is filtered by RoPE and the
+        softmax; the q and k *rows* of a fused qkv linear, whose v rows are still clipped)."""
         for group in ctx.groups():
             if only is not None and group.name != only:
                 continue
             lam = weights.get(group.name)
             for name in group.linear_names:
-                if name.endswith(("q_proj", "k_proj")):
-                    continue
                 linear = ctx.linear(name)
+                frozen = group.unclipped.get(name, ())
+                if rows_width(frozen) >= linear.out_features:
+                    continue
+                keep = None
+                if frozen:
+                    keep = torch.ones(linear.out_features, dtype=torch.bool)
+                    keep[rows_index(frozen)] = False
                 x = ctx.linear_input(name).to(ctx.device)
                 ratio = search_clip(
                     linear.weight.data,
@@ -122,6 +129,7 @@ class EqualizationMethod(Method[EqualizationConfigT]):
                     None if lam is None else lam.to(ctx.device),
                     ctx.fmt.weight,
                     token_types=ctx.token_types.to(ctx.device),
+                    rows=None if keep is None else keep.nonzero().flatten(),
                 )
                 ctx.quantize_linear_(name, fake_quantize(linear.weight.data, ctx.fmt.weight, ratio))
                 ctx.log(group.name, **{f"clip_mean.{name}": float(ratio.float().mean())})

@@ -62,16 +62,13 @@ def run(args: argparse.Namespace) -> int:
     from qigbench.results.errors import ResultsError
     from qigbench.results.store import ResultsStore
 
-    if not args.db.is_file():
-        raise ResultsError(f"results database {args.db} does not exist; run the suites with --db {args.db} first")
     if args.baseline is None and (args.write_baseline or args.min_recovery is None):
         raise ResultsError("pass --baseline FILE (e.g. reports/baseline/baseline.json), or --min-recovery to check "
                            "only how much FP16 accuracy the quantized models keep")
     if args.min_recovery is not None and not 0.0 < args.min_recovery <= 1.0:
         raise ResultsError(f"--min-recovery takes a fraction in (0, 1], e.g. 0.95; got {args.min_recovery:g}")
-    store = ResultsStore(args.db)
-    rows = store.rows()
-    store.close()
+    with ResultsStore(args.db, readonly=True) as store:  # a reader: names what is wrong, never writes the db
+        rows = store.rows()
     if args.write_baseline:
         return _write(args, rows)
     recovery_failed = _recovery(args, rows)

@@ -62,8 +62,10 @@ def run(args: argparse.Namespace) -> int:
     from qigbench.matrix.options import build_options, model_defaults, pin_threads, split_list
     from qigbench.matrix.preflight import preflight
     from qigbench.matrix.session import ConfigClaimed, SuiteSession
-    from qigbench.report.build import ReportOptions, build_report
+    from qigbench.report.build import ReportOptions, build_report, check_out
 
+    if not args.no_report and not args.dry_run:
+        check_out(args.out)  # an unwritable --out fails now, not after the whole matrix has run
     tables = [t for spec in (args.table or ["table2"]) for t in spec.split(",") if t]
     unknown = [t for t in tables if t not in TABLES]
     if unknown:

@@ -1,8 +1,9 @@
 """The driver: the one process that writes the results store while jobs run elsewhere.
 
 1. Records that finished jobs left in the run directory but the store lacks (the driver died
-   after they finished) are recorded first; configurations already done are skipped
-   (``--on-conflict skip``), so a re-run of the same command runs only what is missing.
+   after they finished) are recorded first; configurations already done (every row of their done
+   mark and of each task still in the store) are skipped (``--on-conflict skip``), so a re-run of
+   the same command runs only what is missing.
 2. Every configuration still to run is claimed in the store (another suite process on the same db
    then skips it) and handed to the executor.
 3. Each finished job's rows are recorded with its done mark in one transaction, upserted on the
@@ -68,7 +69,7 @@ def run_matrix(
     pending: list[JobSpec] = []
     try:
         for job in jobs:
-            if skip and store.has_config(job.key):
+            if skip and store.has_config(job.key, job.tasks):  # done, and every row it had is still there
                 summary.skipped += 1
                 progress.recovered(job.job_id)
                 continue
@@ -84,7 +85,7 @@ def run_matrix(
             run = store.start_run(device=options.device, note=note)
             claimed: list[JobSpec] = []
             for job in pending:
-                held = store.claim_config(job.key, run.run_id, owner, ignore_done=not skip)
+                held = store.claim_config(job.key, run.run_id, owner, tasks=job.tasks, ignore_done=not skip)
                 if held is None:
                     claimed.append(dataclasses.replace(job, run=run))
                 else:

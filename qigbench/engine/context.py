@@ -22,6 +22,7 @@ from qigbench.engine.replay import Call, Recorder, Replay, run_calls
 from qigbench.errors import QigbenchError
 from qigbench.models.family import ModelFamily
 from qigbench.models.groups import ResolvedGroup, apply_scales_, block_linear_names, resolve_groups
+from qigbench.models.scaling import divided_rows
 from qigbench.quant import QuantFormat, QuantizedTensor, QuantLinear, dequantize, set_submodule
 from qigbench.quant.codes import recover_codes
 
@@ -143,11 +144,12 @@ class BlockContext:
     def apply_scales_(self, group: ResolvedGroup, scales: torch.Tensor) -> None:
         prev = self.block.get_submodule(group.spec.prev_op)
         codes = _grid_codes(prev, self.fmt) if isinstance(prev, QuantLinear) else None
-        apply_scales_(self.block, group.spec, scales)
+        apply_scales_(self.block, group, scales)
         if codes is not None:  # an already-quantized prev op (group-sequential): keep its rows on a grid
             assert isinstance(prev, QuantLinear)
-            s = scales.detach().float().reshape(-1, *([1] * (codes.scale.dim() - 1))).to(codes.scale.device)
-            prev.weight.data.copy_(dequantize(dataclasses.replace(codes, scale=codes.scale / s)))
+            s = scales.detach().float().to(codes.scale.device)  # only the group's rows of a fused prev op
+            scale = divided_rows(codes.scale, s, group.prev_rows)
+            prev.weight.data.copy_(dequantize(dataclasses.replace(codes, scale=scale)))
         # Only this group's inputs change (they are now x / s); every other module of the block sees
         # the same fp values as before, so their recorded inputs stay valid (as in AWQ).
         for cache in self._records.values():

@@ -180,7 +180,7 @@ def _calibrate(
     first = 0
     carried: dict[str, Any] = {}
     if resume is not None:
-        if resume.next_block not in {u.start for u in units}:
+        if resume.next_block not in {u.start for u in units} | {len(blocks)}:  # len: every unit done
             raise QigbenchError(
                 f"resume directory {cfg.resume_dir} stops after block {resume.next_block - 1}, inside one of "
                 f"{type(method).__name__}'s units of work; use another --resume-dir or delete it to start over"

@@ -6,7 +6,8 @@
 * :mod:`.evaluate` -- one task (harness or fidelity) on one model.
 
 QIG runs also leave their token-sensitivity heatmap (``qigbench.pipeline.write_heatmap``) in a
-``heatmaps/`` folder next to the db, where ``qigbench report`` finds it.
+``DB.heatmaps/`` folder next to the db (``qigbench run``: in the report's ``heatmaps/``), where
+``qigbench report`` finds it.
 
 Heavy modules (torch, the harnesses) load only when a session measures something.
 """

@@ -34,6 +34,14 @@ def resolved_config(method: str, options: tuple[tuple[str, str], ...]) -> dict[s
     return get_method(method, dict(options)).describe()["config"]
 
 
+@functools.cache
+def consumes_calibration(method: str, options: tuple[tuple[str, str], ...] = ()) -> bool:
+    """Whether ``method`` uses calibration data (its plugin's ``needs_calibration``; RTN does not)."""
+    from qigbench.engine.method import get_method
+
+    return bool(get_method(method, dict(options)).needs_calibration)
+
+
 @dataclass(frozen=True)
 class Case:
     """One configuration of one table: model, method (+ options), format, calibration, seed."""
@@ -48,6 +56,7 @@ class Case:
     calib: str = "default"  # "default" (the model's synthetic caption/text set) or "ocr"
     label: str | None = None  # stored method name; None = derived from method and options
     heavy: bool = False  # a scaled-up variant (e.g. Table A3's doubled set): not in the CI selection
+    limit: int | None = None  # examples per task its rows are measured on (--limit); None: all
 
     @property
     def is_fp(self) -> bool:
@@ -66,7 +75,7 @@ class Case:
         """The configuration's identity (:mod:`qigbench.results.identity`): the same as
         ``qigbench quantize`` builds for this model, method, options, format and calibration."""
         if self.is_fp:
-            return ConfigIdentity.fp(self.model)
+            return ConfigIdentity.fp(self.model, limit=self.limit)
         return ConfigIdentity(
             model=self.model,
             method=self.method,
@@ -75,6 +84,8 @@ class Case:
             config=resolved_config(self.method, self.options),
             samples=self.samples,
             calibration=self.calib,
+            calibrated=consumes_calibration(self.method, self.options),
+            limit=self.limit,
         )
 
     def fingerprint(self) -> dict[str, Any]:
@@ -111,7 +122,7 @@ def _quantized(
             for spec in methods:
                 name, options, label = (spec, (), None) if isinstance(spec, str) else spec
                 for seed in opts.seeds:
-                    case = Case(table, model, name, fmt, n, seed, options, calib, label)
+                    case = Case(table, model, name, fmt, n, seed, options, calib, label, limit=opts.limit)
                     out.append((case, tasks))
     return out
 
@@ -134,7 +145,7 @@ def table2(opts: SuiteOptions) -> Matrix:
     for model in opts.vlm_models:
         fp_tasks = _eval_tasks(tasks)
         if fp_tasks:
-            out.append((Case("table2", model, FP_METHOD, FP_FORMAT, 0), fp_tasks))
+            out.append((Case("table2", model, FP_METHOD, FP_FORMAT, 0, limit=opts.limit), fp_tasks))
     out += _quantized("table2", opts, opts.vlm_models, opts.methods, opts.formats, _with_fidelity(tasks))
     text_models = tuple(m for m in opts.models if m not in opts.vlm_models)
     text_methods = tuple(m for m in opts.methods if m != "mbq")
@@ -160,7 +171,7 @@ def tableA2(opts: SuiteOptions) -> Matrix:
     models = opts.language_models()
     formats = opts.formats_among(("W3A16",))
     tasks = _with_fidelity(opts.text_tasks())
-    out: Matrix = [(Case("tableA2", m, FP_METHOD, FP_FORMAT, 0), _eval_tasks(tasks)) for m in models]
+    out: Matrix = [(Case("tableA2", m, FP_METHOD, FP_FORMAT, 0, limit=opts.limit), _eval_tasks(tasks)) for m in models]
     return out + _quantized("tableA2", opts, models, ("gptq", "qig-gptq"), formats, tasks)
 
 
@@ -257,7 +268,8 @@ def qvlm_setting(opts: SuiteOptions) -> Matrix:
     model is LLaVA-v1.3-13B-ScienceQA (``--model`` a converted checkpoint folder of that name),
     on ScienceQA (tiny models: the offline multiple-choice task)."""
     tasks = _with_fidelity(("qig_mc_chart",) if opts.tiny else ("scienceqa",))
-    out: Matrix = [(Case("qvlm_setting", m, FP_METHOD, FP_FORMAT, 0), _eval_tasks(tasks)) for m in opts.vlm_models]
+    fp = [Case("qvlm_setting", m, FP_METHOD, FP_FORMAT, 0, limit=opts.limit) for m in opts.vlm_models]
+    out: Matrix = [(case, _eval_tasks(tasks)) for case in fp]
     return out + _quantized("qvlm_setting", opts, opts.vlm_models, QVLM_VARIANTS, (QVLM_FORMAT,), tasks)
 
 

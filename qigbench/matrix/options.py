@@ -98,7 +98,7 @@ class SuiteOptions:
     eval_batch_size: int = 1
     keep_models: int = 2  # quantized models kept in memory (tasks of one configuration run together)
     heatmaps: bool = True
-    heatmap_dir: Path | None = None  # where token-sensitivity heatmaps go; None = heatmaps/ next to --db
+    heatmap_dir: Path | None = None  # where token-sensitivity heatmaps go; None = DB.heatmaps/ next to --db
     #: e.g. "8GiB", passed to every calibration (None: a safe share of free memory)
     memory_budget: str | None = None
     extra: dict[str, str] = field(default_factory=dict)

@@ -5,9 +5,12 @@ Why one object per test session:
 * quantized models are cached in process by configuration hash (a small LRU), so the tasks of one
   configuration share one calibration (the suites order items configuration-major);
 * the fp model of each model is loaded once: it is the FP16 row and the fidelity reference;
-* with ``on_conflict="skip"`` a (configuration, task) already in the store is skipped before
-  anything is loaded, so an interrupted suite re-run only does what is missing; a configuration
-  is marked done once every task the matrix asked of it has rows.
+* with ``on_conflict="skip"`` a (configuration, task) whose rows are all in the store is skipped
+  before anything is loaded, so an interrupted suite re-run only does what is missing; a
+  configuration is marked done once every task the matrix asked of it has rows, and the mark
+  counts only while those rows are there (delete some and a rerun measures them again);
+* a (configuration, task) that two tables share (Table 2's FP16 row in the Q-VLM setting, MBQ at
+  W3A16 in Tables 2 and 6) is measured once per session: the second item gets the same numbers.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from qigbench.matrix.evaluate import TaskMetrics, evaluate_task
 from qigbench.matrix.options import FIDELITY_TASK, SuiteOptions
 from qigbench.models.loading import LoadedModel, load_model
 from qigbench.pipeline import QuantizeRequest, QuantizeResult, quantize
-from qigbench.results import ResultRow, ResultsStore, Run
+from qigbench.results import ConfigKey, ResultRow, ResultsStore, Run
 from qigbench.results.store import claim_owner
 
 log = logging.getLogger(__name__)
@@ -39,7 +42,10 @@ log = logging.getLogger(__name__)
 class Counters:
     calibrations: int = 0
     evaluations: int = 0
+    #: (configuration, task) pairs whose rows were in the db before this run
     skipped: int = 0
+    #: pairs another table of this run had already measured (same numbers, not measured again)
+    reused: int = 0
     configs_done: int = 0
 
 
@@ -66,6 +72,8 @@ class SuiteSession:
         self._fp: dict[str, LoadedModel] = {}
         self._quantized: OrderedDict[str, QuantizeResult] = OrderedDict()
         self._expected: dict[tuple[Any, ...], set[str]] = {}
+        #: (configuration key, task) -> what this session measured (and recorded) for it
+        self._measured: dict[tuple[ConfigKey, str], TaskMetrics] = {}
         self._pack: Path | None = None
         self._pack_dir: tempfile.TemporaryDirectory[str] | None = None
         self.heatmaps: list[Path] = []
@@ -88,13 +96,16 @@ class SuiteSession:
         """Declare the tasks the matrix measures on ``case`` (when all have rows it is marked done)."""
         self._expected.setdefault(tuple(vars(case.key()).values()), set()).update(tasks)
 
+    def expected_tasks(self, case: Case) -> set[str]:
+        return self._expected.get(tuple(vars(case.key()).values()), set())
+
     def is_done(self, case: Case, task: str) -> bool:
-        if self.options.on_conflict == "replace":
+        """Whether ``task`` of ``case`` was in the db before this run, with every row its
+        configuration's done mark lists: then it is skipped. What this session measured itself is
+        not "done" here: :meth:`measure` hands back its numbers."""
+        if self.options.on_conflict == "replace" or (case.key(), task) in self._measured:
             return False
-        key = case.key()
-        if self.store.has_config(key):
-            return True
-        return bool(self.store.rows(**vars(key), task=task))
+        return self.store.has_task(case.key(), task)
 
     def is_cached(self, case: Case) -> bool:
         return _cache_key(case) in self._quantized
@@ -109,7 +120,8 @@ class SuiteSession:
         if key in self._claimed:
             return None
         held = self.store.claim_config(
-            case.key(), self.run.run_id, self.owner, ignore_done=self.options.on_conflict == "replace"
+            case.key(), self.run.run_id, self.owner, tasks=self.expected_tasks(case),
+            ignore_done=self.options.on_conflict == "replace",
         )
         if held is None:
             self._claimed.add(key)
@@ -188,8 +200,9 @@ class SuiteSession:
 
     def _heatmap(self, case: Case, result: QuantizeResult) -> None:
         from qigbench.pipeline import write_heatmap
+        from qigbench.report.build import heatmaps_beside
 
-        folder = self.options.heatmap_dir or Path(self.options.db).resolve().parent / "heatmaps"
+        folder = self.options.heatmap_dir or heatmaps_beside(self.options.db)  # never a bare ./heatmaps
         try:
             path = write_heatmap(
                 result,
@@ -216,13 +229,20 @@ class SuiteSession:
     def measure(self, case: Case, task: str, timer: Any = None) -> TaskMetrics:
         """Quantize (or reuse) ``case``, evaluate ``task`` on it and record the numbers.
 
-        Raises :class:`ConfigClaimed` when another process holds the configuration's claim."""
+        A pair this session already measured (another table asks for the same configuration and
+        task) is not measured again: the same numbers come back. Raises :class:`ConfigClaimed` when
+        another process holds the configuration's claim."""
+        done = self._measured.get((case.key(), task))
+        if done is not None:
+            self.counters.reused += 1
+            return done
         if not self.is_cached(case):
             held = self.claimed_elsewhere(case)
             if held is not None:
                 raise ConfigClaimed(case, held)
         metrics, result = self.evaluate(case, task, timer)
         self.record(case, task, metrics, result)
+        self._measured[(case.key(), task)] = metrics
         return metrics
 
     def evaluate(self, case: Case, task: str, timer: Any = None) -> tuple[TaskMetrics, QuantizeResult | None]:
@@ -258,7 +278,7 @@ class SuiteSession:
         key = case.key()
         rows = self.rows(case, task, metrics, result)
         written = self.store.record(rows, on_conflict=self.options.on_conflict)
-        expected = self._expected.get(tuple(vars(key).values()), {task})
+        expected = self.expected_tasks(case) or {task}
         have = {r.task for r in self.store.rows(**vars(key))}
         if expected <= have:
             self.store.mark_config_done(key, self.run.run_id)
@@ -267,9 +287,10 @@ class SuiteSession:
 
     def summary(self) -> str:
         c = self.counters
+        reused = f", {c.reused} shared with another table (measured once)" if c.reused else ""
         return (
             f"qigbench: {c.calibrations} calibrations, {c.evaluations} evaluations, {c.skipped} skipped "
-            f"(already in {self.options.db}), {c.configs_done} configurations finished"
+            f"(already in {self.options.db}){reused}, {c.configs_done} configurations finished"
             + (f"; {len(self.heatmaps)} heatmaps in {self.heatmaps[0].parent}" if self.heatmaps else "")
         )
 

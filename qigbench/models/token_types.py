@@ -17,10 +17,13 @@ from qigbench.tokens import TokenType
 
 
 def vision_token_ids(config: Any, tokenizer: Any, family: ModelFamily) -> set[int]:
-    """Image/video placeholder ids: config keys named by the family, plus named tokenizer strings."""
+    """Image/video placeholder ids: config keys named by the family (dotted for a sub-config), plus
+    named tokenizer strings."""
     ids: set[int] = set()
     for key in family.vision_token_config_keys:
-        value = getattr(config, key, None)
+        value = config
+        for part in key.split("."):  # "vision_config.image_token_id": a sub-config's attribute
+            value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
         if isinstance(value, int):
             ids.add(value)
     for text in family.vision_token_strings:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import html
 import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,11 +55,21 @@ class Figure:
     caption: str
 
 
+def heatmaps_beside(db: str | Path) -> Path:
+    """Where the suites put a database's token-sensitivity heatmaps: ``DB.heatmaps/`` next to it
+    (``results.db`` -> ``results.db.heatmaps/``), named after it like ``DB.jobs/``, so they never
+    land in a bare ``heatmaps/`` of the working directory."""
+    db = Path(db).resolve()
+    return db.with_name(db.name + ".heatmaps")
+
+
 def find_heatmaps(db: Path, out: Path | None = None) -> list[Path]:
-    """Token-sensitivity heatmap PNGs next to the database (``*heatmap*.png`` or ``heatmaps/*.png``,
-    where the suites write them) and in the report's own ``heatmaps/`` (where ``qigbench run`` does)."""
+    """Token-sensitivity heatmap PNGs of the database (``DB.heatmaps/*.png``, where the suites write
+    them; ``*heatmap*.png`` or ``heatmaps/*.png`` beside it, where older runs did) and in the report's
+    own ``heatmaps/`` (where ``qigbench run`` does)."""
     here = db.resolve().parent
     found = set(here.glob("*heatmap*.png")) | set((here / "heatmaps").glob("*.png"))
+    found |= set(heatmaps_beside(db).glob("*.png"))
     if out is not None:
         found |= set((out.resolve() / "heatmaps").glob("*.png"))
     return sorted(found)
@@ -75,22 +86,52 @@ def _templates(directory: Path | None) -> dict[str, Template]:
     return {n: Template((where / n).read_text(encoding="utf-8")) for n in TEMPLATE_NAMES}
 
 
+def check_out(out: Path) -> None:
+    """``--out`` is a folder this process can create and write into (checked before any work)."""
+    if out.exists() and not out.is_dir():
+        raise ResultsError(f"report --out {out} is an existing file; pass a folder, e.g. {out.with_suffix('')}/")
+    where = out
+    while not where.exists() and where != where.parent:
+        where = where.parent  # missing folders are created: the first existing one must take files
+    try:
+        if not where.is_dir():
+            raise NotADirectoryError(20, "not a folder", str(where))
+        with tempfile.TemporaryFile(dir=where):  # a real probe: os.access says yes to root on read-only mounts
+            pass
+    except OSError as err:
+        raise _unwritable(out, err, where) from None
+
+
+def _unwritable(out: Path, err: OSError, where: Path | str | None = None) -> ResultsError:
+    return ResultsError(
+        f"report --out {out}: cannot write into {where or err.filename or out} ({err.strerror or err}); pass --out "
+        "a folder you can write, e.g. reports/NAME/"
+    )
+
+
 def build_report(db: str | Path, out: str | Path, options: ReportOptions | None = None) -> list[Path]:
     """Render the report for ``db`` into ``out``; returns the files written."""
     options = options or ReportOptions()
     db, out = Path(db), Path(out)
-    if not db.is_file():
-        raise ResultsError(f"results database {db} does not exist; run the suites with --db {db} first")
+    check_out(out)
+    try:
+        return _build(db, out, options)
+    except OSError as err:  # the disk filled up, or the folder's permissions changed, half-way
+        if err.filename is not None and not Path(err.filename).resolve().is_relative_to(out.resolve()):
+            raise  # not a file of the report
+        raise _unwritable(out, err) from None
+
+
+def _build(db: Path, out: Path, options: ReportOptions) -> list[Path]:
     if options.plot_metric is not None:
         metric_info(options.plot_metric)  # unknown metric: error naming the known ones
     templates = _templates(options.templates)
     for src in options.heatmaps:
         if not Path(src).is_file():
             raise ResultsError(f"heatmap {src} does not exist; pass an existing PNG with --heatmap")
-    store = ResultsStore(db)
-    rows = store.rows(**options.filters)
-    runs = store.runs()
-    store.close()
+    with ResultsStore(db, readonly=True) as store:  # never creates or repairs the file it reads
+        rows = store.rows(**options.filters)
+        runs = store.runs()
     if not rows:
         raise ResultsError(f"no results in {db} (filters: {dict(options.filters) or 'none'}); run the suites first")
     aggs = aggregate(rows)
@@ -198,4 +239,4 @@ def _md_environment(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["ReportOptions", "Table", "build_report", "default_templates", "find_heatmaps"]
+__all__ = ["ReportOptions", "Table", "build_report", "default_templates", "find_heatmaps", "heatmaps_beside"]

@@ -1,13 +1,14 @@
 """Results store: the one SQLite file that suites write and reports / regression checks read.
 
-Schema (v2; full table in ``qigbench/results/SCHEMA.md``, SQL in :mod:`qigbench.results.schema`):
+Schema (v3; full table in ``qigbench/results/SCHEMA.md``, SQL in :mod:`qigbench.results.schema`):
 
 * ``results`` -- one row per measured number: ``run_id, model, method, format, config_hash,
   seed, task, metric, value, calib_seconds, peak_memory_bytes, device, git_commit,
   versions_json, config_json, timestamp, examples_json`` (per-example scores, v2); unique on
   ``(model, method, format, config_hash, seed, task, metric)``.
 * ``configs_done`` -- finished configurations ``(model, method, format, config_hash, seed)``
-  so an interrupted suite skips what it already did.
+  with the ``(task, metric)`` rows they had when marked (v3), so an interrupted suite skips what it
+  already did while those rows are all there.
 * ``runs`` -- one row per suite invocation: ``run_id, started_at, git_commit, versions_json,
   device, note``.
 * ``meta`` -- ``schema_version``.

@@ -14,10 +14,17 @@ What is in it, and why:
   ``"default"`` is the model's offline synthetic set (a pure function of the model's kind, the
   samples and the seed), ``"ocr"`` the suites' synthetic OCR set (Table A3), and a user's file is
   named by its content, ``"sha256:<hex>"``;
+* only what the method consumes: a method that uses no calibration data (``Method.needs_calibration``
+  is False: RTN) has no ``samples``, ``calibration`` or ``max_length`` in its identity
+  (``calibrated=False``), so ``--calib`` / ``--samples`` never split identical results;
 * ``max_length`` and ``propagation`` only when they change the model: ``max_length=None`` (no
   truncation, the loader's own default) and a propagation equal to what the engine picks for the
   format on its own (``auto``: see ``EngineConfig.resolve_propagation``) are left out of the
   payload, so every configuration the suites stored (which never set either) keeps its hash;
+* ``limit``: the examples per task the rows were measured on (``--limit``; ``None``: every example,
+  left out), so rows of runs with different limits never share a key. It identifies the
+  *measurement*, not the quantized model: :meth:`ConfigIdentity.model_payload` and the resume
+  fingerprint leave it out, and ``qigbench quantize`` (which evaluates nothing) has none;
 * not the seed: it is its own key column (``ConfigKey.seed``), so the seeds of one configuration
   share a hash and reports pool them. Where the seed matters too (resuming a half-done run),
   :meth:`ConfigIdentity.resume_fingerprint` adds it.
@@ -25,10 +32,13 @@ What is in it, and why:
 Nothing about *where* or *how* it runs is in it (device, dtype, batch size, memory budget,
 cache folders, progress bars).
 
-The payload of a suite case is exactly the one :class:`~qigbench.matrix.cases.Case` hashed before
-this module existed (``{model, method, format, options, config, samples}`` with the calibration
-name beside it; ``{model, method: "fp16"}`` for the unquantized model), so stored results and the
-CI baseline keep their keys.
+The payload of a suite case of a calibrating method run without ``--limit`` is exactly the one
+:class:`~qigbench.matrix.cases.Case` hashed before this module existed (``{model, method, format,
+options, config, samples}`` with the calibration name beside it; ``{model, method: "fp16"}`` for the
+unquantized model). Two changes of issue 20 moved hashes on purpose, and the CI baseline was
+rewritten for them: RTN's identity lost ``samples`` and its calibration name, and rows measured with
+``--limit N`` (the CI suites use 10) carry ``"limit": N``. Stored rows keep loading (their
+``config_json`` simply has no ``limit``); they match the new keys only where nothing moved.
 """
 
 from __future__ import annotations
@@ -58,16 +68,21 @@ class ConfigIdentity:
     max_length: int | None = None
     #: the stream the engine propagates when it is not the format's automatic choice; None: automatic
     propagation: str | None = None
+    #: whether the method consumes calibration data (``Method.needs_calibration``); False: no
+    #: samples / calibration set / max length in the identity
+    calibrated: bool = True
+    #: examples per task of the rows (``--limit``); None: every example
+    limit: int | None = None
 
     @classmethod
-    def fp(cls, model: str) -> ConfigIdentity:
-        return cls(model=model, method=FP_METHOD, calibration=None)
+    def fp(cls, model: str, limit: int | None = None) -> ConfigIdentity:
+        return cls(model=model, method=FP_METHOD, calibration=None, calibrated=False, limit=limit)
 
     @property
     def is_fp(self) -> bool:
         return self.method == FP_METHOD
 
-    def payload(self) -> dict[str, Any]:
+    def model_payload(self) -> dict[str, Any]:
         """What identifies the quantized model (the calibration name is hashed beside it)."""
         if self.is_fp:
             return {"model": self.model, "method": FP_METHOD}
@@ -77,22 +92,30 @@ class ConfigIdentity:
             "format": self.format,
             "options": [list(o) for o in self.options],
             "config": dict(self.config),
-            "samples": self.samples,
         }
-        if self.max_length is not None:
-            out["max_length"] = self.max_length
+        if self.calibrated:
+            out["samples"] = self.samples
+            if self.max_length is not None:
+                out["max_length"] = self.max_length
         if self.propagation is not None:
             out["propagation"] = self.propagation
         return out
 
+    def payload(self) -> dict[str, Any]:
+        """What identifies the rows: the quantized model, and the examples per task they were measured on."""
+        out = self.model_payload()
+        if self.limit is not None:
+            out["limit"] = self.limit
+        return out
+
     def calibration_payload(self) -> dict[str, Any]:
-        return {"calibration": None if self.is_fp else self.calibration}
+        return {"calibration": self.calibration if self.calibrated and not self.is_fp else None}
 
     def hash(self) -> str:
         """The ``config_hash`` of results rows, ``configs_done`` and the baseline."""
         return config_hash(self.payload(), self.calibration_payload())
 
     def resume_fingerprint(self, seed: int) -> dict[str, Any]:
-        """What a resume directory must match: the identity plus the calibration seed."""
-        return {**self.payload(), **self.calibration_payload(), "seed": seed}
+        """What a resume directory must match: the quantized model's identity plus the calibration seed."""
+        return {**self.model_payload(), **self.calibration_payload(), "seed": seed}
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Statements that bring a database of version ``v`` to ``v + 1`` (run in one transaction).
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     # v2: per-example scores behind each value ('' = none recorded)
     1: ("ALTER TABLE results ADD COLUMN examples_json TEXT NOT NULL DEFAULT ''",),
+    # v3: the (task, metric) rows a configuration had when it was marked done ('' = not recorded)
+    2: ("ALTER TABLE configs_done ADD COLUMN rows_json TEXT NOT NULL DEFAULT ''",),
 }
+
+#: Tables a reader needs (``qigbench report`` / ``check``); a reader never creates them.
+READ_TABLES: tuple[str, ...] = ("meta", "runs", "results")
+#: Columns of ``results`` added by a migration, and the value a reader of an older file sees.
+ADDED_COLUMNS: dict[str, str] = {"examples_json": "''"}
 
 DDL: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS meta (
@@ -53,6 +60,7 @@ DDL: tuple[str, ...] = (
         seed        INTEGER NOT NULL,
         run_id      TEXT NOT NULL,
         finished_at TEXT NOT NULL,
+        rows_json   TEXT NOT NULL DEFAULT '',
         PRIMARY KEY (model, method, format, config_hash, seed)
     )""",
     # added after v1 without a version bump: CREATE ... IF NOT EXISTS adds it to older v1 files

@@ -12,6 +12,10 @@ which is the quadratic form ``dq C_g dq^T`` with ``C_g`` the group's block of th
 Gram matrix (computed once, so each ratio costs ``O(out * in * group)`` instead of a pass over
 the tokens). When there are fewer tokens than a group is wide (per-channel on small calibration
 sets) the token form is cheaper and is used instead. Ties keep the larger ratio (less clipping).
+
+Each output row's ratios depend on that row alone, so searching a subset of rows (``rows``: the v
+rows of a fused ``qkv_proj`` whose q and k rows must stay unclipped) gives exactly the ratios the
+full search gives those rows; the other rows keep ratio 1 (no clipping) and cost nothing.
 """
 
 from __future__ import annotations
@@ -37,12 +41,23 @@ def search_clip(
     max_shrink: float = 0.5,
     *,
     token_types: Tensor | None = None,
+    rows: Tensor | None = None,
 ) -> Tensor:
     """Best clip ratio per (output channel, group), shaped ``[out, n_groups, 1]`` for ``compute_qparams``.
 
     ``weight [out, in]`` is the (already scaled) weight and ``x [B, T, in]`` its (already scaled) input.
+    ``rows`` (indices into ``out``): search only these rows; every other row gets ratio 1.
     Apply the result with ``fake_quantize(weight, spec, clip_ratio=ratios)``.
     """
+    if rows is not None:
+        check_tensor(weight, "weight")
+        if weight.dim() != 2:
+            raise SolverError(f"clip search takes an [out, in] weight, got {tuple(weight.shape)}")
+        index = rows.to(device=weight.device, dtype=torch.long)
+        some = search_clip(weight.index_select(0, index), x, token_weights, spec, n_grid, max_shrink,
+                           token_types=token_types)
+        full = torch.ones((weight.shape[0], *some.shape[1:]), dtype=some.dtype, device=some.device)
+        return full.index_copy_(0, index.to(some.device), some)
     check_tensor(weight, "weight")
     check_inputs(x)
     if weight.dim() != 2 or weight.shape[1] != x.shape[-1]:

@@ -9,7 +9,7 @@ from qigbench.commands.run import REAL_WEIGHTS_RUN, model_notes, with_method_opt
 from qigbench.errors import QigbenchError
 from qigbench.matrix.cases import table2
 from qigbench.matrix.options import TINY_VLM_TASKS, build_options, model_defaults
-from qigbench.models.aliases import SMOLLM2_LLAVA_TASKS
+from qigbench.models.families.llava import SMOLLM2_LLAVA_TASKS
 
 
 def test_smollm2_llava_brings_its_own_tasks_and_formats() -> None:

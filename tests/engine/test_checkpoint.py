@@ -52,3 +52,33 @@ def test_a_unit_of_two_blocks_is_saved_as_a_whole(tmp_path: Path) -> None:
     assert state.q_stream is not None and torch.equal(state.q_stream[0], q[0])
     with pytest.raises(ValueError, match="one state and one stats entry per block"):
         ck.save_unit(3, [{"w": torch.ones(1)}], [], fp, q)
+
+
+def test_a_reader_that_does_not_write_resumes_and_leaves_the_directory_alone(tmp_path: Path) -> None:
+    """``writes=False`` (every rank but 0 of a data-parallel run): reads the state, writes nothing."""
+    assert Checkpoint(tmp_path / "none", {"method": "rtn"}, writes=False).open() is None
+    assert not (tmp_path / "none").exists()
+    ck = Checkpoint(tmp_path / "r", {"method": "rtn"})
+    ck.open()
+    fp = [torch.randn(2, 3)]
+    ck.save_block(0, {"w": torch.ones(2)}, {"block": 0}, fp, None)
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "r").iterdir()}
+    reader = Checkpoint(tmp_path / "r", {"method": "rtn"}, writes=False)
+    state = reader.open()
+    assert state is not None and state.next_block == 1 and torch.equal(state.fp_stream[0], fp[0])
+    reader.save_method_state({"m": torch.ones(1)})
+    reader.save_unit(1, [{"w": torch.zeros(2)}], [{"block": 1}], fp, None)
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "r").iterdir()} == before
+    assert [s["block"] for s in reader.block_stats] == [0, 1]  # it still follows the run in memory
+
+
+def test_streams_are_keyed_by_the_block_they_enter(tmp_path: Path) -> None:
+    ck = Checkpoint(tmp_path, {"method": "rtn"})
+    ck.open()
+    for i in range(2):
+        ck.save_block(i, {"w": torch.ones(1)}, {"block": i}, [torch.full((1, 2), float(i))], None)
+    assert sorted(p.name for p in tmp_path.glob("streams*")) == ["streams_0002.safetensors"]  # the superseded one went
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["streams"] == "streams_0002.safetensors" and manifest["next_block"] == 2
+    with pytest.raises(ValueError, match="continues at block 2"):
+        ck.save_block(3, {"w": torch.ones(1)}, {"block": 3}, [torch.ones(1, 2)], None)

@@ -31,15 +31,16 @@ class RMSNorm(nn.Module):
 
 
 class Attention(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, kv_heads: int = KV_HEADS) -> None:
         super().__init__()
-        self.wqkv = nn.Linear(HIDDEN, (HEADS + 2 * KV_HEADS) * HEAD_DIM, bias=False)
+        self.kv_heads = kv_heads
+        self.wqkv = nn.Linear(HIDDEN, (HEADS + 2 * kv_heads) * HEAD_DIM, bias=False)
         self.wo = nn.Linear(HIDDEN, HIDDEN, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
-        per_kv = HEADS // KV_HEADS
-        qkv = self.wqkv(x).view(b, t, KV_HEADS, per_kv + 2, HEAD_DIM)
+        per_kv = HEADS // self.kv_heads
+        qkv = self.wqkv(x).view(b, t, self.kv_heads, per_kv + 2, HEAD_DIM)
         q = qkv[..., :per_kv, :].reshape(b, t, HEADS, HEAD_DIM).transpose(1, 2)
         k = qkv[..., -2, :].repeat_interleave(per_kv, dim=2).transpose(1, 2)
         v = qkv[..., -1, :].repeat_interleave(per_kv, dim=2).transpose(1, 2)
@@ -59,10 +60,10 @@ class FeedForward(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, kv_heads: int = KV_HEADS) -> None:
         super().__init__()
         self.attention_norm = RMSNorm(HIDDEN)
-        self.attention = Attention()
+        self.attention = Attention(kv_heads)
         self.ffn_norm = RMSNorm(HIDDEN)
         self.feed_forward = FeedForward()
 
@@ -109,16 +110,19 @@ def mock_batches(n_batches: int = 2, batch_size: int = 2, length: int = 8, seed:
     return out
 
 
-def internvl_chat_tree() -> nn.Module:
+def internvl_chat_tree(kv_heads: int = KV_HEADS) -> nn.Module:
+    """The mock (GQA: 4 query / 2 key-value heads by default; ``kv_heads=HEADS`` for one value head per
+    query head, where the "o" group is scaled through the strided v rows of ``wqkv``)."""
     torch.manual_seed(0)
     root = InternVLChatMock()
-    root.config = SimpleNamespace(model_type="internvl_chat")  # type: ignore[assignment]
+    llm = SimpleNamespace(model_type="internlm2", num_attention_heads=HEADS, num_key_value_heads=kv_heads)
+    root.config = SimpleNamespace(model_type="internvl_chat", llm_config=llm)  # type: ignore[assignment]
     root.vision_model = nn.Linear(4, 4)
     root.mlp1 = nn.Linear(4, HIDDEN)
     root.language_model = nn.Module()
     root.language_model.model = nn.Module()
     root.language_model.model.tok_embeddings = nn.Embedding(VOCAB, HIDDEN)
-    root.language_model.model.layers = nn.ModuleList([DecoderLayer() for _ in range(2)])
+    root.language_model.model.layers = nn.ModuleList([DecoderLayer(kv_heads) for _ in range(2)])
     root.language_model.model.norm = RMSNorm(HIDDEN)
     root.language_model.output = nn.Linear(HIDDEN, VOCAB, bias=False)
     return root

@@ -1,6 +1,9 @@
 """Laws over *every registered family* (issue 11): no linear of a decoder block is left in full
 precision by accident, no previous op that cannot absorb ``1/s`` is ever scaled, and the one group
-resolver applies the same GQA rule to every family (issue 15).
+resolver applies the same GQA rule to every family (issue 15). Issue 20: the groups run in
+data-flow order (the block's recorded forward order), "o" and "down" are scaled wherever the shapes
+allow (through a slice of a fused linear too), and the clip search leaves exactly the rows the
+family names unclipped.
 
 Each family is exercised on a specimen: its tiny offline model, or for the remote-code InternLM2
 family the InternLM2-shaped mock. A family added to the registry without a specimen fails
@@ -26,7 +29,8 @@ from qigbench.models.errors import ScalingGroupError
 from qigbench.models.family import GroupKind, KeptLinear
 from qigbench.models.groups import apply_scales_, block_linear_names, resolve_groups
 from qigbench.models.registry import FAMILIES, family_for, get_blocks
-from qigbench.models.scaling import prev_out_features
+from qigbench.models.scaling import rows_index, rows_width
+from qigbench.models.tiny import TINY_SPECIMENS
 from qigbench.pipeline import QuantizeRequest, quantize
 from qigbench.quant import QuantLinear, parse_format
 
@@ -41,8 +45,10 @@ def test_every_family_has_a_specimen() -> None:
     assert not missing, f"families without a tiny model or mock to test them on: {missing}"
 
 
-def _quantize_specimen(family_name: str, method: str, fmt: str, cache_dir: Any) -> tuple[nn.Module, Any, Any]:
-    options = FAST.get(method, {})
+def _quantize_specimen(
+    family_name: str, method: str, fmt: str, cache_dir: Any, extra: dict[str, str] | None = None
+) -> tuple[nn.Module, Any, Any]:
+    options = {**FAST.get(method, {}), **(extra or {})}
     if family_name in MOCKS:
         model = MOCKS[family_name]()
         family = family_for(model)
@@ -50,9 +56,10 @@ def _quantize_specimen(family_name: str, method: str, fmt: str, cache_dir: Any) 
             model, family, mock_batches(), get_method(method, options), parse_format(fmt), EngineConfig(progress=False)
         )
         return model, family, report
+    alias = TINY_BY_FAMILY[family_name]
     request = QuantizeRequest(
-        model=TINY_BY_FAMILY[family_name], method=method, format=fmt, options=tuple(options.items()),
-        samples=2, max_length=48, cache_dir=str(cache_dir), progress=False,
+        model=alias, method=method, format=fmt, options=tuple(options.items()),
+        samples=2, max_length=48 + TINY_SPECIMENS[alias].min_length, cache_dir=str(cache_dir), progress=False,
     )  # fmt: skip
     result = quantize(request)
     return result.loaded.model, result.loaded.family, result.report
@@ -117,9 +124,9 @@ def test_keep_list_keeps_exactly_what_it_names() -> None:
         block_linear_names(block, bad)
 
 
-def _specimen_block(family_name: str, load_tiny: Any) -> tuple[nn.Module, Any, bool]:
-    """Block 0 of the family's specimen, its family, and whether it has one value head per query head
-    (InternLM2's fused ``wqkv`` never gives the "o" group a previous op of the right width)."""
+def _specimen(family_name: str, load_tiny: Any) -> tuple[nn.Module, Any, bool]:
+    """The family's specimen model, its (bound) family, and whether it has one value head per
+    query head (the mock InternLM2 uses GQA, as every InternLM2 checkpoint does)."""
     if family_name in MOCKS:
         model = MOCKS[family_name]()
         one_value_head_per_query_head = False
@@ -127,8 +134,49 @@ def _specimen_block(family_name: str, load_tiny: Any) -> tuple[nn.Module, Any, b
         model = load_tiny(TINY_BY_FAMILY[family_name]).model
         text = model.config.get_text_config()
         one_value_head_per_query_head = text.num_key_value_heads == text.num_attention_heads
-    family = family_for(model)
-    return copy.deepcopy(get_blocks(model, family)[0]), family, one_value_head_per_query_head
+    return model, family_for(model), one_value_head_per_query_head
+
+
+def _specimen_block(family_name: str, load_tiny: Any) -> tuple[nn.Module, Any, bool]:
+    """Block 0 of the family's specimen (a copy), its family, and whether it has one value head per query head."""
+    model, family, mha = _specimen(family_name, load_tiny)
+    return copy.deepcopy(get_blocks(model, family)[0]), family, mha
+
+
+def _forward_order(family_name: str, load_tiny: Any, prompt_batch: Any) -> list[str]:
+    """The linears of block 0 in the order a real forward pass first calls them."""
+    model, family, _ = _specimen(family_name, load_tiny)
+    block = get_blocks(model, family)[0]
+    order: list[str] = []
+    handles = [
+        m.register_forward_pre_hook(lambda *_, name=name: order.append(name) if name not in order else None)
+        for name, m in block.named_modules()
+        if isinstance(m, (nn.Linear, QuantLinear))
+    ]
+    try:
+        with torch.no_grad():
+            if family_name in MOCKS:
+                model(**mock_batches(1)[0].inputs)
+            else:
+                loaded = load_tiny(TINY_BY_FAMILY[family_name])
+                model(**prompt_batch(loaded, ["Describe the image in detail."]), use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    return order
+
+
+@pytest.mark.parametrize("family_name", FAMILY_NAMES)
+def test_groups_and_linears_come_in_data_flow_order(family_name: str, load_tiny: Any, prompt_batch: Any) -> None:
+    """The order methods run groups in (GPTQ's true-sequential pass, TLQ's exposure, Q-VLM's chain)
+    is the order the block computes them, not the order its modules are defined in (Phi-3 defines
+    o_proj before qkv_proj)."""
+    forward = _forward_order(family_name, load_tiny, prompt_batch)
+    block, family, _ = _specimen_block(family_name, load_tiny)
+    assert block_linear_names(block, family) == forward
+    firsts = [forward.index(g.linear_names[0]) for g in resolve_groups(block, family)]
+    assert firsts == sorted(firsts)
+    assert [g.name for g in resolve_groups(block, family)] == [g.name for g in family.groups]  # the table is data flow
 
 
 @pytest.mark.parametrize("family_name", FAMILY_NAMES)
@@ -137,15 +185,35 @@ def test_the_resolver_binds_every_linear_once_and_scales_o_only_without_gqa(fami
     groups = resolve_groups(block, family)
     names = block_linear_names(block, family)
     assert sorted(n for g in groups for n in g.linear_names) == sorted(names)  # each linear in exactly one group
-    firsts = [names.index(g.linear_names[0]) for g in groups]
-    assert firsts == sorted(firsts)  # block order
+    assert sorted(names) == sorted(n for n, m in block.named_modules() if isinstance(m, nn.Linear))
     for g in groups:
-        widths_agree = all(prev_out_features(g.prev_op) == lin.in_features for lin in g.linears)
+        widths_agree = all(g.prev_width == lin.in_features for lin in g.linears)
         assert g.scalable == (g.spec.kind is not GroupKind.LINEAR and widths_agree), g.name
         assert g.scalable or g.spec.kind is GroupKind.LINEAR or g.spec.requires_matching_shapes, g.name
+        assert (g.prev_rows is not None) == bool(g.spec.prev_part), g.name
     by_name = {g.name: g for g in groups}
     assert by_name["o"].scalable == mha  # the GQA rule: o is scaled only with one value head per query head
     assert all(by_name[n].scalable for n in ("qkv", "gate_up", "down"))
+
+
+def _with_half_the_value_heads(block: nn.Module, family: Any) -> Any:
+    """Rebuild the "o" group's previous op as it is under GQA with half the key-value heads: a v_proj
+    of half the rows, or a fused qkv linear with half the k and v rows (and the family bound to a
+    config with half the key-value heads). Returns the family to resolve with."""
+    spec = {g.name: g for g in family.groups}["o"]
+    prev = block.get_submodule(spec.prev_op)
+    o_width = block.get_submodule(spec.linears[0]).in_features
+    parent, _, leaf = spec.prev_op.rpartition(".")
+    bias = prev.bias is not None
+    if not spec.prev_part:
+        block.get_submodule(parent).register_module(leaf, nn.Linear(prev.in_features, o_width // 2, bias=bias))
+        return family
+    v_rows = rows_width(family.part_rows(spec.prev_op, spec.prev_part, prev.out_features))
+    block.get_submodule(parent).register_module(
+        leaf, nn.Linear(prev.in_features, prev.out_features - v_rows, bias=bias)
+    )
+    dims = tuple((k, v // 2 if k == "num_key_value_heads" else v) for k, v in family.dims)
+    return dataclasses.replace(family, dims=dims)
 
 
 @pytest.mark.parametrize("family_name", FAMILY_NAMES)
@@ -157,16 +225,12 @@ def test_under_gqa_o_stays_quantized_unscaled_and_another_mismatch_is_an_error(
     block, family, _ = _specimen_block(family_name, load_tiny)
     specs = {g.name: g for g in family.groups}
     before = {g.name: g.scalable for g in resolve_groups(block, family)}
-    v = block.get_submodule(specs["o"].prev_op)
-    o_width = block.get_submodule(specs["o"].linears[0]).in_features
-    block.get_submodule(specs["o"].prev_op.rpartition(".")[0]).register_module(  # v emits half of what o takes
-        specs["o"].prev_op.rpartition(".")[2], nn.Linear(v.in_features, o_width // 2, bias=v.bias is not None)
-    )
-    after = {g.name: g for g in resolve_groups(block, family)}
+    gqa = _with_half_the_value_heads(block, family)
+    after = {g.name: g for g in resolve_groups(block, gqa)}
     assert list(after) == list(before) and not after["o"].scalable
     assert {n: g.scalable for n, g in after.items() if n != "o"} == {n: s for n, s in before.items() if n != "o"}
     with pytest.raises(ScalingGroupError, match="grouped-query"):
-        apply_scales_(block, specs["o"], torch.ones(after["o"].linears[0].in_features))
+        apply_scales_(block, after["o"], torch.ones(after["o"].linears[0].in_features))
 
     up = block.get_submodule(specs["down"].prev_op)
     assert not specs["down"].requires_matching_shapes
@@ -174,7 +238,45 @@ def test_under_gqa_o_stays_quantized_unscaled_and_another_mismatch_is_an_error(
         specs["down"].prev_op.rpartition(".")[2], nn.Linear(up.in_features, up.out_features // 2, bias=False)
     )
     with pytest.raises(ScalingGroupError, match="family description is wrong"):
-        resolve_groups(block, family)
+        resolve_groups(block, gqa)
+
+
+@pytest.mark.parametrize("family_name", FAMILY_NAMES)
+def test_awq_scales_o_and_down_where_the_shapes_allow_and_clips_only_what_the_family_lets_it(
+    family_name: str, load_tiny: Any, tiny_cache: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AWQ searches (and logs a scale exponent for) "down" in every family and "o" exactly where
+    there is one value head per query head — through the v rows / up half of a fused linear too.
+    Every clip search it runs sees only the rows the family lets it clip: never a q or k row, and the
+    v rows of a fused qkv linear still clipped."""
+    import qigbench.bases.equalization as equalization
+
+    searched: list[tuple[int, Any]] = []
+    real = equalization.search_clip
+
+    def recording(weight: torch.Tensor, *args: Any, rows: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
+        searched.append((int(weight.shape[0]), None if rows is None else rows.tolist()))
+        return real(weight, *args, rows=rows, **kwargs)
+
+    monkeypatch.setattr(equalization, "search_clip", recording)
+    _, _, mha = _specimen(family_name, load_tiny)
+    model, family, report = _quantize_specimen(family_name, "awq", "W3A16g16", tiny_cache, {"clip_search": "true"})
+    for stats in report.blocks:
+        searched_scales = {name for name, group_stats in stats["groups"].items() if "alpha" in group_stats}
+        assert searched_scales == ({"qkv", "o", "gate_up", "down"} if mha else {"qkv", "gate_up", "down"})
+    block = get_blocks(model, family)[0]
+    expected = []
+    for group in resolve_groups(block, family):
+        for name, lin in zip(group.linear_names, group.linears, strict=True):
+            frozen = group.unclipped.get(name, ())
+            if rows_width(frozen) == lin.out_features:
+                assert f"clip_mean.{name}" not in report.blocks[0]["groups"].get(group.name, {})
+                continue
+            keep = sorted(set(range(lin.out_features)) - set(rows_index(frozen).tolist())) if frozen else None
+            expected.append((lin.out_features, keep))
+    assert searched[: len(expected)] == expected  # block 0's searches, in data-flow order
+    assert len(searched) == len(expected) * len(get_blocks(model, family))
+    assert family.unclipped, "every family names what the clip search must leave alone (q and k)"
 
 
 class GemmaRMSNorm(nn.Module):

@@ -28,6 +28,8 @@ REAL = {
     "internvl2-8b": (4096, 14336, 32, 8, 92553, 32),
     "internvl2-26b": (6144, 16384, 48, 8, 92553, 48),
     "llama2-7b": (4096, 11008, 32, 32, 32000, 32),
+    "phi3-mini": (3072, 8192, 32, 32, 32064, 32),
+    "phi4mm": (3072, 8192, 24, 8, 200064, 32),
 }
 # (vision width, vision depth) of each tower: Qwen ViT 1280 x 32, SigLIP-so400m 1152 x 26,
 # InternViT-300M 1024 x 24, InternViT-6B-V1-5 3200 x 45
@@ -37,9 +39,11 @@ REAL_VISION = {
     "llava-ov-7b": (1152, 26),
     "internvl2-8b": (1024, 24),
     "internvl2-26b": (3200, 45),
+    "phi4mm": (1152, 27),  # SigLIP-so400m at 448 px
 }
 # narrowest divisor each family allows (it must divide the key-value heads)
-NARROW = {"qwen2vl-7b": 4, "qwen2.5vl-7b": 4, "llava-ov-7b": 4, "internvl2-8b": 8, "internvl2-26b": 8, "llama2-7b": 8}
+NARROW = {"qwen2vl-7b": 4, "qwen2.5vl-7b": 4, "llava-ov-7b": 4, "internvl2-8b": 8, "internvl2-26b": 8, "llama2-7b": 8,
+          "phi3-mini": 8, "phi4mm": 8}
 
 
 def test_every_real_checkpoint_is_described() -> None:
@@ -65,7 +69,11 @@ REAL_PARAMETERS = {
     "internvl2-8b": 8_075_365_376,  # the LLaMA stand-in for InternLM2 has exactly its parameters
     "internvl2-26b": 25_514_186_112,
     "llama2-7b": 6_738_415_616,
+    "phi3-mini": 3_821_079_552,
 }
+#: Phi-4-multimodal's decoder is Phi-4-mini (3,836,021,760 parameters, tied embeddings); the whole
+#: native model adds the image tower and the audio encoder, and the released 5.57B the two LoRA adapters
+DECODER_PARAMETERS = {"phi4mm": 3_836_021_760}
 
 
 @pytest.mark.parametrize("name", sorted(REAL))
@@ -75,6 +83,10 @@ def test_full_shape_build_has_the_real_parameter_count(name: str) -> None:
     count = sum(p.numel() for p in model.parameters())
     if name in REAL_PARAMETERS:
         assert count == REAL_PARAMETERS[name]
+    elif name in DECODER_PARAMETERS:
+        decoder = sum(p.numel() for n, p in model.named_parameters() if ".embed_tokens_extend." not in n)
+        assert decoder == DECODER_PARAMETERS[name]
+        assert count + 830_000_000 == pytest.approx(5.57e9, rel=1e-3)  # + vision LoRA 369M + speech LoRA 461M
     else:  # llava-ov-7b: the model card rounds to 8.03B
         assert count == pytest.approx(8.03e9, rel=1e-3)
 
@@ -145,7 +157,8 @@ def shape_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # LLaVA-OV's anyres tiles and InternViT-6B's 3200-wide layer take over a minute on 2 shared cores
-_SLOW = {"llava-ov-7b", "internvl2-26b"}
+# (Phi-4-multimodal: a 1024-wide, 24-block audio encoder beside the decoder, and 545 tokens per image)
+_SLOW = {"llava-ov-7b", "internvl2-26b", "phi4mm"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW else n for n in sorted(REAL)])
@@ -167,6 +180,8 @@ def test_narrowed_one_block_build_runs_the_calibration_path(name: str, shape_cac
         assert vision_tokens == 2 * 256
     elif spec.family in ("qwen2vl", "qwen2_5_vl"):  # 64x64 images: min_pixels rounds them to 56x56 = 4 tokens
         assert vision_tokens == 2 * 4
+    elif spec.family == "phi4_multimodal":  # 64x64 images: one 448-px crop beside the global view
+        assert vision_tokens == 2 * 545
     elif spec.multimodal:  # LLaVA-OV: a 729-token base tile at least
         assert vision_tokens >= 2 * 729
     else:

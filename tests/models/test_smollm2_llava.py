@@ -117,6 +117,6 @@ def test_rtn_quantizes_it_end_to_end(cache_dir: Path, tmp_path: Path) -> None:
     from qigbench.pipeline import QuantizeRequest, quantize
 
     result = quantize(
-        QuantizeRequest(model="smollm2-llava", method="rtn", quant_format="W4A8", samples=2, cache_dir=str(cache_dir))
+        QuantizeRequest(model="smollm2-llava", method="rtn", format="W4A8", samples=2, cache_dir=str(cache_dir))
     )
     assert len(result.report.blocks) == 30

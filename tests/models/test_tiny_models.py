@@ -14,7 +14,7 @@ from qigbench.tokens import TokenType
 TINY_ALIASES = tuple(a.name for a in ALIASES if a.kind is SourceKind.TINY)  # every tiny family, from the registry
 VLM_ALIASES = tuple(a for a in TINY_ALIASES if family_named(ALIAS_BY_NAME[a].family).multimodal)
 
-# (alias) -> whether the "o" group exists (4 kv heads) or not (GQA)
+# (alias) -> whether the "o" group is scaled (one value head per query head) or not (GQA)
 HAS_O_GROUP = {
     "tiny-qwen2vl": True,
     "tiny-qwen2.5vl": False,
@@ -22,7 +22,13 @@ HAS_O_GROUP = {
     "tiny-internvl": True,
     "tiny-llava": True,
     "tiny-llama": True,
+    "tiny-phi3": True,
+    "tiny-phi4mm": False,
 }
+
+
+#: the chat-template markers of the specimens whose template is not ChatML
+CHAT_MARKERS = {"tiny-phi3": ["<|user|>", "<|end|>", "<s>"], "tiny-phi4mm": ["<|user|>", "<|end|>", "<|assistant|>"]}
 
 
 @pytest.mark.parametrize("alias", TINY_ALIASES)
@@ -61,19 +67,20 @@ def test_blocks_and_groups_resolve_to_real_modules(load_tiny, alias: str) -> Non
     hidden, inter = 128, 256
     for block in blocks:
         by_name = {g.name: g for g in resolve_groups(block, family)}
-        assert list(by_name) == ["qkv", "o", "gate_up", "down"]  # o exists under GQA too: wo is quantized
+        assert list(by_name) == ["qkv", "o", "gate_up", "down"]  # o exists under GQA too: o_proj is quantized
         scalable = [name for name, g in by_name.items() if g.scalable]
         assert scalable == (["qkv", "o", "gate_up", "down"] if HAS_O_GROUP[alias] else ["qkv", "gate_up", "down"])
         qkv = by_name["qkv"]
         assert qkv.prev_op.weight.shape == (hidden,)
-        assert [lin.in_features for lin in qkv.linears] == [hidden] * 3
+        assert {lin.in_features for lin in qkv.linears} == {hidden}
         gate_up = by_name["gate_up"]
-        assert [tuple(lin.weight.shape) for lin in gate_up.linears] == [(inter, hidden)] * 2
+        assert sum(lin.out_features for lin in gate_up.linears) == 2 * inter  # gate and up (or gate_up fused)
+        assert {lin.in_features for lin in gate_up.linears} == {hidden}
         down = by_name["down"]
-        assert down.prev_op is block.get_submodule("mlp.up_proj") and down.inspect is down.linears[0]
-        assert down.prev_op.out_features == inter and down.linears[0].weight.shape == (hidden, inter)
+        assert down.prev_op is block.get_submodule(down.spec.prev_op) and down.inspect is down.linears[0]
+        assert down.prev_width == inter and down.linears[0].weight.shape == (hidden, inter)
         o = by_name["o"]
-        assert (o.prev_op.out_features == o.linears[0].in_features) == HAS_O_GROUP[alias]
+        assert (o.prev_width == o.linears[0].in_features) == HAS_O_GROUP[alias]
 
 
 @pytest.mark.parametrize("alias", TINY_ALIASES)
@@ -101,23 +108,23 @@ def test_token_classification_on_padded_batch(load_tiny, prompt_batch, alias: st
         # exactly the placeholders the processor expanded for each image (depends on image size, not on text)
         per_row = placeholder.sum(dim=1)
         assert per_row.min() > 0 and bool((per_row == per_row[0]).all())
-        image_token = (
-            loaded.model.config.image_token_id
-            if hasattr(loaded.model.config, "image_token_id")
-            else loaded.model.config.image_token_index
+        config = loaded.model.config
+        image_token = next(  # Phi-4-multimodal keeps it in its vision config
+            v for v in (getattr(config, "image_token_id", None), getattr(config, "image_token_index", None),
+                        getattr(getattr(config, "vision_config", None), "image_token_id", None)) if v is not None
         )
         assert int((ids == image_token).sum()) == int((types == TokenType.VISION).sum())
     else:
         assert not placeholder.any()
 
     # chat-template markers are special even though all_special_ids misses some of them
-    markers = ["<|im_start|>", "<|im_end|>"] if alias in VLM_ALIASES else ["<s>"]
+    markers = CHAT_MARKERS.get(alias, ["<|im_start|>", "<|im_end|>"] if alias in VLM_ALIASES else ["<s>"])
     for marker in markers:
         marker_id = loaded.tokenizer.convert_tokens_to_ids(marker)
         at = (ids == marker_id) & (mask == 1)
         assert at.any() and bool((types[at] == TokenType.SPECIAL).all())
     if alias in VLM_ALIASES:
-        assert loaded.tokenizer.convert_tokens_to_ids("<|im_start|>") not in loaded.tokenizer.all_special_ids
+        assert loaded.tokenizer.convert_tokens_to_ids(markers[0]) not in loaded.tokenizer.all_special_ids
     # the words of the prompt are text
     assert (types == TokenType.TEXT).sum(dim=1).min() >= 3
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from qigbench.results import ConfigKey, ResultRow, ResultsError, ResultsStore, config_hash
+from qigbench.results.schema import SCHEMA_VERSION
 from qigbench.stats import ExampleScores
 
 ENV = {"git_commit": "abc123", "device": "cpu", "versions": {"torch": "x"}}
@@ -26,7 +27,7 @@ def test_wal_mode_and_schema_version(tmp_path: Path) -> None:
     ResultsStore(tmp_path / "r.db").close()
     conn = sqlite3.connect(tmp_path / "r.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
     conn.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
     conn.commit()
     conn.close()
@@ -159,7 +160,7 @@ def test_v1_database_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
     assert store.rows(task="vizwiz")[0].examples == scores
     store.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
     conn.close()
     assert len(ResultsStore(path).rows()) == 2  # re-opening a migrated file is a no-op
 
@@ -167,3 +168,28 @@ def test_v1_database_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
 def test_examples_must_be_example_scores() -> None:
     with pytest.raises(ResultsError, match="ExampleScores"):
         _row(examples=[0.1, 0.2])
+
+
+def test_v2_done_marks_are_migrated_and_still_need_their_rows(tmp_path: Path) -> None:
+    """A v2 file's done marks did not list their rows: they count while the configuration has one."""
+    path = tmp_path / "v2.db"
+    key = ConfigKey("tiny", "qig", "W3A16", "h1")
+    with ResultsStore(path) as store:
+        store.record(_row(config_hash="h1"))
+    conn = sqlite3.connect(path)  # what v2 left: no rows_json column
+    conn.execute("ALTER TABLE configs_done DROP COLUMN rows_json")
+    conn.execute("INSERT INTO configs_done VALUES ('tiny', 'qig', 'W3A16', 'h1', 0, 'r', 't')")
+    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    with ResultsStore(path) as store:
+        assert store.has_config(key) and store.missing_rows(key) == []
+        store.forget_config(key)
+        store.mark_config_done(key)  # a mark with no rows at all: nothing to miss
+        assert store.missing_rows(key) == []
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE configs_done SET rows_json = ''")  # the v2 mark again, its rows gone
+    conn.commit()
+    conn.close()
+    with ResultsStore(path) as store:
+        assert not store.has_config(key)

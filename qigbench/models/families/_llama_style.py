@@ -1,4 +1,5 @@
-"""The scaling-group table shared by every Llama/Qwen2-style decoder block (methods.md, "Scale-search groups").
+"""The scaling-group table shared by every Llama/Qwen2-style decoder block (methods.md, "Scale-search groups"),
+in data-flow order, and the linears AWQ's clip search leaves alone.
 
 Qwen2-VL, Qwen2.5-VL, LLaVA-OneVision's Qwen2, InternVL's Qwen2/Qwen3 and LLaMA all name their
 block modules the same way, so they share this one table instead of repeating it.
@@ -6,7 +7,7 @@ block modules the same way, so they share this one table instead of repeating it
 
 from __future__ import annotations
 
-from qigbench.models.family import GroupKind, ScalingGroup
+from qigbench.models.family import QK_CLIP_REASON, GroupKind, ScalingGroup, Unclipped
 
 LLAMA_STYLE_GROUPS: tuple[ScalingGroup, ...] = (
     ScalingGroup(
@@ -41,4 +42,10 @@ LLAMA_STYLE_GROUPS: tuple[ScalingGroup, ...] = (
         inspect="mlp.down_proj",
         kind=GroupKind.MLP,
     ),
+)
+
+#: AWQ's clip search never clips q and k (their error is only seen through RoPE and the softmax)
+LLAMA_STYLE_UNCLIPPED: tuple[Unclipped, ...] = (
+    Unclipped("self_attn.q_proj", QK_CLIP_REASON),
+    Unclipped("self_attn.k_proj", QK_CLIP_REASON),
 )

@@ -1,21 +1,37 @@
 """InternVL2 (``InternVLChatModel``, remote code) with its InternLM2 language model.
 
 InternLM2 names its block modules differently and fuses q, k and v into one ``wqkv`` linear,
-whose rows interleave q, k and v per key-value group. The "o" group therefore has no clean
-previous op (v is a strided slice of ``wqkv``'s rows, which emits more channels than ``wo``
-takes): it is described, as under GQA elsewhere, so ``wo`` is quantized and MBQ finds the
-attention output, but it is never scaled.
+whose rows interleave q, k and v per key-value group: ``[q_0 | k_0 | v_0 | q_1 | k_1 | v_1 ...]``,
+each group holding ``heads / kv_heads`` query heads and one key and one value head. That layout is
+described as data (``fused``), so the "o" group's previous op is the v rows of ``wqkv`` (a strided
+slice: one run per key-value group) and AWQ's clip search leaves exactly the q and k rows alone.
+Every InternLM2 checkpoint uses grouped-query attention (InternVL2-8B: 32 query / 8 key-value
+heads; -26B: 48 / 8), where v emits fewer channels than ``wo`` takes: "o" is then quantized and
+read by MBQ, but never scaled (the GQA rule).
 
 The model only loads with ``trust_remote_code=True``; its image context token
 (``<IMG_CONTEXT>``) is not stored in the config, so it is named for token classification in
 ``vision_token_strings``. ``internvl_chat`` is also the
 model_type of InternVL2-1B/2B/4B, whose language models are Qwen2/InternLM2-1.8B/Phi-3:
 ``llm_model_type`` makes the registry refuse anything but an InternLM2 language model.
+The real shapes of InternVL2-8B/-26B are built as transformers-native InternVL (``internvl.py``),
+and the every-family tests run this family on an InternLM2-shaped mock (``tests/models/internlm2_mock.py``).
 """
 
 from __future__ import annotations
 
-from qigbench.models.family import GroupKind, ModelFamily, ScalingGroup
+from qigbench.models.family import (
+    QK_CLIP_REASON,
+    FusedLinear,
+    FusedPart,
+    GroupKind,
+    ModelFamily,
+    ScalingGroup,
+    Unclipped,
+)
+from qigbench.models.specimen import ModelAlias, SourceKind
+
+_HEADS, _KV = "num_attention_heads", "num_key_value_heads"
 
 FAMILY = ModelFamily(
     name="internlm2",
@@ -33,6 +49,7 @@ FAMILY = ModelFamily(
         ScalingGroup(
             name="o",
             prev_op="attention.wqkv",
+            prev_part="v",
             linears=("attention.wo",),
             inspect="attention.wo",
             kind=GroupKind.ATTENTION,
@@ -53,9 +70,25 @@ FAMILY = ModelFamily(
             kind=GroupKind.MLP,
         ),
     ),
+    fused=(
+        FusedLinear(
+            "attention.wqkv",
+            parts=(FusedPart("q", _HEADS), FusedPart("k", _KV), FusedPart("v", _KV)),
+            interleave=_KV,
+        ),
+    ),
+    unclipped=(Unclipped("attention.wqkv", QK_CLIP_REASON, parts=("q", "k")),),
     vision=("vision_model", "mlp1"),
     auto_class="AutoModel",
     vision_token_strings=("<IMG_CONTEXT>",),
     requires_trust_remote_code=True,
     llm_model_type="internlm2",
+    text_config="llm_config",
+    aliases=(
+        ModelAlias(
+            "internvl2", "internlm2", SourceKind.HF, "OpenGVLab/InternVL2-8B", trust_remote_code=True,
+            note="paper's model",
+        ),
+        ModelAlias("internvl2-26b", "internlm2", SourceKind.HF, "OpenGVLab/InternVL2-26B", trust_remote_code=True),
+    ),
 )

@@ -24,6 +24,7 @@ import torch
 from qigbench.cache import atomic_build, cache_root
 from qigbench.models.errors import ShapeError, UnknownModelError
 from qigbench.models.shapes.data import SHAPES, ShapeSpec
+from qigbench.models.specimen import resolve_reference
 from qigbench.models.tiny.common import MARKER, stamped
 
 #: Bump when a builder changes, so cached real-shape models are rebuilt rather than silently reused.
@@ -258,9 +259,17 @@ PARTS: Mapping[str, Callable[[BuildPlan], Parts]] = {
 }
 
 
+def parts_for(plan: BuildPlan) -> Parts:
+    """The model constructor and processor of ``plan``: a builder of this module (``PARTS``), or the
+    ``"module:function"`` a family file names for its own architecture."""
+    builder = plan.spec.builder
+    make = PARTS.get(builder) or resolve_reference(builder)
+    return make(plan)  # type: ignore[no-any-return]
+
+
 def build_into(out: Path, plan: BuildPlan) -> None:
     """Write ``plan``'s model (seeded random weights) and processor into ``out`` with save_pretrained."""
-    parts = PARTS[plan.spec.builder](plan)
+    parts = parts_for(plan)
     model = seeded_build(parts.model, plan.seed, plan.dtype)
     model.save_pretrained(out)  # type: ignore[operator]
     parts.processor.save_pretrained(out)
@@ -269,4 +278,4 @@ def build_into(out: Path, plan: BuildPlan) -> None:
 def meta_model(plan: BuildPlan) -> torch.nn.Module:
     """``plan``'s model on the meta device: every shape, no memory (counts parameters of a 26B model)."""
     with torch.device("meta"):
-        return PARTS[plan.spec.builder](plan).model()
+        return parts_for(plan).model()
