@@ -90,7 +90,26 @@ def main(argv: list[str] | None = None) -> int:
                 f"- {fmt}: {name} - {bname} = {100 * c.diff:+.1f} points "
                 f"[{100 * c.low:+.1f}, {100 * c.high:+.1f}] ({c.test}, n={c.n}): {c.verdict.value}"
             )
+    print()
+    print("Paired tests on the fidelity prompts' KL to FP16 (lower is better):")
+    for fmt in args.formats.split(","):
+        rtn = _fidelity(found, "rtn", fmt)
+        for name in methods:
+            a = _fidelity(found, name, fmt)
+            if name == "rtn" or a is None or rtn is None:
+                continue
+            c = compare(a, rtn, higher_is_better=False)
+            print(
+                f"- {fmt}: KL {name} {a.mean:.3f} vs rtn {rtn.mean:.3f}, diff {c.diff:+.3f} "
+                f"[{c.low:+.3f}, {c.high:+.3f}] ({c.test}, n={c.n}): {c.verdict.value}"
+            )
     return 0
+
+
+def _fidelity(found: dict[Key, Measurement], method: str, fmt: str) -> Measurement | None:
+    want = (method, fmt, "fidelity", "kl")
+    got = [v for (_, me, f, _, t, mt), v in found.items() if (me, f, t, mt) == want]
+    return got[0] if got else None
 
 
 if __name__ == "__main__":
