@@ -1,5 +1,6 @@
 """Q-VLM (Wang et al., NeurIPS 2024, arXiv 2410.08119): per-input-channel static activation
-ranges chosen with an entropy-guided, cross-layer schedule. ``reference/q-vlm-and-tlq.md`` section 1.
+ranges chosen with an entropy-guided, cross-layer schedule (what is paper, released code or
+assumption: ``docs/seed_methods.md``).
 
 ``mode=reference`` (default) is the released code (ChangyuanWang17/QVLM @191bdc9), every departure
 an option: NF4 weights (block 64, at 4 bits; the run's integer format otherwise), A{a} asymmetric

@@ -1,6 +1,6 @@
 """TLQ (Shang et al., arXiv 2602.07899): token-level importance-aware, quantization-exposed
 layer-wise calibration. No code was released and the equations were not retrievable: this is the
-abstract-level specification of ``reference/q-vlm-and-tlq.md`` section 2, every gap an option.
+abstract-level specification (``docs/seed_methods.md``: what is paper and what is assumption), every gap an option.
 
 What differs from the shared CWE search (AWQ's grid over alpha, MBQ's MAE loss):
 

@@ -173,12 +173,36 @@ def rows_of(fn: Any, start: int, stop: int, total: int) -> Any:
     return select(start, stop) if callable(select) else fn
 
 
+#: how allocators word a failed allocation: CUDA / HIP / MPS ("... out of memory"), the CPU allocator
+#: ("DefaultCPUAllocator: not enough memory: you tried to allocate N bytes", older "can't allocate
+#: memory"), and an oversize request ("RuntimeError: can't allocate 40043211664 bytes")
+_OOM_WORDS = ("out of memory", "not enough memory", "can't allocate", "cannot allocate", "failed to allocate")
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
-    """CUDA's OutOfMemoryError, a host MemoryError, or a RuntimeError that says it ran out of memory."""
-    oom = getattr(torch.cuda, "OutOfMemoryError", None)
+    """CUDA's OutOfMemoryError, a host MemoryError, or a RuntimeError that says an allocation failed."""
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
     if isinstance(exc, MemoryError) or (oom is not None and isinstance(exc, oom)):
         return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(word in str(exc).lower() for word in _OOM_WORDS)
+
+
+def longest_sample(batches: Sequence[Any]) -> int:
+    """Tokens of the longest calibration row (batches with ``inputs["input_ids"]``; 0 if none)."""
+    lengths = [int(b.inputs["input_ids"].shape[-1]) for b in batches if "input_ids" in getattr(b, "inputs", {})]
+    return max(lengths, default=0)
+
+
+def length_advice(tokens: int) -> str:
+    """The ``--max-length`` sentence of an out-of-memory message: a sample's attention grows with its
+    length squared, so a few very long captions can need more than the whole device."""
+    if tokens <= 0:
+        return ""
+    return (
+        f" The longest calibration sample has {tokens} tokens (attention memory grows with its square): cut the "
+        f"samples with --max-length {max(tokens // 2, 1)} (qigbench quantize) or shorten the longest entries of "
+        "the --calib file."
+    )
 
 
 class CalibrationOutOfMemoryError(QigbenchError, MemoryError):

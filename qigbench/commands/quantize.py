@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from qigbench.errors import QigbenchError
 
@@ -22,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=128, help="calibration samples (paper: 128)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--max-length", type=int)
+    parser.add_argument("--max-length", type=int, help="cut calibration answers to this many tokens (default: the "
+                        "model's max_position_embeddings; longer is refused)")
     parser.add_argument(
         "--device", default="cpu", help="compute device, e.g. cuda:0 (blocks move there one at a time)"
     )
@@ -33,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume-dir", help="save each finished block here and resume from it after an interruption")
     parser.add_argument("--memory-budget", help="bytes a streamed chunk of attribution / search may take, e.g. 8GiB "
                         "(default: half the device's free memory); lower it after an out-of-memory error")
-    parser.add_argument("--save", help="directory for the quantized model and its record")
+    parser.add_argument("--save", help="directory for the quantized model and its record (without it nothing is "
+                        "written: the command prints its summary only)")
     parser.add_argument("--export", default="compressed-tensors", choices=["compressed-tensors", "fake-quant"],
                         help="layout of the saved weights: packed integer codes + quantization_config (vLLM, "
                         "transformers), or float weights on the grid")
@@ -75,11 +78,14 @@ def run(args: argparse.Namespace) -> int:
         check_file_target(args.heatmap, "--heatmap")
     result = quantize(request)
     record = result.record()
-    summary = {k: record[k] for k in ("model_source", "method", "format", "propagation", "seconds",
+    summary = {k: record[k] for k in ("model_source", "method", "label", "format", "propagation", "seconds",
                                       "peak_memory_bytes", "mean_block_error")}
     summary["block_errors"] = [round(b["rel_error"], 6) for b in record["blocks"]]
     if args.save:
         summary["saved_to"] = str(save_quantized(result, args.save, export=args.export))
+    else:  # the summary is the result: say that the model itself was not kept
+        print("qigbench quantize: the quantized model was not saved; pass --save DIR to keep it (a "
+              "from_pretrained-loadable checkpoint plus its record)", file=sys.stderr)
     if args.heatmap:
         written = write_heatmap(result, args.heatmap)
         summary["heatmap"] = str(written) if written else f"none: {args.method} computes no token weights"

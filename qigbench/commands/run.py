@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, help=f"examples per task (default {TINY_LIMIT} on tiny models, else all)")
     parser.add_argument("--samples", type=int, help="calibration samples (default 16 on tiny models, else 128)")
     parser.add_argument("--seeds", help="comma list of seeds (default 0)")
+    parser.add_argument("--option", "-o", action="append", default=[], metavar="[METHOD:]KEY=VALUE",
+                        help="method option for every configuration it applies to, e.g. -o qig.steps=8 "
+                        "(repeatable; stored as qig[steps=8]); METHOD:KEY=VALUE scopes it to one method")
     parser.add_argument("--db", type=Path, default=Path("results.db"), help="results database (default results.db)")
     parser.add_argument("--out", type=Path, default=Path("reports/latest"), help="report folder (reports/latest)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
@@ -43,9 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--cache-dir", help="qigbench cache (models, calibration sets, task pack)")
     parser.add_argument("--no-report", action="store_true", help="only fill the database")
-    parser.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
-                        help="method option for every method of the run that has it, e.g. -o qig.steps=32 (qig and "
-                        "qig-gptq); stored with the method's name, e.g. 'qig [qig.steps=32]' (repeatable)")
     from qigbench.distributed.arguments import add_arguments as add_distributed_arguments
 
     add_distributed_arguments(parser)
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
     from qigbench.distributed.arguments import run_jobs, wants_jobs
     from qigbench.errors import QigbenchError
-    from qigbench.matrix.cases import TABLES, items
+    from qigbench.matrix.cases import TABLES, check_method_options, items
     from qigbench.matrix.options import build_options, model_defaults, pin_threads, split_list
     from qigbench.matrix.preflight import preflight
     from qigbench.matrix.session import ConfigClaimed, SuiteSession
@@ -86,13 +86,13 @@ def run(args: argparse.Namespace) -> int:
         heatmap_dir=args.out / "heatmaps",  # with the report they belong to, not next to --db
         verify_device=not args.dry_run and args.executor == "local",
         memory_budget=args.memory_budget,
+        method_options=getattr(args, "option", None),
     )
     pin_threads(options)
     if options.limit is None and options.tiny:
         options = options.with_(limit=TINY_LIMIT)
     matrices = [TABLES[t](options) for t in tables]
-    if args.option:
-        matrices = with_method_options(matrices, args.option)
+    check_method_options(matrices, options)
     if wants_jobs(args):
         if not args.dry_run and args.executor == "local":  # --workers N: this machine runs the jobs
             checked = preflight([pair for matrix in matrices for pair in items(matrix)], options)
@@ -162,40 +162,6 @@ def model_notes(models: tuple[str, ...]) -> list[str]:
             )
         else:
             out.append(f"model: {model}")
-    return out
-
-
-def with_method_options(matrices: list[Any], pairs: list[str]) -> list[Any]:
-    """Give every quantized case the ``-o`` options its method has (an option's first part names a
-    field of the method's config); an option no method of the run has is an error, as are bad values."""
-    from dataclasses import replace
-
-    from qigbench.commands.quantize import parse_options
-    from qigbench.config import type_hints
-    from qigbench.engine.method import available_methods, get_method
-    from qigbench.errors import QigbenchError
-
-    options = parse_options(pairs)
-    classes = available_methods()
-    used: set[str] = set()
-    out = []
-    for matrix in matrices:
-        rows = []
-        for case, tasks in matrix:
-            if case.is_fp or case.method not in classes:
-                rows.append((case, tasks))
-                continue
-            fields = type_hints(classes[case.method].config_class)
-            mine = tuple((k, v) for k, v in options if k.replace("-", "_").partition(".")[0] in fields)
-            if mine:
-                get_method(case.method, dict(case.options + mine))  # a bad value fails here, before any work
-                used.update(k for k, _ in mine)
-                case = replace(case, options=case.options + mine)
-            rows.append((case, tasks))
-        out.append(rows)
-    unused = [k for k, _ in options if k not in used]
-    if unused:
-        raise QigbenchError(f"no method of this run has the option(s) {', '.join(unused)}; see `qigbench methods`")
     return out
 
 

@@ -63,9 +63,17 @@ def render(record: ConversationRecord, processor: Any, tokenizer: Any) -> _Rende
 
 
 def conversation_batch(
-    records: Sequence[ConversationRecord], *, loaded: LoadedModel, max_length: int | None = None
+    records: Sequence[ConversationRecord],
+    *,
+    loaded: LoadedModel,
+    max_length: int | None = None,
+    limit: int | None = None,
+    truncated: list[str] | None = None,
 ) -> CalibrationBatch:
-    """One :class:`CalibrationBatch` from image/prompt/answer records (images are opened here)."""
+    """One :class:`CalibrationBatch` from image/prompt/answer records (images are opened here).
+
+    ``max_length`` cuts answers; ``limit`` is the model's position limit (for the message when a
+    prompt alone does not fit); the ids of samples whose answer was cut are appended to ``truncated``."""
     processor, tokenizer = loaded.processor, loaded.tokenizer
     if processor is None:
         raise CalibrationDataError(
@@ -84,7 +92,9 @@ def conversation_batch(
     answer_rows: list[torch.Tensor] = []
     for i, (record, parts) in enumerate(zip(records, rendered, strict=True)):
         n_prompt = int(mask[i].sum())
-        answer_ids = _fit_answer(record, parts, n_prompt, max_length)
+        answer_ids = _fit_answer(record, parts, n_prompt, max_length, limit)
+        if truncated is not None and len(answer_ids) < len(parts.answer_ids):
+            truncated.append(record.sample_id)
         tail = torch.tensor(answer_ids + parts.suffix_ids, dtype=torch.long)
         for key in sequence_keys:
             kept = prompt_inputs[key][i][mask[i]]
@@ -111,14 +121,21 @@ def conversation_batch(
     return CalibrationBatch(inputs, token_types, answer_mask, labels, tuple(r.sample_id for r in records))
 
 
-def _fit_answer(record: ConversationRecord, parts: _Rendered, n_prompt: int, max_length: int | None) -> list[int]:
+def _fit_answer(
+    record: ConversationRecord, parts: _Rendered, n_prompt: int, max_length: int | None, limit: int | None = None
+) -> list[int]:
     """Truncate the answer (never the prompt or its image tokens) so the row fits ``max_length``."""
     if max_length is None:
         return parts.answer_ids
     room = max_length - n_prompt - len(parts.suffix_ids)
     if room < 1:
+        if max_length == limit:
+            fix = "use smaller images or a shorter prompt: the model's positions end there (max_position_embeddings)"
+        else:
+            fix = f"raise --max-length (up to {limit}) or use smaller images" if limit else (
+                "raise --max-length or use smaller images")
         raise CalibrationDataError(
             f"sample {record.sample_id!r}: the prompt with its image takes {n_prompt} tokens, which leaves no room "
-            f"for the answer within max_length={max_length}. Raise max_length or use smaller images."
+            f"for the answer within max_length={max_length}; {fix}."
         )
     return parts.answer_ids[:room]

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from qigbench.cache import file_sha256
 from qigbench.data.batch import CalibrationKind, CalibrationSet, chunked
 from qigbench.data.conversation import conversation_batch
+from qigbench.data.limits import position_limit, resolve_max_length
 from qigbench.data.records import CalibrationDataError, read_conversations
 from qigbench.data.text import text_batches, text_chunks
 
 if TYPE_CHECKING:
     from qigbench.models.loading import LoadedModel
 
+log = logging.getLogger(__name__)
 KindArg = Literal["auto", "caption", "ocr", "text"]
 DEFAULT_TEXT_LENGTH = 512
 #: file names the synthetic generator writes; a directory source is resolved to one of them
@@ -68,15 +71,21 @@ def load_calibration(
     """Sample, format and batch a calibration set for ``model`` (a ``qigbench.models.loading.LoadedModel``).
 
     - caption / ocr: ShareGPT4V-style JSON; each pair is formatted with the model's chat template
-      and processor; ``max_length`` (default: none) truncates answers only; ``image_root``
-      defaults to the JSON file's folder.
-    - text: ``.txt`` / ``.jsonl`` passages cut into chunks of ``max_length`` tokens (default 512).
+      and processor; ``max_length`` (default: the model's ``max_position_embeddings``) truncates
+      answers only (a warning counts the cut samples); ``image_root`` defaults to the JSON file's folder.
+    - text: ``.txt`` / ``.jsonl`` passages cut into chunks of ``max_length`` tokens (default 512,
+      or the model's limit when that is shorter).
+
+    ``max_length`` past the model's ``max_position_embeddings`` is refused.
 
     The paper's setting is 128 caption pairs sampled with a fixed seed (the default here).
     """
     path, resolved = resolve_source(source, kind)
+    limit = position_limit(getattr(model.model, "config", None))
+    name = str(getattr(model, "source", None) or "the model").split(" -> ")[0]
+    requested, max_length = max_length, resolve_max_length(max_length, limit, name)
     if resolved == "text":
-        length = max_length if max_length is not None else DEFAULT_TEXT_LENGTH
+        length = requested if requested is not None else min(DEFAULT_TEXT_LENGTH, limit or DEFAULT_TEXT_LENGTH)
         chunks = text_chunks(path, tokenizer=model.tokenizer, n_samples=n_samples, seed=seed, max_length=length)
         batches = text_batches(chunks, loaded=model, batch_size=batch_size)
     else:
@@ -87,9 +96,17 @@ def load_calibration(
             )
         root = Path(image_root).expanduser() if image_root is not None else None
         records = read_conversations(path, n_samples=n_samples, seed=seed, image_root=root)
+        cut: list[str] = []
         batches = [
-            conversation_batch(group, loaded=model, max_length=max_length) for group in chunked(records, batch_size)
+            conversation_batch(group, loaded=model, max_length=max_length, limit=limit, truncated=cut)
+            for group in chunked(records, batch_size)
         ]
+        if cut:
+            why = f"{name}'s max_position_embeddings; --max-length sets less" if requested is None else "--max-length"
+            log.warning(
+                "calibration: the answers of %d of %d samples were cut to fit %d tokens (%s): %s%s",
+                len(cut), len(records), max_length, why, ", ".join(cut[:3]), ", ..." if len(cut) > 3 else "",
+            )
     return CalibrationSet(
         batches=tuple(batches),
         source=str(path),
@@ -97,6 +114,6 @@ def load_calibration(
         n_samples=n_samples,
         seed=seed,
         sha256=file_sha256(path),
-        max_length=max_length if resolved != "text" else (max_length or DEFAULT_TEXT_LENGTH),
+        max_length=max_length if resolved != "text" else length,
         sample_ids=tuple(i for b in batches for i in b.sample_ids),
     )

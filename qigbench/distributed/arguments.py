@@ -97,6 +97,9 @@ def run_jobs(args: argparse.Namespace, options: SuiteOptions, matrices: Sequence
             print(f"  {job.job_id}: {', '.join(job.tasks)}")
         print(executor.describe(jobs))
         return 0
+    check_ready = getattr(executor, "check_ready", None)
+    if check_ready is not None:  # e.g. SLURM without srun: say so before the db or run dir is touched
+        check_ready()
     summary = run_matrix(matrices, options, executor, run_dir, note=note)
     for job_id, why in summary.failed.items():
         print(f"failed: {job_id}: {why}; log {Path(run_dir) / 'logs' / (job_id + '.log')}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qigbench.distributed.executor import JobEvent, Target, require
+from qigbench.distributed.executor import JobError, JobEvent, Target, require
 from qigbench.distributed.jobs import JobSpec, execute_job
 
 
@@ -108,7 +109,21 @@ class SlurmExecutor:
         header = f"{len(jobs)} jobs as one SLURM job array ({len(jobs)} tasks, {r.array_parallelism} at once); sbatch:"
         return header + "\n" + text
 
+    def check_ready(self) -> None:
+        """Fail before anything runs when SLURM is not reachable from here (submitit needs ``srun``
+        on PATH, and says only ``Could not detect "srun"`` from inside the first submission)."""
+        require("submitit")
+        if self.cluster != "slurm" or shutil.which("srun") is not None:
+            return
+        raise JobError(
+            "--executor slurm needs SLURM's srun and sbatch on PATH, and this machine has no srun: run the command "
+            "on the cluster's login node (with the SLURM client installed, or after `module load slurm` where "
+            "SLURM comes as a module); to run the jobs on this machine instead use --executor local (one process) "
+            "or --workers N (N processes, one per GPU); add --dry-run to see the sbatch script without SLURM"
+        )
+
     def run(self, jobs: Sequence[JobSpec]) -> Iterator[JobEvent]:
+        self.check_ready()
         submitit = require("submitit")
         from submitit.core.utils import FailedJobError, UncompletedJobError
 

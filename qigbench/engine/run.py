@@ -35,11 +35,19 @@ from qigbench.engine.capture import capture_block_inputs, place_outside_blocks
 from qigbench.engine.checkpoint import Checkpoint
 from qigbench.engine.collate import unify_lengths
 from qigbench.engine.contracts import CalibBatch, EngineConfig, RunContext, check_units
+from qigbench.engine.finite import check_model, check_unit, diagnose
 from qigbench.engine.method import Method
 from qigbench.engine.restore import restore_block_
 from qigbench.engine.unit import BlockSettings, UnitContext
-from qigbench.errors import QigbenchError
-from qigbench.memory import CalibrationOutOfMemoryError, format_bytes, is_out_of_memory, resolve_budget
+from qigbench.errors import QigbenchError, QuantInputError
+from qigbench.memory import (
+    CalibrationOutOfMemoryError,
+    format_bytes,
+    is_out_of_memory,
+    length_advice,
+    longest_sample,
+    resolve_budget,
+)
 from qigbench.models.family import ModelFamily
 from qigbench.quant import QuantFormat
 
@@ -93,7 +101,8 @@ def calibrate(
         if not is_out_of_memory(exc):
             raise
         block = where.unit.current if where.unit is not None else where.block
-        raise out_of_memory_error(exc, cfg, method.name, block, where.block) from exc
+        error = out_of_memory_error(exc, cfg, method.name, block, where.block)
+        raise CalibrationOutOfMemoryError(str(error) + length_advice(longest_sample(batches))) from exc
 
 
 @dataclass
@@ -143,7 +152,7 @@ def _calibrate(
     where.block = -1
     if not isinstance(fmt, QuantFormat):  # the format is parsed once, at the edge
         raise TypeError(f"calibrate() takes a parsed QuantFormat, not {fmt!r}: pass parse_format({fmt!r})")
-    propagation = cfg.resolve_propagation(fmt)
+    propagation = cfg.resolve_propagation(fmt, method.propagation)
     start_time = time.perf_counter()
     _reset_peak_memory(cfg.device)
     model.eval()
@@ -160,6 +169,7 @@ def _calibrate(
         checkpoint = Checkpoint(Path(cfg.resume_dir), {**identity, **_numbers_fingerprint(model, batches)})
     resume = checkpoint.open() if checkpoint else None
 
+    check_model(model, family.blocks, method.name)  # NaN/Inf in the checkpoint: named before anything runs
     run = RunContext(model, family, fmt, list(batches), cfg)
     saved_state = checkpoint.load_method_state() if checkpoint else None
     if saved_state is not None:
@@ -208,7 +218,14 @@ def _calibrate(
         modules = [blocks[i].to(cfg.device) for i in unit]
         ctx = UnitContext(unit, modules, [captured.layer_calls[i] for i in unit], fp_stream, q_stream, settings)
         where.unit = ctx
-        method.quantize_unit(ctx)
+        check_unit(modules, list(unit), family.blocks, method.name)
+        try:
+            method.quantize_unit(ctx)
+        except QuantInputError as exc:  # NaN/Inf: name the tensor that holds it and why
+            found = diagnose(exc, modules, list(unit), family.blocks, method.name, [*fp_stream, *(q_stream or [])])
+            if found is None:
+                raise
+            raise found from exc
         if not ctx.finished:
             raise QigbenchError(
                 f"{type(method).__name__}.quantize_unit returned with {len(ctx.stats)} of the {len(unit)} blocks of "

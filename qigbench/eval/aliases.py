@@ -91,12 +91,16 @@ def check_offline_data(alias: TaskAlias) -> None:
     """
     import datasets
 
+    from qigbench.models.hub import hub_status, unreachable_reason
+
+    hub_status()  # an unreachable hub: offline now, so the lookup below answers from the cache at once
     try:
         datasets.load_dataset_builder(alias.dataset, alias.config)
     except Exception as err:  # datasets raises ConnectionError, FileNotFoundError, DatasetNotFoundError...
         offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
         harness = "lmms-eval" if alias.harness == "lmms" else "lm-eval"
-        where = "not in the Hugging Face datasets cache and the hub is offline" if offline else f"not loadable ({err})"
+        hub = unreachable_reason() or "the hub is offline"
+        where = f"not in the Hugging Face datasets cache and {hub}" if offline else f"not loadable ({err})"
         config = f" (config {alias.config!r})" if alias.config else ""
         raise MissingDatasetError(
             f"task {alias.alias!r} ({harness} task {alias.task!r}) needs the dataset {alias.dataset!r}{config}, "

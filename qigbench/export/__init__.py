@@ -43,9 +43,10 @@ def write_weights(model: nn.Module, fmt: QuantFormat, out: Path, export: str) ->
 def load_options(directory: str | Path) -> dict[str, Any]:
     """Extra ``from_pretrained`` arguments a saved checkpoint needs.
 
-    Packed checkpoints are dequantized while loading (``dequantize=True``): transformers 5.23 with
-    compressed-tensors 0.20 cannot load *asymmetric* pack-quantized checkpoints through its default
-    compressed-on-load path (the packed zero point meets an unpacked placeholder: a size mismatch).
+    Packed checkpoints are dequantized while loading (``dequantize=True``) and our quantizers are
+    re-installed afterwards, which reproduces the fake-quant model exactly for every format. (Plain
+    ``from_pretrained(dir)`` needs no argument: asymmetric weight-only checkpoints carry
+    ``"dequantize": true`` themselves, see :func:`qigbench.export.compressed.needs_dequantize_on_load`.)
     """
     from qigbench.export.compressed import is_compressed_checkpoint
 

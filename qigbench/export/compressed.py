@@ -13,6 +13,7 @@ are written in float32 so that dequantization reproduces float32 fake-quant weig
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,6 +25,7 @@ from torch import nn
 from qigbench.quant import Granularity, QuantFormat, QuantLinear, QuantSpec, set_submodule
 from qigbench.quant.codes import recover_codes
 
+log = logging.getLogger(__name__)
 FORMAT_NAME = "compressed-tensors"
 
 
@@ -110,12 +112,61 @@ def save_compressed(model: nn.Module, fmt: QuantFormat, out: Path, save: Any) ->
         compressor.update_config(str(out))
         written = getattr(compressor.quantization_config, "format", "?")
         layout = str(getattr(written, "value", written))
+        dequantize_on_load = needs_dequantize_on_load(fmt)
+        if dequantize_on_load:
+            mark_dequantize_on_load(out)
+        elif not fmt.weight.symmetric:
+            log.warning(ASYMMETRIC_ACTIVATION_NOTE.format(fmt=fmt.name))
     finally:
         if compressor is not None:
             compressor.remove_decompression_hook(model)
         for name, qlinear in swapped.items():
             set_submodule(model, name, qlinear)
-    return {"export": FORMAT_NAME, "layout": layout, "packed_modules": sorted(qlinears)}
+    return {"export": FORMAT_NAME, "layout": layout, "packed_modules": sorted(qlinears),
+            "dequantize_on_load": dequantize_on_load}
+
+
+def needs_dequantize_on_load(fmt: QuantFormat) -> bool:
+    """Whether plain ``from_pretrained(dir)`` must dequantize while loading: an asymmetric weight grid.
+
+    transformers 5.23 loads a compressed-tensors checkpoint by building the compressed layout on the
+    meta device first (``compress_model``), then copying the file's tensors in. compressed-tensors
+    0.20 packs the zero point of an asymmetric grid eight (or 32/bits) rows to an int32 when it
+    writes, but its meta-device path leaves the zero point placeholder unpacked, so every
+    ``weight_zero_point`` is a size mismatch (``RuntimeError: You set ignore_mismatched_sizes to
+    False``; upstream: vllm-project/llm-compressor#1618). Dequantizing on load takes the other
+    route, which reads the packed zero point correctly, and for a weight-only format the dequantized
+    model *is* the fake-quant model. With quantized activations it is not (dequantizing drops them),
+    so an asymmetric weight-activation format is left unmarked: see :data:`ASYMMETRIC_ACTIVATION_NOTE`.
+    """
+    return not fmt.weight.symmetric and fmt.weight_only
+
+
+#: what a user is told when a checkpoint cannot load through plain ``from_pretrained(dir)``
+ASYMMETRIC_ACTIVATION_NOTE = (
+    "{fmt}: plain transformers cannot load this checkpoint (compressed-tensors 0.20 packs an asymmetric zero "
+    "point that its own compressed-on-load path does not expect: vllm-project/llm-compressor#1618), and "
+    "dequantizing on load would drop the activation quantization. Load it with "
+    "qigbench.pipeline.load_quantized(DIR) (exact: weights and per-token activation quantization), or "
+    "AutoModelForCausalLM.from_pretrained(DIR, quantization_config=CompressedTensorsConfig(dequantize=True)) "
+    "for the dequantized weights with float activations; vLLM reads it as it is."
+)
+
+
+def mark_dequantize_on_load(out: Path) -> None:
+    """Write ``"dequantize": true`` into the checkpoint's ``quantization_config``.
+
+    transformers' ``CompressedTensorsConfig`` takes it from config.json as its own load option
+    (``from_pretrained(dir)`` then dequantizes, with no extra argument); compressed-tensors'
+    ``QuantizationConfig`` (what vLLM and llm-compressor parse) ignores keys it does not know, so
+    they still read the packed weights as before.
+    """
+    import json
+
+    path = out / "config.json"
+    config = json.loads(path.read_text())
+    config["quantization_config"]["dequantize"] = True
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def ct_qparams(w_hat: torch.Tensor, fmt: QuantFormat, name: str = "weight") -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -3,20 +3,27 @@
 Without this check, a hub checkpoint that is not in the Hugging Face cache fails inside
 ``from_pretrained`` — offline at once, online only after the hub client's retries (~24 s) — and a
 suite asks again for every one of its configurations. :func:`availability` looks at the local
-folder or the HF cache (``huggingface_hub.try_to_load_from_cache``, no network) and returns a
-message naming the fixes; :func:`record_failure` remembers a load that failed for a reason the
+folder or the HF cache (``huggingface_hub.try_to_load_from_cache``, no network) and, for a hub
+checkpoint that is not cached while no offline variable is set, asks :mod:`qigbench.models.hub`
+once per process whether the hub answers at all (an air-gapped node: offline from then on); it
+returns a message naming the fixes; :func:`record_failure` remembers a load that failed for a reason the
 disk could not predict (online, hub unreachable), so the next request fails at once.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from qigbench.models.aliases import ALIASES, ResolvedSource, SourceKind, resolve_source
 from qigbench.models.errors import ModelUnavailableError, UnknownModelError
+from qigbench.models.hub import hub_offline, hub_status, unreachable_reason
+
+__all__ = [
+    "WEIGHT_FILES", "Availability", "availability", "fixes", "forget_failures", "hub_offline", "missing_weights",
+    "record_failure", "require_available",
+]
 
 #: Weight files ``from_pretrained`` reads, in its order of preference (index files name shards).
 WEIGHT_FILES = (
@@ -25,7 +32,6 @@ WEIGHT_FILES = (
     "pytorch_model.bin.index.json",
     "pytorch_model.bin",
 )
-_TRUE = {"1", "on", "yes", "true"}
 _FAILED: dict[str, str] = {}  # location -> message of a load that failed in this process
 
 
@@ -35,11 +41,6 @@ class Availability:
     available: bool
     reason: str = ""  # why not, with the fixes; empty when available
     download: bool = False  # not on disk but the hub is allowed: from_pretrained will download it
-
-
-def hub_offline() -> bool:
-    """Whether the hub is switched off (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``), read now."""
-    return any(os.environ.get(k, "").strip().lower() in _TRUE for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
 def fixes(model: str, hub_id: str | None, family: str | None) -> str:
@@ -71,18 +72,50 @@ def _cached_weights(hub_id: str, cache_dir: str | None) -> bool:
 
 
 def _has_weights(folder: Path) -> bool:
+    return missing_weights(folder) is None
+
+
+def missing_weights(folder: Path) -> str | None:
+    """What ``from_pretrained`` would not find in ``folder``: ``None`` when its weights are complete,
+    else a phrase naming the missing file(s) (no weight file at all, or an index's missing shards)."""
     for name in WEIGHT_FILES:
         path = folder / name
         if not path.is_file():
             continue
         if not name.endswith(".index.json"):
-            return True
+            return None
         try:
-            shards = set(json.loads(path.read_text())["weight_map"].values())
-        except (ValueError, KeyError, OSError):
-            return False
-        return all((folder / shard).is_file() for shard in shards)
-    return False
+            shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, OSError, TypeError, AttributeError):
+            return f"{name} is not a readable weight index (JSON with a weight_map)"
+        absent = [shard for shard in shards if not (folder / shard).is_file()]
+        if not absent:
+            return None
+        shown = ", ".join(absent[:4]) + (f" and {len(absent) - 4} more" if len(absent) > 4 else "")
+        return f"{len(absent)} of the {len(shards)} shards that {name} lists are missing ({shown})"
+    return f"no weight file ({', '.join(WEIGHT_FILES)})"
+
+
+def _local_problem(folder: Path) -> str | None:
+    """Why a local folder is not a loadable checkpoint, naming the folder, what is missing and the fix."""
+    if not folder.is_dir():
+        return None  # resolve_source only hands over existing folders
+    if not (folder / "config.json").is_file():
+        return (
+            f"model folder {folder} has no config.json, so it is not a Hugging Face checkpoint; pass the folder "
+            "that holds config.json and the weights, or an alias (see `qigbench models`)"
+        )
+    missing = missing_weights(folder)
+    if missing is None:
+        return None
+    present = sorted(p.name for p in folder.iterdir())
+    listing = ", ".join(present[:8]) + (f" and {len(present) - 8} more" if len(present) > 8 else "")
+    return (
+        f"model folder {folder} has config.json but not its weights: {missing}; it holds {listing}. Copy the "
+        "checkpoint's *.safetensors files (and model.safetensors.index.json when it is sharded) next to config.json "
+        "(an interrupted download or copy leaves them out; `hf download REPO --local-dir DIR` completes one), "
+        "or pass another folder or an alias (see `qigbench models`)"
+    )
 
 
 def availability(
@@ -102,26 +135,19 @@ def _check(name: str, resolved: ResolvedSource, hf_cache_dir: str | None) -> Ava
         return Availability(name, False, _FAILED[resolved.location])
     family = resolved.alias.family if resolved.alias else None
     if resolved.kind is SourceKind.LOCAL:
-        folder = Path(resolved.location)
-        if not (folder / "config.json").is_file():
-            return Availability(
-                name,
-                False,
-                f"model folder {folder} has no config.json, so it is not a Hugging Face checkpoint; pass the folder "
-                "that holds config.json and the weights, or an alias (see `qigbench models`)",
-            )
-        return Availability(name, True)
+        problem = _local_problem(Path(resolved.location))
+        return Availability(name, problem is None, problem or "")
     if resolved.kind is not SourceKind.HF:
         return Availability(name, True)  # tiny / package models are built offline on first use
     hub_id = resolved.location
     if _cached_weights(hub_id, hf_cache_dir):
         return Availability(name, True)
-    if hub_offline():
+    status = hub_status()  # None: switched off already; else probed once per process (short timeout)
+    if status is None or not status.reachable:
+        why = unreachable_reason() or "the hub is offline (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set)"
         return Availability(
-            name,
-            False,
-            f"model {name} ({hub_id}) is not in the Hugging Face cache and the hub is offline "
-            f"(HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set). " + fixes(name, hub_id, family),
+            name, False, f"model {name} ({hub_id}) is not in the Hugging Face cache and {why}. "
+            + fixes(name, hub_id, family),
         )
     return Availability(name, True, download=True)
 

@@ -63,11 +63,18 @@ def check_tensor(x: torch.Tensor, name: str = "tensor") -> None:
     if x.numel() == 0:
         raise QuantInputError(f"{name} is empty (shape {tuple(x.shape)}); nothing to quantize")
     if not bool(torch.isfinite(x).all()):
-        n_bad = int((~torch.isfinite(x)).sum())
+        n_nan = int(torch.isnan(x).sum())
+        n_inf = int((~torch.isfinite(x)).sum()) - n_nan
+        fp16 = (
+            " In float16, values beyond +-65504 overflow to Inf: try dtype bfloat16 or float32."
+            if x.dtype == torch.float16
+            else ""
+        )
         raise QuantInputError(
-            f"{name} contains {n_bad} NaN/Inf value(s); quantization scales would be undefined. "
-            "Check the model weights / calibration inputs (a NaN here usually means an fp16 "
-            "overflow upstream: try dtype=bfloat16 or float32)"
+            f"{name} (shape {tuple(x.shape)}, {str(x.dtype).removeprefix('torch.')}) contains {n_nan + n_inf} "
+            f"NaN/Inf value(s) ({n_nan} NaN, {n_inf} Inf); quantization scales would be undefined. The tensor "
+            f"comes from the model's weights or the calibration inputs (a damaged checkpoint, or a previous step "
+            f"that produced it).{fp16}"
         )
 
 

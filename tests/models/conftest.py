@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from qigbench.cache import CACHE_ENV, cache_root
 from qigbench.models import LoadedModel, load_model
 from qigbench.models.aliases import ALIAS_BY_NAME, ALIASES, SourceKind
 from qigbench.models.registry import family_named
@@ -20,7 +22,9 @@ _LOADED: dict[str, LoadedModel] = {}
 
 @pytest.fixture(scope="session")
 def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("qigbench-cache")
+    """The shared cache when ``$QIGBENCH_CACHE`` is set (tox, CI), as ``cache_dir`` in tests/conftest.py:
+    a private one converted SmolLM2 a second time (27 s CPU) into 517 MB of pytest's temp folder."""
+    return cache_root() if os.environ.get(CACHE_ENV) else tmp_path_factory.mktemp("qigbench-cache")
 
 
 @pytest.fixture(scope="session")

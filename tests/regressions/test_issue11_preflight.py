@@ -90,13 +90,16 @@ def test_a_cached_checkpoint_counts_as_available_without_the_network(empty_hub: 
 
 
 def test_an_online_hub_failure_is_remembered_not_retried(monkeypatch: pytest.MonkeyPatch, empty_hub: Path) -> None:
-    """Online but unreachable: the first load pays for the hub client's retries, later ones do not."""
+    """Online, the hub answers the probe, but the load fails (unreachable files, gated repo): the
+    first load pays for the hub client's retries, later ones do not."""
     from qigbench.models import availability as av
-    from qigbench.models import loading
+    from qigbench.models import hub, loading
     from qigbench.models.errors import ModelUnavailableError
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
+    monkeypatch.setattr(hub, "probe", lambda url, timeout: (True, ""))  # issue 20: the hub is probed first
+    hub.forget()
     calls = []
 
     def unreachable(*args: object, **kwargs: object) -> None:
@@ -112,6 +115,7 @@ def test_an_online_hub_failure_is_remembered_not_retried(monkeypatch: pytest.Mon
         assert not av.availability("qwen2vl").available
     finally:
         av.forget_failures()
+        hub.forget()
 
 
 def test_run_names_every_missing_dataset_before_calibrating(

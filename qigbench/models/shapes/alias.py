@@ -9,6 +9,7 @@ model eight-fold (``+``, not ``,``: the suites split ``--model`` lists on commas
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,30 +61,62 @@ class ShapeRequest:
         return "+".join(parts)
 
 
+GRAMMAR = f"{PREFIX}NAME[@LAYERS[+vision=N][+width=D]]"
+_NUMBER = re.compile(r"[1-9][0-9]*")  # ASCII digits only: int() also takes "2_0", " 2", "+2", "２"
+_KEYS = ("vision", "width")
+
+
+def _grammar(spelling: str, name: str, what: str) -> ShapeError:
+    example = name if name in SHAPES else next(iter(SHAPES))
+    return ShapeError(
+        f"cannot read {spelling!r}: {what}. Spell it {GRAMMAR}: LAYERS decoder blocks, vision=N vision layers, "
+        f"width=D narrows the language model D-fold (all whole numbers >= 1), e.g. "
+        f"{PREFIX}{example}@2+vision=1+width=4, or {PREFIX}{example} for 2 blocks at full width; "
+        f"real shapes: {', '.join(SHAPES)}"
+    )
+
+
+def _number(spelling: str, name: str, what: str, text: str) -> int:
+    if not _NUMBER.fullmatch(text):
+        raise _grammar(spelling, name, f"{what} must be a whole number >= 1, got {text!r}")
+    return int(text)
+
+
 def parse_shape_alias(spelling: str) -> ShapeRequest:
-    """``shape:qwen2vl-7b@2+vision=1+width=4`` -> ShapeRequest; errors name the valid spelling."""
+    """``shape:qwen2vl-7b@2+vision=1+width=4`` -> ShapeRequest; errors show the grammar.
+
+    Strict: an empty part (a trailing ``@`` or ``+``), an unknown or repeated key and a number
+    that is not a plain positive integer are errors, never a silent default.
+    """
     if not spelling.startswith(PREFIX):
-        raise ShapeError(f"{spelling!r} is not a real-shape model; spell it {PREFIX}NAME@LAYERS")
+        raise ShapeError(f"{spelling!r} is not a real-shape model; spell it {GRAMMAR}")
     body = spelling[len(PREFIX):]
-    name, _, options = body.partition("@")
+    name, at, options = body.partition("@")
     if name not in SHAPES:
-        raise ShapeError(f"no real shape named {name!r}; known: {', '.join(SHAPES)}")
-    if not options:
-        return ShapeRequest(name)
-    head, *rest = options.split("+")
-    values: dict[str, int] = {}
-    try:
-        layers = int(head)
-        for item in rest:
-            key, sep, value = item.partition("=")
-            if not sep or key not in ("vision", "width"):
-                raise ValueError(item)
-            values[key] = int(value)
-    except ValueError:
         raise ShapeError(
-            f"cannot read {spelling!r}; spell it {PREFIX}{name}@LAYERS[+vision=N][+width=D], e.g. "
-            f"{PREFIX}{name}@2+vision=1+width=4"
-        ) from None
+            f"no real shape named {name!r} in {spelling!r}; known: {', '.join(SHAPES)} (spell it {GRAMMAR})"
+        )
+    if not at:
+        return ShapeRequest(name)
+    if not options:
+        raise _grammar(spelling, name, "nothing after '@' (drop the '@' for the default 2 blocks)")
+    head, *rest = options.split("+")
+    layers = _number(spelling, name, "LAYERS (after '@')", head)
+    values: dict[str, int] = {}
+    for item in rest:
+        key, sep, value = item.partition("=")
+        if not item:
+            raise _grammar(spelling, name, "an empty part between '+' signs")
+        if not sep or key not in _KEYS:
+            raise _grammar(spelling, name, f"unknown part {item!r} (the keys are {' and '.join(_KEYS)})")
+        if key in values:
+            raise _grammar(spelling, name, f"{key}= is given twice")
+        values[key] = _number(spelling, name, f"{key}=", value)
+    if "vision" in values and not SHAPES[name].multimodal:
+        raise _grammar(spelling, name, f"{name} is a language model without a vision tower; drop +vision=")
     request = ShapeRequest(name, layers, values.get("vision"), values.get("width", 1))
-    request._plan()  # fail now on a depth or width the checkpoint cannot have
+    try:
+        request._plan()  # fail now on a depth or width the checkpoint cannot have
+    except ShapeError as err:
+        raise ShapeError(f"cannot build {spelling!r}: {err}") from None
     return request
