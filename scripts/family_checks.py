@@ -46,7 +46,8 @@ def hashes(out: str) -> None:
             for case, _ in table(opts):
                 found[f"{name}|{case.ident()}"] = case.config_hash()
     for method in methods:
-        found[f"quantize|{method}"] = QuantizeRequest(model="tiny-llama", method=method, format="W3A16", samples=4).config_hash()
+        request = QuantizeRequest(model="tiny-llama", method=method, format="W3A16", samples=4)
+        found[f"quantize|{method}"] = request.config_hash()
     Path(out).write_text(json.dumps(found, indent=1, sort_keys=True))
     print(len(found), "hashes")
 

@@ -5,7 +5,10 @@ Exit status 0 when every baseline metric is within tolerance and no declared ord
 db's seeds / examples, beyond the tolerance), or a baseline configuration is missing from the db.
 Orderings the data cannot decide are listed as "not distinguishable" and do not fail.
 ``--write-baseline`` writes the baseline from the db instead (keeping the orderings already
-declared in that file).
+declared in that file). ``--min-recovery [FLOOR]`` (0.95 when given bare) also fails when a
+quantized configuration keeps less than FLOOR of its FP16 model's accuracy on a task
+(llm-compressor's recovery convention, :mod:`qigbench.report.recovery`); with it, ``--baseline``
+may be left out.
 """
 
 from __future__ import annotations
@@ -21,7 +24,17 @@ HELP = "fail (exit 1) when results regress against a baseline JSON, or write tha
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", type=Path, default=Path("results.db"), help="results database (default: results.db)")
     parser.add_argument(
-        "--baseline", type=Path, required=True, help="baseline JSON, e.g. reports/baseline/baseline.json"
+        "--baseline", type=Path,
+        help="baseline JSON, e.g. reports/baseline/baseline.json (optional with --min-recovery)",
+    )
+    parser.add_argument(
+        "--min-recovery",
+        type=float,
+        nargs="?",
+        const=0.95,
+        metavar="FLOOR",
+        help="fail when a quantized accuracy is below FLOOR x its FP16 value on a task (bare: 0.95, "
+        "llm-compressor's default)",
     )
     parser.add_argument(
         "--tolerance",
@@ -49,10 +62,18 @@ def run(args: argparse.Namespace) -> int:
     from qigbench.results.errors import ResultsError
     from qigbench.results.store import ResultsStore
 
+    if args.baseline is None and (args.write_baseline or args.min_recovery is None):
+        raise ResultsError("pass --baseline FILE (e.g. reports/baseline/baseline.json), or --min-recovery to check "
+                           "only how much FP16 accuracy the quantized models keep")
+    if args.min_recovery is not None and not 0.0 < args.min_recovery <= 1.0:
+        raise ResultsError(f"--min-recovery takes a fraction in (0, 1], e.g. 0.95; got {args.min_recovery:g}")
     with ResultsStore(args.db, readonly=True) as store:  # a reader: names what is wrong, never writes the db
         rows = store.rows()
     if args.write_baseline:
         return _write(args, rows)
+    recovery_failed = _recovery(args, rows)
+    if args.baseline is None:
+        return 1 if recovery_failed else 0
     if args.ordering:
         raise ResultsError("--ordering only applies with --write-baseline; add orderings to the baseline JSON")
     baseline = Baseline.load(args.baseline)
@@ -76,12 +97,27 @@ def run(args: argparse.Namespace) -> int:
         f"; orderings: {verdicts['holds']} hold, {verdicts['indistinct']} not distinguishable, "
         f"{verdicts['untested']} means only, {counts['ordering']} broken"
     )
-    verdict = "FAIL" if failing else "ok"
+    verdict = "FAIL" if failing or recovery_failed else "ok"
     print(
         f"qigbench check: {verdict}: {len(baseline.entries)} baseline metrics, {len(baseline.orderings)} orderings, "
         f"tolerance {tol:g} relative + {abs_tol:g} absolute; {summary}"
     )
-    return 1 if failing else 0
+    return 1 if failing or recovery_failed else 0
+
+
+def _recovery(args: argparse.Namespace, rows: list) -> bool:  # type: ignore[type-arg]
+    """Print the recovery check's findings (when asked for); True when it fails."""
+    if args.min_recovery is None:
+        return False
+    from qigbench.report.recovery import check_recovery
+
+    found = check_recovery(rows, args.min_recovery)
+    for line in found.lines():
+        failing = line.startswith("RECOVERY")
+        if failing or not args.quiet:
+            print(line, file=sys.stderr if failing else sys.stdout)
+    print(f"qigbench check: {'FAIL' if found.fails else 'ok'}: {found.summary()}")
+    return found.fails
 
 
 def _write(args: argparse.Namespace, rows: list) -> int:  # type: ignore[type-arg]

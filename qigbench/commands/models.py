@@ -28,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
             source = f"shape of {alias.source}, built offline into {cache}/shapes"
         elif alias.kind is SourceKind.PACKAGE:
             source = f"package:{alias.source}"
+        elif alias.kind is SourceKind.TRAINED:
+            source = f"trained: {alias.source}, assembled into {cache}"
         notes = [alias.note] if alias.note else []
         if alias.trust_remote_code:
             notes.append("needs --trust-remote-code")

@@ -21,7 +21,8 @@ TINY_LIMIT = 10
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", action="append", help="alias or folder, repeatable or comma list (tiny-qwen2vl)")
     parser.add_argument("--methods", help="comma list (default rtn,awq,mbq,qig,qvlm,tlq)")
-    parser.add_argument("--formats", help="comma list (default W3A16,W4A8)")
+    parser.add_argument("--formats", help="comma list (default W3A16,W4A8; the model's own where it names them, "
+                        "e.g. W3A16g64,W4A8 for smollm2-llava)")
     parser.add_argument("--tasks", help="comma list of paper aliases / qig_* pack tasks / 'fidelity' (default by tier)")
     parser.add_argument(
         "--table",
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from qigbench.distributed.arguments import run_jobs, wants_jobs
     from qigbench.errors import QigbenchError
     from qigbench.matrix.cases import TABLES, check_method_options, items
-    from qigbench.matrix.options import build_options, pin_threads
+    from qigbench.matrix.options import build_options, model_defaults, pin_threads, split_list
     from qigbench.matrix.preflight import preflight
     from qigbench.matrix.session import ConfigClaimed, SuiteSession
     from qigbench.report.build import ReportOptions, build_report, check_out
@@ -69,10 +70,11 @@ def run(args: argparse.Namespace) -> int:
     unknown = [t for t in tables if t not in TABLES]
     if unknown:
         raise QigbenchError(f"unknown table {unknown}; choose from {', '.join(TABLES)}")
+    formats = args.formats or ",".join(model_defaults(split_list(args.model), "formats")) or None
     options = build_options(
         models=args.model,
         methods=args.methods,
-        formats=args.formats,
+        formats=formats,
         tasks=args.tasks,
         seeds=args.seeds,
         limit=args.limit,
@@ -101,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run:
             return code
         print(f"matrix done in {time.perf_counter() - start:.0f}s; results in {options.db}")
+        for line in model_notes(options.models):
+            print(line)
         return _report(args, options, tables, build_report, ReportOptions) or code
     session = SuiteSession(options, note="qigbench run " + ",".join(tables))
     for matrix in matrices:
@@ -131,12 +135,42 @@ def run(args: argparse.Namespace) -> int:
         print(session.summary())
         session.close()
     print(f"matrix done in {time.perf_counter() - start:.0f}s; results in {options.db}")
+    for line in model_notes(options.models):
+        print(line)
     return _report(args, options, tables, build_report, ReportOptions)
+
+
+#: the second README command: the offline model whose accuracy does tell methods apart
+REAL_WEIGHTS_RUN = "qigbench run --model smollm2-llava"
+
+
+def model_notes(models: tuple[str, ...]) -> list[str]:
+    """What the run's models can and cannot show (printed after the matrix, and in the report title)."""
+    out = []
+    for model in models:
+        if model.startswith("tiny-"):
+            out.append(
+                f"model: {model} (offline, random weights): its accuracy is at chance for every method and FP16 "
+                "alike, so it cannot tell methods apart; only the fidelity columns (KL, flip rate, block error) "
+                f"differ. Accuracy that does discriminate: `{REAL_WEIGHTS_RUN}` (real SmolLM2-135M decoder; "
+                "README, 'A real-weights VLM')"
+            )
+        elif model == "smollm2-llava":
+            out.append(
+                f"model: {model} (real SmolLM2-135M decoder, a dequantized Q4_1 GGUF; vision tower trained here): "
+                "read orderings at W3A16g64 and W4A8 (4-bit weight-only formats may flatter on its 4-bit-grid weights)"
+            )
+        else:
+            out.append(f"model: {model}")
+    return out
 
 
 def _report(args: argparse.Namespace, options: Any, tables: list[str], build_report: Any, report_options: Any) -> int:
     if not args.no_report:
-        written = build_report(options.db, args.out, report_options(title=f"qigbench run: {', '.join(tables)}"))
+        title = f"qigbench run: {', '.join(tables)} on {', '.join(options.models)}"
+        if all(m.startswith("tiny-") for m in options.models):
+            title += " (random weights: accuracy at chance, fidelity differs)"
+        written = build_report(options.db, args.out, report_options(title=title))
         html = next((p for p in written if p.suffix == ".html"), written[0] if written else args.out)
         print(f"report: {html}")
     return 0

@@ -42,6 +42,15 @@ class SuiteOptionError(QigbenchError, ValueError):
     """A suite option that cannot be used as given."""
 
 
+def model_defaults(models: Sequence[str], what: str) -> tuple[str, ...]:
+    """The tasks or formats every one of ``models`` names for itself (its alias's ``tasks`` /
+    ``formats``), or () when they do not all agree (the tier's defaults apply then)."""
+    from qigbench.models.aliases import alias_for
+
+    found = {getattr(alias_for(m), what, ()) if alias_for(m) is not None else () for m in models}
+    return next(iter(found)) if len(found) == 1 else ()
+
+
 def split_list(values: str | Iterable[str] | None) -> list[str]:
     """``["a,b", "c"]`` or ``"a, b"`` -> ``["a", "b", "c"]`` (repeatable and comma forms mix)."""
     if values is None:
@@ -135,7 +144,10 @@ class SuiteOptions:
         return lms or (("tiny-llama",) if self.tiny else ("llama2",))
 
     def vlm_tasks(self) -> tuple[str, ...]:
-        return self.tasks if self.tasks is not None else (TINY_VLM_TASKS if self.tiny else PAPER_VLM_TASKS)
+        if self.tasks is not None:
+            return self.tasks
+        own = model_defaults(self.vlm_models, "tasks")
+        return own or (TINY_VLM_TASKS if self.tiny else PAPER_VLM_TASKS)
 
     def ocr_tasks(self) -> tuple[str, ...]:
         return TINY_OCR_TASKS if self.tiny else PAPER_OCR_TASKS

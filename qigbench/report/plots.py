@@ -1,8 +1,11 @@
 """Report figures (matplotlib, Agg backend: no display needed on CI or GPU boxes).
 
 * metric vs weight bits, one line per method, one panel per model (the paper's "accuracy vs
-  bits" view; any registered metric can be chosen);
-* calibration time bars per method, grouped by model and format.
+  bits" view; any registered metric can be chosen); error bars are the 95% intervals clipped to
+  the metric's range, an accuracy axis never goes below 0%, the legend sits outside the data;
+* calibration time bars per method, grouped by model and format, each bar labelled with its
+  value (RTN's fraction of a second is a bar nobody can see next to a minute); a log axis when
+  the times span more than :data:`LOG_SPAN`.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from statistics import mean
+from typing import Any
 
 import matplotlib
 
@@ -21,7 +25,7 @@ from matplotlib.figure import Figure
 
 from qigbench.errors import QigbenchError
 from qigbench.quant import parse_format
-from qigbench.report.tables import FP_LABEL, Agg, format_sort_key, method_sort_key
+from qigbench.report.tables import FP_LABEL, Agg, format_sort_key, method_sort_key, metric_range
 from qigbench.results.metrics import MetricKind, is_known_metric, metric_info
 
 
@@ -59,6 +63,7 @@ def _config_spread(aggs: Sequence[Agg], metric: str | None) -> dict[tuple[str, s
 
     Tasks are measured on different examples, so their errors combine as independent ones:
     ``sqrt(sum h_t^2) / n_tasks``. A configuration with a task lacking an interval gets none.
+    (Drawn clipped to the metric's range: :func:`error_bars`.)
     """
     halves: dict[tuple[str, str, str, bool], list[float | None]] = defaultdict(list)
     for a in aggs:
@@ -73,6 +78,19 @@ def _config_spread(aggs: Sequence[Agg], metric: str | None) -> dict[tuple[str, s
         for k, hs in halves.items()
         if all(h is not None for h in hs)
     }
+
+
+def error_bars(value: float, half: float, low: float, high: float) -> tuple[float, float]:
+    """(below, above) extents of ``value ± half`` clipped to ``[low, high]``."""
+    return (max(0.0, min(half, value - low)), max(0.0, min(half, high - value)))
+
+
+def _range_of(aggs: Sequence[Agg], metric: str | None) -> tuple[float, float]:
+    """The plotted metric's range (accuracy: [0, 1] as fractions)."""
+    picked = [a for a in aggs if (a.metric == metric if metric else is_known_metric(a.metric))]
+    if metric is None:
+        return (0.0, 1.0) if all(a.value <= 1.0 for a in picked) else (0.0, 100.0)
+    return metric_range(metric, (a.value for a in picked))
 
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
@@ -102,13 +120,16 @@ def metric_vs_bits(aggs: Sequence[Agg], metric: str | None = None) -> Figure | N
     if not values:
         return None
     scale = 100.0 if metric is None and max(abs(v) for v in values.values()) <= 1.0 else 1.0
+    low, high = _range_of(aggs, metric)
+    low, high = low * (scale if math.isfinite(low) else 1.0), high * (scale if math.isfinite(high) else 1.0)
     ylabel = "mean accuracy over tasks" + (" (%)" if scale == 100.0 else "")
     if metric is not None:
         ylabel = f"{metric_info(metric).label} (mean over tasks)"
     models = sorted({k[0] for k in values})
     cols = min(len(models), 3)
     rows = math.ceil(len(models) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 3.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols + 1.8, 3.6 * rows), squeeze=False)
+    handles: dict[str, Any] = {}  # one legend for the figure, outside every panel
     for ax, model in zip(axes.flat, models, strict=False):
         points: dict[str, list[tuple[int, int, str, float]]] = defaultdict(list)  # method -> (w, a, fmt, value)
         for (m, method, fmt, fp), v in values.items():
@@ -134,9 +155,14 @@ def metric_vs_bits(aggs: Sequence[Agg], metric: str | None = None) -> Figure | N
         labelled: set[tuple[str, float]] = set()  # one format label per point, not one per overlapping line
         for n, (label, line) in enumerate(lines.items()):
             xs = [p[0] + offsets[label] for p in line]
-            yerr = [spread.get((model, line_method[label], p[2], False), 0.0) * scale for p in line]
-            ax.errorbar(xs, [p[3] for p in line], yerr=yerr, marker=MARKERS[n % len(MARKERS)], capsize=3,
-                        label=_text(label), alpha=0.85)
+            bars = [
+                error_bars(p[3], spread.get((model, line_method[label], p[2], False), 0.0) * scale, low, high)
+                for p in line
+            ]
+            yerr = [[b[0] for b in bars], [b[1] for b in bars]]
+            drawn = ax.errorbar(xs, [p[3] for p in line], yerr=yerr, marker=MARKERS[n % len(MARKERS)], capsize=3,
+                                label=_text(label), alpha=0.85, clip_on=False)  # a 0% marker on the axis shows whole
+            handles.setdefault(_text(label), drawn)
             for x, (_, _, fmt, v) in zip(xs, line, strict=True):
                 if (fmt, round(v, 9)) in labelled:
                     continue
@@ -150,10 +176,15 @@ def metric_vs_bits(aggs: Sequence[Agg], metric: str | None = None) -> Figure | N
         ax.set_ylabel(ylabel)
         ax.set_xticks(sorted({p[0] for pts in points.values() for p in pts}) or [3, 4])
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+        bottom, top = ax.get_ylim()  # an accuracy axis stops at 0% and 100%, never beyond
+        ax.set_ylim(max(bottom, low) if math.isfinite(low) else bottom, min(top, high) if math.isfinite(high) else top)
+        for handle, text in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(text, handle)
     for ax in list(axes.flat)[len(models) :]:
         ax.set_visible(False)
-    fig.tight_layout()
+    legend_share = 1.7 / (4.8 * cols + 1.8)  # the figure's right strip, beside the panels
+    fig.tight_layout(rect=(0.0, 0.0, 1.0 - legend_share, 1.0))
+    fig.legend(list(handles.values()), list(handles), fontsize=7, loc="upper right", frameon=True)
     return fig
 
 
@@ -168,19 +199,34 @@ def calibration_bars(aggs: Sequence[Agg]) -> Figure | None:
     groups = sorted(secs, key=lambda k: (k[0], format_sort_key(k[1])))
     methods = sorted({m for d in secs.values() for m in d}, key=method_sort_key)
     width = 0.8 / len(methods)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(groups) * len(methods) + 2.0), 3.8))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(groups) * len(methods) + 2.5), 3.8))
+    every = [v for d in secs.values() for v in d.values() if v > 0]
+    log = bool(every) and max(every) / min(every) > LOG_SPAN
     for i, method in enumerate(methods):
         xs = [g + i * width for g in range(len(groups)) if method in secs[groups[g]]]
         ys = [secs[groups[g]][method] for g in range(len(groups)) if method in secs[groups[g]]]
-        ax.bar(xs, ys, width=width, label=_text(method))
+        bars = ax.bar(xs, ys, width=width, label=_text(method))
+        turn = 90 if len(methods) > 4 else 0
+        ax.bar_label(bars, labels=[_seconds(y) for y in ys], fontsize=6, padding=1, rotation=turn)
+    if log:
+        ax.set_yscale("log")
+    bottom, top = ax.get_ylim()
+    ax.set_ylim(bottom, top * (3.0 if log else 1.15))  # room for the labels above the tallest bar
     ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))])
     ax.set_xticklabels([_text(f"{m}\n{f}") for m, f in groups], fontsize=8)
-    ax.set_ylabel("calibration wall time (s)")
+    ax.set_ylabel("calibration wall time (s)" + (", log scale" if log else ""))
     ax.set_title("Calibration time per method")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
+
+
+LOG_SPAN = 30.0  # slowest / fastest calibration beyond which the time axis is logarithmic
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2g}s" if value < 10 else f"{value:.0f}s"
 
 
 def save(fig: Figure, stem: Path) -> list[Path]:

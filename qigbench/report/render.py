@@ -87,12 +87,18 @@ def to_csv(table: Table) -> str:
     return buf.getvalue()
 
 
+def _breakable(text: str) -> str:
+    """Escaped ``text`` that may wrap after ``_`` (task names such as ``qig_vqa_colour`` are the
+    widest words of a column: without a break opportunity they set its minimum width)."""
+    return html.escape(text).replace("_", "_<wbr>")
+
+
 def to_html(table: Table) -> str:
     esc = html.escape
     n_head = len(table.row_header)
     top = [f'<th rowspan="2">{esc(h)}</th>' for h in table.row_header]
     top += [f'<th colspan="{len(cols)}" class="group">{esc(g)}</th>' for g, cols in table.groups]
-    sub = [f"<th>{esc(c)}</th>" for _, c in table.columns]
+    sub = [f"<th>{_breakable(c)}</th>" for _, c in table.columns]
     body = []
     for head_cells, cells in table.rows:
         tds = [f'<th scope="row">{esc(h)}</th>' for h in head_cells]

