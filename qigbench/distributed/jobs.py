@@ -117,13 +117,14 @@ def job_id(case: Case) -> str:
 
 
 def build_jobs(matrices: Sequence[Matrix], options: SuiteOptions, run: Run | None, run_dir: Path) -> list[JobSpec]:
-    """One job per distinct configuration; a configuration two tables share runs once, with the
-    union of their tasks (in first-seen order)."""
-    cases: dict[str, Case] = {}
-    tasks: dict[str, list[str]] = {}
+    """One job per distinct configuration and seed; a configuration two tables share runs once, with
+    the union of their tasks (in first-seen order). The seed is not in the configuration hash (it is
+    its own key column), so it is part of the job's key: ``--seeds 0,1,2`` is three jobs each."""
+    cases: dict[tuple[str, int | None], Case] = {}
+    tasks: dict[tuple[str, int | None], list[str]] = {}
     for matrix in matrices:
         for case, case_tasks in matrix:
-            h = case.config_hash()
+            h = (case.config_hash(), None if case.is_fp else case.seed)
             cases.setdefault(h, case)
             have = tasks.setdefault(h, [])
             have += [t for t in case_tasks if t not in have]

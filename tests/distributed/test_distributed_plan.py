@@ -27,6 +27,17 @@ def test_one_job_per_configuration_with_the_union_of_its_tasks(tmp_path: Path) -
     assert jobs[1].tasks == matrix[1][1]
 
 
+def test_every_seed_is_its_own_job(tmp_path: Path) -> None:
+    """The seed is not in the configuration hash: de-duplicating by the hash alone ran seed 0 only
+    under --workers / Ray / SLURM while the local loop ran every seed."""
+    options = SuiteOptions(methods=("rtn", "qig"), formats=("W3A16",), seeds=(0, 1, 2), db=tmp_path / "r.db")
+    matrix = table2(options)
+    jobs = build_jobs([matrix], options, None, tmp_path)
+    quantized = [j for j in jobs if not j.case.is_fp]
+    assert sorted((j.case.method, j.case.seed) for j in quantized) == [(m, s) for m in ("qig", "rtn") for s in (0, 1, 2)]
+    assert len(jobs) == len(matrix) and len({j.job_id for j in jobs}) == len(jobs)
+
+
 def test_workers_dry_run_pins_one_gpu_per_worker(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
