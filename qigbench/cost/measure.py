@@ -1,9 +1,14 @@
 """Run one method on a reduced-depth real-shape model and measure what :mod:`predict` needs.
 
 The run goes through the real pipeline pieces (``calibration_batches``, ``engine.calibrate``); the
-phases are measured from outside, by wrapping the method's ``prepare`` and the engine's capture
-for the duration of the run and by hooks on the vision tower's layers, so the engine loop itself
-knows nothing about cost measurement.
+phases are measured from outside, by wrapping the method's ``prepare``, its ``quantize_unit`` (each
+block's time) and the engine's capture for the duration of the run and by hooks on the vision
+tower's layers, so the engine loop itself knows nothing about cost measurement.
+
+A method with a prepare pass (MBQ's model-level gradients) has it timed at ``prepare_depths``
+depths (k, k - 1, ... blocks of the built model, default 3) so its per-block part is a
+least-squares fit (:mod:`qigbench.cost.fit`). ``clock="cpu"`` times everything with this
+process's CPU time instead of the wall clock: on a shared machine, steadier.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -47,6 +52,10 @@ class CostRequest:
     progress: bool = True
     #: bytes a streamed chunk may take (None: a safe share of free memory), see qigbench.memory
     memory_budget: int | None = None
+    #: depths the prepare pass is timed at (k, k - 1, ...; capped at k): >= 3 to fit and check its line
+    prepare_depths: int = 3
+    #: "wall" (perf_counter, synchronised on CUDA) or "cpu" (this process's CPU time; on a shared CPU)
+    clock: Literal["wall", "cpu"] = "wall"
 
     @property
     def spec(self) -> ShapeSpec:
@@ -58,6 +67,15 @@ class MeasuredRun:
     request: CostRequest
     measurement: Measurement
     report: CalibrationReport
+
+
+def clock_of(name: str) -> Callable[[], float]:
+    """The timer behind ``CostRequest.clock``."""
+    if name == "cpu":
+        return time.process_time
+    if name == "wall":
+        return time.perf_counter
+    raise ValueError(f"clock={name!r}; choose wall or cpu")
 
 
 def _sync(device: str) -> None:
@@ -81,8 +99,9 @@ def _peak(device: str) -> int:
 class VisionLayerTimer:
     """Seconds spent inside the vision tower's repeated layers, per phase (hooks, synchronised on CUDA)."""
 
-    def __init__(self, loaded: LoadedModel, built_layers: int, device: str) -> None:
-        self.device = device
+    def __init__(self, loaded: LoadedModel, built_layers: int, device: str,
+                 clock: Callable[[], float] = time.perf_counter) -> None:  # fmt: skip
+        self.device, self.clock = device, clock
         self.phase = "other"
         self.seconds: dict[str, float] = {}
         self.layer_bytes = 0
@@ -98,11 +117,11 @@ class VisionLayerTimer:
 
     def _enter(self, *_: Any) -> None:
         _sync(self.device)
-        self._start.append(time.perf_counter())
+        self._start.append(self.clock())
 
     def _leave(self, *_: Any) -> None:
         _sync(self.device)
-        self.seconds[self.phase] = self.seconds.get(self.phase, 0.0) + time.perf_counter() - self._start.pop()
+        self.seconds[self.phase] = self.seconds.get(self.phase, 0.0) + self.clock() - self._start.pop()
 
     def take(self, phase: str) -> float:
         return self.seconds.pop(phase, 0.0)
@@ -122,20 +141,20 @@ def _vision_layers(loaded: LoadedModel, built_layers: int) -> nn.ModuleList | No
 
 
 class _Phases:
-    def __init__(self, device: str, vision: VisionLayerTimer) -> None:
-        self.device, self.vision = device, vision
+    def __init__(self, device: str, vision: VisionLayerTimer, clock: Callable[[], float]) -> None:
+        self.device, self.vision, self.clock = device, vision, clock
         self.measured: dict[str, Phase] = {}
 
     def run(self, name: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         _sync(self.device)
         _reset_peak(self.device)
         self.vision.phase = name
-        start = time.perf_counter()
+        start = self.clock()
         try:
             return call(*args, **kwargs)
         finally:
             _sync(self.device)
-            seconds = time.perf_counter() - start
+            seconds = self.clock() - start
             self.vision.phase = "other"
             self.measured[name] = Phase(seconds, _peak(self.device), self.vision.take(name))
             _reset_peak(self.device)  # the next phase's peak starts from here
@@ -198,36 +217,57 @@ def measure(request: CostRequest) -> MeasuredRun:
     k = len(blocks)
     block_bytes = parameter_bytes(blocks[0])
     built_vision = request.shape.resolved_vision_layers() or 0
-    vision = VisionLayerTimer(loaded, built_vision, request.device)
-    phases = _Phases(request.device, vision)
+    clock = clock_of(request.clock)
+    vision = VisionLayerTimer(loaded, built_vision, request.device, clock)
+    phases = _Phases(request.device, vision, clock)
+    block_seconds: list[float] = []
+    quantize_unit = method.quantize_unit
+
+    def timed_unit(ctx: Any) -> None:
+        _sync(request.device)
+        start = clock()
+        quantize_unit(ctx)
+        _sync(request.device)
+        block_seconds.extend([(clock() - start) / len(ctx.unit)] * len(ctx.unit))
+
     try:
-        shallower = None
-        if _has_prepare(method) and k >= 2:
-            twin = get_method(request.method, dict(request.options))
+        shallower: list[tuple[int, Phase]] = []
+        if _has_prepare(method):
             run = RunContext(loaded.model, loaded.family, fmt, unify_lengths(list(batches)), config)
-            _prepare_with_blocks(loaded, k - 1, lambda: phases.run("prepare", twin.prepare, run))
-            shallower = phases.measured.pop("prepare")
+            for depth in range(k - 1, max(k - request.prepare_depths, 0), -1):
+                twin = get_method(request.method, dict(request.options))
+                _prepare_with_blocks(loaded, depth, lambda twin=twin: phases.run("prepare", twin.prepare, run))
+                shallower.append((depth, phases.measured.pop("prepare")))
         prepare = phases.wrap("prepare", method.prepare) if _has_prepare(method) else method.prepare
         capture = phases.wrap("capture", engine_run.capture_block_inputs)
-        with _replaced(method, "prepare", prepare), _replaced(engine_run, "capture_block_inputs", capture):
+        with (
+            _replaced(method, "prepare", prepare),
+            _replaced(method, "quantize_unit", timed_unit),
+            _replaced(engine_run, "capture_block_inputs", capture),
+        ):
             fingerprint = quantize_request.fingerprint()
+            _sync(request.device)
+            start = clock()
             report = calibrate(loaded.model, loaded.family, batches, method, fmt, config, fingerprint)
+            _sync(request.device)
+            total = clock() - start
         block_phase_peak = _peak(request.device)
     finally:
         vision.remove()
     on_host = torch.device(request.device).type == "cpu"
     measurement = Measurement(
         blocks=k,
-        block_seconds=tuple(float(b["seconds"]) for b in report.blocks),
+        block_seconds=tuple(block_seconds),
         block_phase_peak_bytes=block_phase_peak,
         capture=phases.measured.get("capture", Phase()),
         prepare=phases.measured.get("prepare", Phase()),
-        prepare_shallower=shallower,
-        total_seconds=report.seconds,
+        prepare_at=tuple(shallower),
+        total_seconds=total,
         resident_bytes_per_block=block_bytes if on_host else 0,
         block_bytes=block_bytes,
         vision_layers_built=built_vision,
         vision_layer_bytes=vision.layer_bytes,
         vision_resident=on_host,
+        clock=request.clock,
     )
     return MeasuredRun(request=request, measurement=measurement, report=report)

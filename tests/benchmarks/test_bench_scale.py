@@ -41,7 +41,7 @@ from typing import Any
 import pytest
 import torch
 from scale_shapes import scale_model_dir
-from weight_agreement import agreement
+from qigbench.cost.agreement import agreement
 
 PROBE = Path(__file__).with_name("scale_probe.py")
 ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}

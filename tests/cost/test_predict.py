@@ -1,4 +1,4 @@
-"""The cost predictor's arithmetic: per-block cost x depth plus fixed parts, two-depth lines, peaks."""
+"""The cost predictor's arithmetic: per-block cost x depth plus fixed parts, fitted prepare lines, peaks."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def measurement(**changes: object) -> Measurement:
         block_phase_peak_bytes=5 * GIB,
         capture=Phase(seconds=10.0, peak_bytes=4 * GIB),
         prepare=Phase(),
-        prepare_shallower=None,
+        prepare_at=(),
         total_seconds=20.0,  # 10 capture + 8 blocks + 2 other
         resident_bytes_per_block=0,
         block_bytes=GIB,
@@ -35,29 +35,49 @@ def test_block_loop_scales_with_depth_and_the_rest_is_fixed() -> None:
     assert p.hours == pytest.approx(124 / 3600)
 
 
+def three_depths(**changes: object) -> Measurement:
+    """Prepare timed at 3, 2 and 1 blocks: 6 s fixed + 4 s per block."""
+    base = measurement(
+        blocks=3, block_seconds=(4.0, 4.0, 4.0), prepare=Phase(seconds=18.0),
+        prepare_at=((2, Phase(seconds=14.0)), (1, Phase(seconds=10.0))), total_seconds=10.0 + 12.0 + 18.0,
+    )  # fmt: skip
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
 def test_predicting_the_measured_depth_gives_back_the_measured_total() -> None:
-    m = measurement(prepare=Phase(seconds=14.0), prepare_shallower=Phase(seconds=10.0), total_seconds=34.0)
-    assert predict(m, depth=2).seconds == pytest.approx(34.0)
+    m = three_depths()
+    assert predict(m, depth=3).seconds == pytest.approx(m.total_seconds)
 
 
-def test_prepare_is_a_line_through_two_depths() -> None:
-    m = measurement(prepare=Phase(seconds=14.0), prepare_shallower=Phase(seconds=10.0), total_seconds=34.0)
+def test_prepare_is_a_least_squares_line_over_the_measured_depths() -> None:
+    p = predict(three_depths(), depth=28)
+    assert p.parts["prepare_per_block"] == pytest.approx(28 * 4.0)
+    assert p.parts["prepare_fixed"] == pytest.approx(6.0)
+    assert p.warnings == ()
+    assert p.prepare_fit is not None and p.prepare_fit.depths == (1, 2, 3)
+
+
+def test_prepare_through_two_depths_is_fitted_but_flagged_as_unchecked() -> None:
+    m = measurement(prepare=Phase(seconds=14.0), prepare_at=((1, Phase(seconds=10.0)),), total_seconds=34.0)
     p = predict(m, depth=28)
     assert p.parts["prepare_per_block"] == pytest.approx(28 * 4.0)  # 14 - 10 per block
     assert p.parts["prepare_fixed"] == pytest.approx(6.0)  # 14 - 2 * 4
+    assert any("2 depths" in w and "nothing checks it" in w for w in p.warnings)
 
 
-def test_prepare_from_one_depth_is_charged_per_block() -> None:
+def test_prepare_from_one_depth_is_charged_per_block_with_a_warning() -> None:
     m = measurement(blocks=1, block_seconds=(4.0,), prepare=Phase(seconds=10.0), total_seconds=26.0)
     p = predict(m, depth=28)
     assert p.parts["prepare_per_block"] == pytest.approx(280.0)
     assert p.parts["prepare_fixed"] == 0.0
+    assert any("one depth" in w and "upper bound" in w for w in p.warnings)
 
 
-def test_a_noisy_shallower_prepare_never_gives_a_negative_slope() -> None:
-    m = measurement(prepare=Phase(seconds=10.0), prepare_shallower=Phase(seconds=11.0), total_seconds=30.0)
-    p = predict(m, depth=28)
-    assert p.parts["prepare_per_block"] == 0.0 and p.parts["prepare_fixed"] == pytest.approx(10.0)
+def test_a_negative_prepare_slope_is_an_error_not_a_zero() -> None:
+    # the old predictor clamped this slope to 0 and predicted MBQ 32% low at 6 blocks
+    m = three_depths(prepare=Phase(seconds=10.0), prepare_at=((2, Phase(seconds=11.0)), (1, Phase(seconds=12.0))))
+    with pytest.raises(CostModelError, match="negative"):
+        predict(m, depth=28)
 
 
 def test_vision_layer_time_scales_to_the_real_tower_depth() -> None:
@@ -78,7 +98,7 @@ def test_host_memory_grows_with_resident_blocks_and_vision_layers() -> None:
 
 def test_device_block_phase_is_flat_in_depth_but_a_whole_model_prepare_is_not() -> None:
     m = measurement(
-        prepare=Phase(seconds=1.0, peak_bytes=12 * GIB), prepare_shallower=Phase(seconds=0.5, peak_bytes=10 * GIB)
+        prepare=Phase(seconds=1.0, peak_bytes=12 * GIB), prepare_at=((1, Phase(seconds=0.5, peak_bytes=10 * GIB)),)
     )
     p = predict(m, depth=28)
     assert p.peaks["blocks"] == 5 * GIB  # one block at a time on the device
@@ -93,3 +113,24 @@ def test_bad_requests_are_refused() -> None:
         predict(measurement(), depth=1)
     with pytest.raises(CostModelError, match="--blocks 1"):
         predict(measurement(blocks=0, block_seconds=()), depth=28)
+
+
+def test_on_the_host_a_prepare_peak_adds_the_blocks_beyond_the_built_ones() -> None:
+    # CPU: the truncated model's prepare still has every built block resident, so the fitted line holds only
+    # the activations' growth; each further block of the real depth adds its resident bytes
+    m = three_depths(
+        prepare=Phase(seconds=18.0, peak_bytes=10 * GIB), resident_bytes_per_block=GIB,
+        prepare_at=((2, Phase(seconds=14.0, peak_bytes=9 * GIB)), (1, Phase(seconds=10.0, peak_bytes=8 * GIB))),
+    )  # fmt: skip
+    p = predict(m, depth=6)
+    assert p.peaks["prepare"] == 7 * GIB + 6 * GIB + 3 * GIB  # line 7 + 1/block at 6, plus 3 resident blocks
+
+
+def test_a_negative_peak_slope_is_kept_with_a_warning() -> None:
+    m = three_depths(
+        prepare=Phase(seconds=18.0, peak_bytes=8 * GIB),
+        prepare_at=((2, Phase(seconds=14.0, peak_bytes=9 * GIB)), (1, Phase(seconds=10.0, peak_bytes=10 * GIB))),
+    )  # fmt: skip
+    p = predict(m, depth=6)
+    assert p.prepare_memory_fit is not None and p.prepare_memory_fit.slope == pytest.approx(-GIB)
+    assert any("prepare peak" in w and "negative" in w for w in p.warnings)
