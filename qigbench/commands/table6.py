@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         from qigbench.cost.table6 import table6_variants
 
         plan = Table6Plan(
-            variants=table6_variants(loo_rounds=args.loo_rounds), model=args.model, format=args.format, samples=samples, batch_size=args.batch_size,
+            variants=table6_variants(loo_rounds=args.loo_rounds), model=args.model, format=args.format,
+            samples=samples, batch_size=args.batch_size,
             image_size=args.image_size, rounds=args.rounds, device=args.device, dtype=args.dtype,
             threads=args.threads, memory_budget=args.memory_budget,
         )  # fmt: skip
@@ -77,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
             plan = replace(plan, variants=tuple(v for v in plan.variants if v.label in wanted))
     records = read_records(out, plan) if args.report_only else run_table6(plan, out, args.cache_dir,
                                                                           timeout=args.timeout)
+    done = {(r["round"], r["label"]) for r in records}
+    failed = [f for f in read_records(out, plan, "failure") if (f["round"], f["label"]) not in done]
     summary = summarise(plan, records, file_agreement)
     text = format_summary(summary, machine_label(plan.device))
     print(text)
@@ -86,4 +89,9 @@ def run(args: argparse.Namespace) -> int:
         path.write_text(text + "\n")
         path.with_suffix(".json").write_text(json.dumps(summary_json(summary), indent=1) + "\n")
     enforce(summary.verdicts)
+    if failed:
+        print(f"\n{len(failed)} run(s) failed and are missing above (rerun the same command to retry them):")
+        for f in failed:
+            print(f"- round {f['round']} {f['label']}: {f['error'].splitlines()[0]}")
+        return 1
     return 0

@@ -138,7 +138,8 @@ GOALS: dict[str, Goal] = {
         ),
         Goal(
             "qig_fast_time_vs_mbq", "time qig fast variant/mbq", "<=", 1.10, "issue 19 (the fast variant's reason to "
-            "exist: the paper's cost with m = 32's token weights)", paper=paper_ratio_to_mbq("qig"), paper_source=_PAPER_T6,
+            "exist: the paper's cost with m = 32's token weights)", paper=paper_ratio_to_mbq("qig"),
+            paper_source=_PAPER_T6,
             known_gap="the fast variant still runs several path points of forward + backward per group (fewer than "
             "32), where MBQ runs none; issue 19's method side chooses the variant and measures its floor",
         ),
@@ -177,7 +178,8 @@ GOALS: dict[str, Goal] = {
             "predict_peak_error", "predicted/measured peak memory - 1", "abs<=", 0.15, "issue 19", style="percent",
         ),
         Goal(
-            "llmcompressor_time_ratio", "time ours/llm-compressor", "<=", 1.0, "issue 4 (cross-check, same model and run)",
+            "llmcompressor_time_ratio", "time ours/llm-compressor", "<=", 1.0,
+            "issue 4 (cross-check, same model and run)",
         ),
     )
 }

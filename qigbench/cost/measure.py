@@ -13,6 +13,7 @@ process's CPU time instead of the wall clock: on a shared machine, steadier.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -236,7 +237,7 @@ def measure(request: CostRequest) -> MeasuredRun:
             run = RunContext(loaded.model, loaded.family, fmt, unify_lengths(list(batches)), config)
             for depth in range(k - 1, max(k - request.prepare_depths, 0), -1):
                 twin = get_method(request.method, dict(request.options))
-                _prepare_with_blocks(loaded, depth, lambda twin=twin: phases.run("prepare", twin.prepare, run))
+                _prepare_with_blocks(loaded, depth, functools.partial(phases.run, "prepare", twin.prepare, run))
                 shallower.append((depth, phases.measured.pop("prepare")))
         prepare = phases.wrap("prepare", method.prepare) if _has_prepare(method) else method.prepare
         capture = phases.wrap("capture", engine_run.capture_block_inputs)

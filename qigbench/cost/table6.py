@@ -146,8 +146,8 @@ def schedule(plan: Table6Plan) -> list[tuple[str, Variant]]:
 # -- running -------------------------------------------------------------------------------------
 
 
-def read_records(path: Path, plan: Table6Plan) -> list[dict[str, Any]]:
-    """The run records of ``plan`` in a results file (other plans' records are left alone)."""
+def read_records(path: Path, plan: Table6Plan, kind: str = "run") -> list[dict[str, Any]]:
+    """The ``kind`` records (``run``, or ``failure``) of ``plan`` in a results file (other plans' are left alone)."""
     if not path.exists():
         return []
     records = []
@@ -160,8 +160,10 @@ def read_records(path: Path, plan: Table6Plan) -> list[dict[str, Any]]:
             # only the last line can be cut short by an interruption; anything else is damage
             if n == len(path.read_text().splitlines()):
                 continue
-            raise Table6Error(f"{path}:{n} is not JSON; the results file is damaged (move it away to start over)")
-        if record.get("plan_key") == plan.key and record.get("kind") == "run":
+            raise Table6Error(
+                f"{path}:{n} is not JSON; the results file is damaged (move it away to start over)"
+            ) from None
+        if record.get("plan_key") == plan.key and record.get("kind") == kind:
             records.append(record)
     return records
 
@@ -183,8 +185,9 @@ def _child(mode: str, request: IsolatedRequest, timeout: float | None) -> dict[s
         text=True, env=env, timeout=timeout, check=False,
     )  # fmt: skip
     if done.returncode != 0:
+        why = " (killed: out of memory?)" if done.returncode == -9 else ""
         raise Table6Error(f"{request.method} {dict(request.options)} ({mode}) failed with exit code "
-                          f"{done.returncode}:\n{done.stderr[-4000:]}")
+                          f"{done.returncode}{why}:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
@@ -214,7 +217,15 @@ def run_table6(
     for i, (r, variant) in enumerate(todo, 1):
         weights = weights_dir / f"{_slug(variant.label)}-r{_slug(r)}.pt"
         request = plan.request(variant, cache_dir, str(weights) if variant.method != "gptq" else "")
-        result = _child("measure", request, timeout)
+        try:
+            result = _child("measure", request, timeout)
+        except (Table6Error, subprocess.TimeoutExpired) as err:
+            # recorded and skipped: the other runs go on, and a rerun tries this one again
+            _append(out, {"kind": "failure", "plan_key": plan.key, "round": r, "label": variant.label,
+                          "error": str(err)[-4000:]})  # fmt: skip
+            first = str(err).splitlines()[0]
+            say(f"  [{i}/{len(todo)}] round {r} {variant.label}: FAILED ({first}); a rerun retries it")
+            continue
         record = {"kind": "run", "plan_key": plan.key, "plan": asdict(plan), "round": r, "label": variant.label,
                   "weights_file": str(weights) if request.weights_out else "", **result}
         _append(out, record)
@@ -402,8 +413,9 @@ def format_summary(s: Summary, machine: str) -> str:
     ]
     for r in s.rows:
         lines.append(
-            f"| {r.label} | {r.cpu_ratio.n} | {r.cpu_ratio.text()} | {r.wall_ratio.text()} | {r.cpu_seconds.median:.0f} "
-            f"| {r.peak_ratio:.2f} | {r.working_ratio:.2f} | {r.peak_bytes / gib:.2f} | {r.working_bytes / gib:.2f} | "
+            f"| {r.label} | {r.cpu_ratio.n} | {r.cpu_ratio.text()} | {r.wall_ratio.text()} | "
+            f"{r.cpu_seconds.median:.0f} | {r.peak_ratio:.2f} | {r.working_ratio:.2f} | {r.peak_bytes / gib:.2f} | "
+            f"{r.working_bytes / gib:.2f} | "
             f"{r.mean_block_error:.4g} | {paper_ratio(r.paper_key)} | {paper_ratio(r.paper_key, 'internvl2-26b')} |"
         )
     missing = [v.label for v in p.variants if v.label not in {r.label for r in s.rows}]

@@ -43,7 +43,7 @@ def test_the_paper_qig_and_the_fast_variant_are_one_constant_each() -> None:
     assert variants["qig[steps=32]"].options == PAPER_QIG == (("qig.steps", "32"),)
     assert variants["qig[steps=4] (fast, stand-in)"].options == FAST_VARIANT
     assert variants["leave-one-out"].options == (("sensitivity", "leave_one_out"),)
-    assert list(variants)[0] == "mbq"
+    assert next(iter(variants)) == "mbq"
 
 
 def test_schedule_rotates_rounds_and_pairs_a_capped_variant_with_its_own_mbq() -> None:
@@ -144,3 +144,26 @@ def test_a_partial_file_summarises_what_it_has(monkeypatch: pytest.MonkeyPatch, 
     summary = summarise(plan, records)
     assert [r.label for r in summary.rows] == ["mbq"] and summary.verdicts == ()
     assert "not measured yet: qig[steps=32]" in format_summary(summary, "m")
+
+
+def test_a_failed_run_is_recorded_the_others_go_on_and_a_rerun_retries_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    out = tmp_path / "t6.jsonl"
+    plan = Table6Plan(rounds=1)
+    calls: list[str] = []
+    _fake_runs(monkeypatch, calls)
+    fake = table6._child
+
+    def oom_once(mode: str, request: Any, timeout: float | None) -> dict[str, Any]:
+        if request.method == "mbq" and mode == "measure" and "oom" not in calls:
+            calls.append("oom")
+            raise Table6Error("mbq {} (measure) failed with exit code -9 (killed: out of memory?)")
+        return fake(mode, request, timeout)
+
+    monkeypatch.setattr(table6, "_child", oom_once)
+    records = run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None)
+    assert "mbq" not in {r["label"] for r in records} and len(records) == 5  # the other five still ran
+    assert read_records(out, plan, "failure")[0]["label"] == "mbq"
+    records = run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None)
+    assert len(records) == 6 and calls[-2:] == ["build", "mbq"] and calls.count("mbq") == 1  # only mbq reran
