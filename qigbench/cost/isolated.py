@@ -16,6 +16,10 @@ run only: the method's ``prepare`` (MBQ's model-level gradient pass), ``token_we
 building the RTN twin and target, then the provider), the provider call alone (``QIGProvider``),
 the scale search (``EqualizationMethod._search``) and the GPTQ solve (``GPTQMethod._solve``).
 
+``run_floor`` (mode ``floor``) calibrates once more under the QIG floor probe
+(``qigbench.cost.qig_floor``, issue 19's method side): per group, m x (forward of f and of f_q +
+one backward) + the search, each timed alone on the same inputs.
+
 ``build_inputs`` makes the model and the calibration set once (in a process of its own, so the
 parent of a long run stays small); every measurement then only loads them.
 """
@@ -123,16 +127,13 @@ def _phase_owners() -> list[tuple[str, Any, str]]:
     ]
 
 
-def run_isolated(req: IsolatedRequest) -> dict[str, Any]:
-    """Load, calibrate and measure (run this in a fresh process: the peak RSS is the process's)."""
+def _load(req: IsolatedRequest) -> tuple[Any, Any, Any, list[Any]]:
+    """(quantize request, loaded model, method plugin, calibration batches), the weights materialised."""
     from qigbench.engine.method import get_method
-    from qigbench.engine.run import EngineConfig, calibrate
-    from qigbench.memory import parse_bytes
     from qigbench.models.loading import load_model
     from qigbench.pipeline import calibration_batches
 
-    cuda = torch.device(req.device).type == "cuda"
-    if not cuda:
+    if torch.device(req.device).type != "cuda":
         torch.set_num_threads(req.threads)
     folder, calib = build_inputs(req)  # cached: only found here
     qreq = _quantize_request(req, folder, calib)
@@ -141,6 +142,46 @@ def run_isolated(req: IsolatedRequest) -> dict[str, Any]:
     batches, _ = calibration_batches(qreq, loaded, plugin)
     _materialise_(loaded.model)
     gc.collect()
+    return qreq, loaded, plugin, batches
+
+
+def floor_probe_available() -> bool:
+    """Whether the QIG floor probe (issue 19's method side, ``qigbench.cost.qig_floor``) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("qigbench.cost.qig_floor") is not None
+
+
+def run_floor(req: IsolatedRequest) -> dict[str, Any]:
+    """QIG's floor on this request's inputs: per group, points x (f + f_q forward + backward) + search."""
+    from qigbench.cost.qig_floor import probe_qig_floor  # type: ignore[import-not-found,unused-ignore]
+    from qigbench.memory import parse_bytes
+
+    qreq, loaded, _, batches = _load(req)
+    cpu_start = time.process_time()
+    report = probe_qig_floor(
+        loaded.model, loaded.family, batches, qreq.quant_format, method=req.method, options=req.options,
+        device=req.device, memory_budget=parse_bytes(req.memory_budget),
+    )  # fmt: skip
+    groups = [g.as_dict() for g in report.groups]
+    return {
+        "request": asdict(req),
+        "cpu_seconds": time.process_time() - cpu_start,  # the probed calibration, probes included
+        "floor_cpu_seconds": report.floor,
+        "groups_measured_cpu_seconds": report.measured,
+        "search_cpu_seconds": sum(g["search"] for g in groups),
+        "points_cpu_seconds": sum(g["points"] * g["point_total"] for g in groups),
+        "groups": groups,
+    }
+
+
+def run_isolated(req: IsolatedRequest) -> dict[str, Any]:
+    """Load, calibrate and measure (run this in a fresh process: the peak RSS is the process's)."""
+    from qigbench.engine.run import EngineConfig, calibrate
+    from qigbench.memory import parse_bytes
+
+    cuda = torch.device(req.device).type == "cuda"
+    qreq, loaded, plugin, batches = _load(req)
     params = parameter_bytes(loaded.model)
     baseline = torch.cuda.memory_allocated(req.device) if cuda else current_rss_bytes()
     reset_peak_rss()
@@ -176,19 +217,23 @@ def run_isolated(req: IsolatedRequest) -> dict[str, Any]:
         "tokens": int(sum(int((b.token_types != 0).sum()) for b in batches)),
         "samples": int(sum(int(b.token_types.shape[0]) for b in batches)),
         "method_config": report.method,
+        # the name the run is stored under (issue 19: qig, qig[steps=4], ...), where the method has one
+        "variant_label": plugin.label() if callable(getattr(plugin, "label", None)) else None,
         "torch_threads": torch.get_num_threads(),
         "load_average": [load_before, os.getloadavg()[0] if hasattr(os, "getloadavg") else None],
     }
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[1] not in ("measure", "build"):
-        print("usage: python -m qigbench.cost.isolated {measure|build} < REQUEST_JSON", file=sys.stderr)
+    if len(argv) != 2 or argv[1] not in ("measure", "build", "floor"):
+        print("usage: python -m qigbench.cost.isolated {measure|build|floor} < REQUEST_JSON", file=sys.stderr)
         return 2
     req = IsolatedRequest.from_json(sys.stdin.read())
     if argv[1] == "build":
         folder, calib = build_inputs(req)
         print(json.dumps({"model_dir": folder, "calib": calib}))
+    elif argv[1] == "floor":
+        print(json.dumps(run_floor(req)))
     else:
         print(json.dumps(run_isolated(req)))
     return 0

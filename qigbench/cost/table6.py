@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from qigbench.cost.goals import Verdict, check
-from qigbench.cost.isolated import ALLOCATOR_ENV, IsolatedRequest
+from qigbench.cost.isolated import ALLOCATOR_ENV, IsolatedRequest, floor_probe_available
 from qigbench.cost.paper import PAPER_TABLE6
 from qigbench.errors import QigbenchError
 
@@ -198,18 +198,21 @@ def run_table6(
     weights_dir: Path | None = None,
     timeout: float | None = None,
     say: Callable[[str], None] = print,
+    floor: bool = True,
 ) -> list[dict[str, Any]]:
     """Run every round of ``plan`` not yet in ``out`` (JSONL, appended run by run) and return all its records.
 
     ``weights_dir``: where each run's token weights are saved (for the agreement of the fast variant
-    with m = 32); default: next to the cache, never in the repository.
+    with m = 32); default: next to the cache, never in the repository. ``floor``: then, once, probe
+    QIG's floor (m = 32 and the fast variant) on the same inputs, where the probe is installed.
     """
     done = read_records(out, plan)
     have = {(r["round"], r["label"]) for r in done}
     weights_dir = weights_dir or Path(cache_dir or os.environ.get("QIGBENCH_CACHE") or "/tmp") / "table6" / plan.key
     weights_dir.mkdir(parents=True, exist_ok=True)
     todo = [(r, v) for r, v in schedule(plan) if (r, v.label) not in have]
-    if not todo:
+    floors = _floor_todo(plan, out) if floor else []
+    if not todo and not floors:
         return done
     say(f"table6 {plan.key}: {len(todo)} calibrations to run ({len(have)} already in {out}); {plan.regime()}")
     built = _child("build", plan.request(plan.variants[0], cache_dir), timeout)
@@ -233,7 +236,28 @@ def run_table6(
         say(f"  [{i}/{len(todo)}] round {r} {variant.label}: {result['cpu_seconds']:.1f} CPU s, "
             f"{result['seconds']:.1f} s wall, peak {result['peak_bytes'] / 2**30:.2f} GiB, "
             f"load {result['load_average'][0]}")
+    for variant in floors:
+        try:
+            result = _child("floor", plan.request(variant, cache_dir), timeout)
+        except (Table6Error, subprocess.TimeoutExpired) as err:
+            say(f"  floor probe {variant.label}: FAILED ({str(err).splitlines()[0]})")
+            continue
+        _append(out, {"kind": "floor", "plan_key": plan.key, "label": variant.label, **result})
+        say(f"  floor probe {variant.label}: floor {result['floor_cpu_seconds']:.1f} CPU s over its groups "
+            f"(spent {result['groups_measured_cpu_seconds']:.1f})")
     return done
+
+
+def floor_variants(plan: Table6Plan) -> list[Variant]:
+    """The rows whose floor is probed: QIG at m = 32 and the fast variant (QIG-weighted scale searches)."""
+    return [v for v in plan.variants[1:3] if v.method == "qig" and "sensitivity" not in dict(v.options)]
+
+
+def _floor_todo(plan: Table6Plan, out: Path) -> list[Variant]:
+    if not floor_probe_available():
+        return []
+    have = {r["label"] for r in read_records(out, plan, "floor")}
+    return [v for v in floor_variants(plan) if v.label not in have]
 
 
 def _slug(label: str) -> str:
