@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
                                                                           timeout=args.timeout)
     done = {(r["round"], r["label"]) for r in records}
     failed = [f for f in read_records(out, plan, "failure") if (f["round"], f["label"]) not in done]
-    summary = summarise(plan, records, file_agreement)
+    summary = summarise(plan, records, file_agreement, read_records(out, plan, "floor"))
     text = format_summary(summary, machine_label(plan.device))
     print(text)
     if args.summary:

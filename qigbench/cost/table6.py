@@ -310,9 +310,45 @@ class Summary:
     agreement: dict[str, dict[str, float]]  # label -> agreement with qig[steps=32] (Spearman, max |d-lambda|)
     verdicts: tuple[Verdict, ...]
     load_average: Spread | None
+    floors: tuple[Floor, ...] = ()
 
     def row(self, label: str) -> Row:
         return next(r for r in self.rows if r.label == label)
+
+
+@dataclass(frozen=True)
+class Floor:
+    """What a QIG row cannot cost less than, from the floor probe (process CPU seconds).
+
+    ``points`` = sum over the probed groups of points x (forward of f + forward of f_q + one backward),
+    ``search`` = the groups' scale searches, each timed alone; ``rest`` = the part of MBQ's run that is
+    neither its prepare pass, its token weights nor its searches (capture, propagation, block errors:
+    work QIG does too). So the row's calibration costs at least ``points + search + rest``."""
+
+    label: str
+    points: float
+    search: float
+    rest: float
+    groups: int
+    measured_groups: float  # what the probed run spent on the same groups (target + attribution + search)
+
+    @property
+    def total(self) -> float:
+        return self.points + self.search + self.rest
+
+
+def floors_of(rows: Sequence[Row], floor_records: Sequence[dict[str, Any]]) -> tuple[Floor, ...]:
+    """The floors, with the rest of the calibration taken from MBQ's measured phases."""
+    by_label = {r.label: r for r in rows}
+    mbq = by_label.get("mbq")
+    if mbq is None:
+        return ()
+    rest = mbq.cpu_seconds.median - sum(mbq.phases.get(p, 0.0) for p in ("prepare", "token_weights", "search"))
+    return tuple(
+        Floor(f["label"], f["points_cpu_seconds"], f["search_cpu_seconds"], rest, len(f["groups"]),
+              f["groups_measured_cpu_seconds"])
+        for f in floor_records
+    )  # fmt: skip
 
 
 def _by_round(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -322,9 +358,13 @@ def _by_round(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str
     return rounds
 
 
-def summarise(plan: Table6Plan, records: Sequence[dict[str, Any]], agreement_of: Callable[[str, str], dict[str, float]]
-              | None = None) -> Summary:  # fmt: skip
-    """Per variant: ratios to MBQ of the same round (over every round holding both), median and range."""
+def summarise(
+    plan: Table6Plan, records: Sequence[dict[str, Any]],
+    agreement_of: Callable[[str, str], dict[str, float]] | None = None,
+    floor_records: Sequence[dict[str, Any]] = (),
+) -> Summary:  # fmt: skip
+    """Per variant: ratios to MBQ of the same round (over every round holding both), median and range;
+    ``floor_records``: the floor probe's (``kind == "floor"``) for the floor arithmetic."""
     rounds = _by_round(records)
     rows = []
     for v in plan.variants:
@@ -360,7 +400,8 @@ def summarise(plan: Table6Plan, records: Sequence[dict[str, Any]], agreement_of:
     loads = [x for r in records for x in r.get("load_average", []) if x is not None]
     complete = sum(1 for runs in rounds.values() if all(v.label in runs for v in plan.variants
                                                           if v.max_rounds is None))  # fmt: skip
-    summary = Summary(plan, tuple(rows), complete, agreement, (), Spread.of(loads) if loads else None)
+    summary = Summary(plan, tuple(rows), complete, agreement, (), Spread.of(loads) if loads else None,
+                      floors_of(rows, floor_records))  # fmt: skip
     return replace(summary, verdicts=tuple(table6_verdicts(summary)))
 
 
@@ -460,6 +501,18 @@ def format_summary(s: Summary, machine: str) -> str:
         for r in phase_rows:
             lines.append(f"| {r.label} | {r.cpu_seconds.median:.0f} | "
                          + " | ".join(f"{r.phases.get(n, 0.0):.0f}" for n in names) + " |")
+    if s.floors and any(r.label == "mbq" for r in s.rows):
+        mbq = s.row("mbq").cpu_seconds.median
+        lines += ["", "Floor (the QIG floor probe; process CPU s): what each QIG row cannot cost less than", "",
+                  "| method | groups | points x (f + f_q + backward) | searches | rest of the run (from MBQ's) | "
+                  "floor | floor / MBQ | measured / MBQ | spent on the groups / their floor |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for f in s.floors:
+            measured = next((r.cpu_ratio.text() for r in s.rows if r.label == f.label), "—")
+            group_floor = f.points + f.search
+            lines.append(f"| {f.label} | {f.groups} | {f.points:.0f} | {f.search:.0f} | {f.rest:.0f} | {f.total:.0f} | "
+                         f"{f.total / mbq:.2f} | {measured} | "
+                         f"{f.measured_groups / group_floor if group_floor else float('nan'):.2f} |")
     if s.verdicts:
         lines += ["", "Goals (qigbench/cost/goals.py):", ""] + [f"- {v.line}" for v in s.verdicts]
     return "\n".join(lines)
@@ -471,6 +524,7 @@ def summary_json(s: Summary) -> dict[str, Any]:
         "rows": [asdict(r) for r in s.rows], "agreement": s.agreement,
         "verdicts": [{"goal": v.goal.name, "value": v.value, "status": v.status, "line": v.line} for v in s.verdicts],
         "load_average": asdict(s.load_average) if s.load_average else None,
+        "floors": [{**asdict(f), "total": f.total} for f in s.floors],
     }  # fmt: skip
 
 

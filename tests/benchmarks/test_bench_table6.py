@@ -41,6 +41,7 @@ from qigbench.cost.table6 import (
     Table6Plan,
     file_agreement,
     format_summary,
+    read_records,
     run_table6,
     summarise,
     summary_json,
@@ -88,7 +89,7 @@ def test_bench_table6(benchmark: Any, bench_cache: Path, tmp_path: Path, summary
 
     benchmark.group = "table6"
     benchmark.pedantic(run, rounds=1, iterations=1)
-    result = summarise(plan, records, file_agreement)
+    result = summarise(plan, records, file_agreement, read_records(out, plan, "floor"))
     benchmark.extra_info.update(summary_json(result), out=str(out))
     summary.append(format_summary(result, machine_label(plan.device)))
     summary.extend(v.line for v in result.verdicts)

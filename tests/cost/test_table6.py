@@ -167,3 +167,18 @@ def test_a_failed_run_is_recorded_the_others_go_on_and_a_rerun_retries_it(
     assert read_records(out, plan, "failure")[0]["label"] == "mbq"
     records = run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None)
     assert len(records) == 6 and calls[-2:] == ["build", "mbq"] and calls.count("mbq") == 1  # only mbq reran
+
+
+def test_the_floor_arithmetic_adds_the_rest_of_mbqs_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    out = tmp_path / "t6.jsonl"
+    plan = Table6Plan(rounds=1)
+    _fake_runs(monkeypatch, [])
+    records = run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None, floor=False)
+    floor = {"kind": "floor", "label": "qig[steps=32]", "points_cpu_seconds": 200.0, "search_cpu_seconds": 40.0,
+             "groups_measured_cpu_seconds": 300.0, "groups": [{}] * 6}  # fmt: skip
+    summary = summarise(plan, records, floor_records=[floor])
+    (f,) = summary.floors
+    assert f.rest == pytest.approx(100.0 - 40.0)  # MBQ's 100 CPU s less its 40 s of search (no prepare timed here)
+    assert f.total == pytest.approx(300.0)
+    text = format_summary(summary, "m")
+    assert "| qig[steps=32] | 6 | 200 | 40 | 60 | 300 | 3.00 | 4.00 (1 round) | 1.25 |" in text
