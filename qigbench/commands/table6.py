@@ -16,7 +16,7 @@ HELP = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="shape:qwen2vl-7b@2+vision=2+width=4",
                         help="a real shape with its depth and width (default: Qwen2-VL-7B, 2 blocks, vision depth 2, "
-                        "width 1/4); width=1 or no +width is the full width")
+                        "width 1/4; no +width is the full width), or any model alias (tiny-qwen2vl: a quick look)")
     parser.add_argument("--format", default="W3A16")
     parser.add_argument("--samples", type=int, default=None, help="calibration samples (default 32; 128 on cuda)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (>= 3 for a median and range)")
@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     if args.report_only:
         plan = load_plan(out)
     else:
-        parse_shape_alias(args.model)  # a bad spelling fails before anything runs
+        if args.model.startswith("shape:"):
+            parse_shape_alias(args.model)  # a bad spelling fails before anything runs
         samples = args.samples or (128 if args.device.startswith("cuda") else 32)
         from qigbench.cost.table6 import table6_variants
 

@@ -84,7 +84,9 @@ def _cost_json(plan: DepthCheckPlan, shape: ShapeRequest, method: str, out: Path
     if cache_dir:
         args += ["--cache-dir", cache_dir]
     env = {**os.environ, **ALLOCATOR_ENV}
+    out.unlink(missing_ok=True)  # never read an earlier run's file
     done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    out.with_suffix(".md").write_text(done.stdout)  # the Table 6 layout it printed
     if not out.exists():
         raise CostModelError(f"qigbench cost {method} at {shape.spelling} failed ({done.returncode}):\n"
                              f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
