@@ -38,6 +38,7 @@ class DepthCheckPlan:
     clock: str = "cpu"
     device: str = "cpu"
     prepare_depths: int = 3
+    memory_budget: str | None = None  # `qigbench cost --memory-budget` (e.g. 2GiB on a shared machine)
 
     @property
     def shape(self) -> ShapeRequest:
@@ -83,6 +84,8 @@ def _cost_json(plan: DepthCheckPlan, shape: ShapeRequest, method: str, out: Path
     ]  # fmt: skip
     if cache_dir:
         args += ["--cache-dir", cache_dir]
+    if plan.memory_budget:
+        args += ["--memory-budget", plan.memory_budget]
     env = {**os.environ, **ALLOCATOR_ENV}
     out.unlink(missing_ok=True)  # never read an earlier run's file
     done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout, check=False)
