@@ -19,8 +19,11 @@ Sizes (``QIGBENCH_TABLE6``):
   resumes. Many CPU hours on 2 shared cores: run it in the background.
 
 Override with ``QIGBENCH_TABLE6_MODEL`` / ``_SAMPLES`` / ``_ROUNDS`` / ``_FORMAT`` / ``_IMAGE_SIZE`` /
-``_LOO_ROUNDS`` / ``_MEMORY_BUDGET`` (real size on CPU: 2GiB) / ``_OUT`` (real: reports/scale/table6.jsonl,
-records keyed by plan; the same file ``qigbench table6`` writes):
+``_LOO_ROUNDS`` / ``_BATCH_SIZE`` (real size on CPU: 2) / ``_MEMORY_BUDGET`` (real size on CPU: 1GiB) /
+``_OUT`` (real: reports/scale/table6.jsonl, records keyed by plan; the same file ``qigbench table6``
+writes, so this and the command below resume each other):
+
+    qigbench table6 --samples 32 --batch-size 2 --rounds 3 --loo-rounds 1 --memory-budget 1GiB
 
     QIGBENCH_TABLE6=real pytest tests/benchmarks/test_bench_table6.py --benchmark-only -s
 """
@@ -69,8 +72,10 @@ def table6_plan() -> Table6Plan:
         image_size=env("IMAGE_SIZE", 448 if real else 64),
         rounds=env("ROUNDS", 3 if real else 1),
         device=device,
-        # chunks of attribution and search capped (default: half the free memory, which other jobs move)
-        memory_budget=env("MEMORY_BUDGET", "2GiB") if real and not cuda else None,
+        # on a shared CPU box: MBQ's caption-loss pass in batches of 2 (its logits over the 152k vocabulary were
+        # killed for memory at 4 beside other jobs), chunks of attribution and search capped at 1 GiB
+        batch_size=env("BATCH_SIZE", 2 if real and not cuda else 4),
+        memory_budget=env("MEMORY_BUDGET", "1GiB") if real and not cuda else None,
         variants=table6_variants(loo_rounds=loo or None),
     )
 
