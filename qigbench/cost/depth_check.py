@@ -66,6 +66,9 @@ def _measurement(data: dict[str, Any]) -> Measurement:
     for key in ("capture", "prepare"):
         m[key] = Phase(**m[key])
     m["prepare_at"] = tuple((int(d), Phase(**p)) for d, p in m.get("prepare_at", ()))
+    if m.get("prepare_warmup"):
+        depth, phase = m["prepare_warmup"]
+        m["prepare_warmup"] = (int(depth), Phase(**phase))
     m["block_seconds"] = tuple(m["block_seconds"])
     return Measurement(**m)
 

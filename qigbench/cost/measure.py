@@ -25,7 +25,7 @@ from torch import nn
 
 import qigbench.engine.run as engine_run
 from qigbench.cost.predict import Measurement, Phase
-from qigbench.cost.probes import parameter_bytes, peak_rss_bytes, reset_peak_rss
+from qigbench.cost.probes import current_rss_bytes, parameter_bytes, peak_rss_bytes, reset_peak_rss
 from qigbench.data.defaults import default_calibration
 from qigbench.engine.collate import unify_lengths
 from qigbench.engine.method import Method, get_method
@@ -53,7 +53,8 @@ class CostRequest:
     progress: bool = True
     #: bytes a streamed chunk may take (None: a safe share of free memory), see qigbench.memory
     memory_budget: int | None = None
-    #: depths the prepare pass is timed at (k, k - 1, ...; capped at k): >= 3 to fit and check its line
+    #: depths the prepare pass is timed at (k, k - 1, ...; capped at k): >= 3 to fit and check its line.
+    #: Before them, one more pass at depth 1 measures the warm-up a first pass pays.
     prepare_depths: int = 3
     #: "wall" (perf_counter, synchronised on CUDA) or "cpu" (this process's CPU time; on a shared CPU)
     clock: Literal["wall", "cpu"] = "wall"
@@ -95,6 +96,12 @@ def _peak(device: str) -> int:
     if torch.device(device).type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
     return peak_rss_bytes()
+
+
+def _current(device: str) -> int:
+    if torch.device(device).type == "cuda":
+        return int(torch.cuda.memory_allocated(device))
+    return current_rss_bytes()
 
 
 class VisionLayerTimer:
@@ -149,6 +156,7 @@ class _Phases:
     def run(self, name: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         _sync(self.device)
         _reset_peak(self.device)
+        start_bytes = _current(self.device)
         self.vision.phase = name
         start = self.clock()
         try:
@@ -157,7 +165,7 @@ class _Phases:
             _sync(self.device)
             seconds = self.clock() - start
             self.vision.phase = "other"
-            self.measured[name] = Phase(seconds, _peak(self.device), self.vision.take(name))
+            self.measured[name] = Phase(seconds, _peak(self.device), self.vision.take(name), start_bytes)
             _reset_peak(self.device)  # the next phase's peak starts from here
 
     def wrap(self, name: str, call: Callable[..., Any]) -> Callable[..., Any]:
@@ -233,12 +241,17 @@ def measure(request: CostRequest) -> MeasuredRun:
 
     try:
         shallower: list[tuple[int, Phase]] = []
-        if _has_prepare(method):
+        warmup: tuple[int, Phase] | None = None
+        if _has_prepare(method) and k > 1 and request.prepare_depths > 1:
             run = RunContext(loaded.model, loaded.family, fmt, unify_lengths(list(batches)), config)
-            for depth in range(k - 1, max(k - request.prepare_depths, 0), -1):
+            # the first pass (depth 1) pays the process's warm-up (first kernels, allocations): kept apart, the
+            # predictor charges its excess over the warm line once
+            fit_depths = list(range(k - 1, max(k - request.prepare_depths, 0), -1))
+            for depth in [1, *fit_depths]:
                 twin = get_method(request.method, dict(request.options))
                 _prepare_with_blocks(loaded, depth, functools.partial(phases.run, "prepare", twin.prepare, run))
                 shallower.append((depth, phases.measured.pop("prepare")))
+            warmup = shallower.pop(0)
         prepare = phases.wrap("prepare", method.prepare) if _has_prepare(method) else method.prepare
         capture = phases.wrap("capture", engine_run.capture_block_inputs)
         with (
@@ -263,6 +276,7 @@ def measure(request: CostRequest) -> MeasuredRun:
         capture=phases.measured.get("capture", Phase()),
         prepare=phases.measured.get("prepare", Phase()),
         prepare_at=tuple(shallower),
+        prepare_warmup=warmup,
         total_seconds=total,
         resident_bytes_per_block=block_bytes if on_host else 0,
         block_bytes=block_bytes,

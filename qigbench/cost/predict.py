@@ -42,6 +42,8 @@ class Phase:
     seconds: float = 0.0
     peak_bytes: int = 0
     vision_seconds: float = 0.0
+    #: bytes in use when the phase began (RSS on the host, allocated on CUDA); 0: not recorded
+    start_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class Measurement:
     block_phase_peak_bytes: int  # peak while the block loop ran
     capture: Phase
     prepare: Phase  # the method's prepare at k blocks (zeros if it has none)
-    #: the same at shallower depths, ``(depth, phase)`` for depth < k (empty: not measured)
+    #: the same at shallower depths, ``(depth, phase)`` (empty: not measured)
     prepare_at: tuple[tuple[int, Phase], ...]
     total_seconds: float  # the engine's whole calibrate()
     resident_bytes_per_block: int  # host bytes each further block adds for the whole run (0 on an accelerator)
@@ -62,6 +64,9 @@ class Measurement:
     vision_layer_bytes: int = 0  # parameter bytes of one vision-tower layer
     vision_resident: bool = False  # whether the vision tower's layers live in the measured memory all run
     clock: str = "wall"  # "wall" (perf_counter) or "cpu" (this process's CPU time)
+    #: the process's first prepare pass, ``(depth, phase)``, run before the others: it pays the warm-up
+    #: (first kernels and allocations) that a real run pays once; None: not measured
+    prepare_warmup: tuple[int, Phase] | None = None
 
 
 @dataclass(frozen=True)
@@ -83,12 +88,33 @@ class Prediction:
         return self.seconds / 3600.0
 
 
-def _prepare_lines(m: Measurement) -> tuple[LineFit | None, LineFit | None, list[str]]:
-    """The prepare pass's time (vision layers excluded: they are scaled apart) and peak as lines in depth."""
+@dataclass(frozen=True)
+class PrepareModel:
+    """MBQ-style prepare pass as a function of depth: a time line, a peak line and the warm-up."""
+
+    time: LineFit | None
+    #: of the passes' peaks above their start (``relative``) or of the absolute peaks
+    memory: LineFit | None
+    relative: bool = False
+    #: bytes the relative memory line sits on: in use when the process's first prepare pass began
+    memory_base: float = 0.0
+    #: what the process's first pass took beyond the warm line at its depth (charged once)
+    warmup: float = 0.0
+    warnings: tuple[str, ...] = ()
+
+    def peak_at(self, depth: int) -> float:
+        assert self.memory is not None
+        return self.memory_base + self.memory.at(depth)
+
+
+def prepare_model(m: Measurement) -> PrepareModel:
+    """Fit the prepare pass over the measured depths (see the module docstring)."""
     if not m.prepare.seconds:
-        return None, None, []
+        return PrepareModel(None, None)
+    first = m.prepare_warmup
     points = sorted([(m.blocks, m.prepare), *m.prepare_at], key=lambda p: p[0])
     depths = [d for d, _ in points]
+    unit = "CPU s" if m.clock == "cpu" else "s"
     if len(set(depths)) < 2:
         warning = (f"prepare measured at one depth ({m.blocks} blocks): all of it is charged per block (an upper "
                    "bound); build >= 3 blocks to fit its fixed and per-block parts")
@@ -99,12 +125,23 @@ def _prepare_lines(m: Measurement) -> tuple[LineFit | None, LineFit | None, list
         slope = 0.0 if m.resident_bytes_per_block else float(m.block_bytes)
         peak = float(m.prepare.peak_bytes)
         memory_fit = LineFit("prepare peak", peak - m.blocks * slope, slope, tuple(depths), (peak,))
-        return time_fit, memory_fit, [warning]
-    time_fit = fit_line(depths, [p.seconds - p.vision_seconds for _, p in points], "prepare time",
-                        "CPU s" if m.clock == "cpu" else "s")
-    memory_fit = fit_line(depths, [float(p.peak_bytes) for _, p in points], "prepare peak", "bytes",
-                          negative="warn")
-    return time_fit, memory_fit, [*time_fit.warnings, *memory_fit.warnings]
+        return PrepareModel(time_fit, memory_fit, warnings=(warning,))
+    time_fit = fit_line(depths, [p.seconds - p.vision_seconds for _, p in points], "prepare time", unit)
+    warnings = list(time_fit.warnings)
+    warmup = 0.0
+    if first is not None:
+        warm = time_fit.at(first[0])
+        warmup = first[1].seconds - first[1].vision_seconds - warm
+        if warmup < -0.1 * warm:
+            warnings.append(f"prepare time: the process's first pass ({first[1].seconds:.4g} {unit} at depth "
+                            f"{first[0]}) was faster than the warm line there ({warm:.4g}): noisy timings; kept")
+    # each pass's peak above where it began: memory an earlier pass left to the allocator then cancels
+    relative = first is not None and all(p.start_bytes for _, p in [first, *points])
+    values = [float(p.peak_bytes - (p.start_bytes if relative else 0)) for _, p in points]
+    memory_fit = fit_line(depths, values, "prepare peak", "bytes", negative="warn")
+    warnings += memory_fit.warnings
+    base = float(first[1].start_bytes) if relative and first is not None else 0.0
+    return PrepareModel(time_fit, memory_fit, relative, base, warmup, tuple(warnings))
 
 
 def predict(m: Measurement, depth: int, vision_layers: int = 0) -> Prediction:
@@ -118,16 +155,20 @@ def predict(m: Measurement, depth: int, vision_layers: int = 0) -> Prediction:
     vision_scale = vision_layers / built_v if built_v and vision_layers else 1.0
     k = m.blocks
 
-    time_fit, memory_fit, warnings = _prepare_lines(m)
-    block_mean = sum(m.block_seconds) / len(m.block_seconds)
+    prep = prepare_model(m)
+    time_fit, memory_fit, warnings = prep.time, prep.memory, list(prep.warnings)
+    # block 0 apart (it pays the block loop's warm-up, and in W-A formats its first group has x == x^q)
+    first_block, rest = m.block_seconds[0], m.block_seconds[1:]
+    block_time = first_block + (depth - 1) * (sum(rest) / len(rest) if rest else first_block)
     other = m.total_seconds - m.prepare.seconds - m.capture.seconds - sum(m.block_seconds)
     if other < -0.02 * m.total_seconds:
         warnings.append(f"the timed phases add up to {-other:.3g} s more than the whole calibrate() "
                         f"({m.total_seconds:.3g} s): the phase timers overlap or the clocks disagree")
     parts = {
-        "blocks": depth * block_mean,
+        "blocks": block_time,
         "prepare_per_block": depth * time_fit.slope if time_fit else 0.0,
         "prepare_fixed": time_fit.fixed if time_fit else 0.0,
+        "prepare_warmup": prep.warmup,
         "capture": m.capture.seconds - m.capture.vision_seconds,
         "vision": (m.capture.vision_seconds + m.prepare.vision_seconds) * vision_scale,
         "other": other,
@@ -144,7 +185,7 @@ def predict(m: Measurement, depth: int, vision_layers: int = 0) -> Prediction:
         # on the device, the truncated model's prepare holds only its own blocks, so the line's slope has a
         # block's bytes in it; on the host every built block stays resident whatever the depth prepared, so
         # the blocks beyond the built ones come in as host_extra (0 on a device)
-        peaks["prepare"] = int(memory_fit.at(depth)) + host_extra + (0 if m.vision_resident else extra_vision)
+        peaks["prepare"] = int(prep.peak_at(depth)) + host_extra + (0 if m.vision_resident else extra_vision)
     return Prediction(
         depth=depth,
         vision_layers=vision_layers or built_v,

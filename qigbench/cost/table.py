@@ -92,7 +92,7 @@ def format_table(setting: Setting, rows: Sequence[CostRow]) -> str:
     lines += ["", f"How each prediction was made (seconds; whole model = {spec.layers} blocks"
               + (f", {spec.vision_layers} vision layers" if spec.multimodal else "") + "):", ""]
     detail = [[
-        "method", "s/block (measured)", f"blocks x{spec.layers}", "prepare fixed + per-block", "capture",
+        "method", "s/block (measured)", f"blocks x{spec.layers}", "prepare fixed (with warm-up) + per-block", "capture",
         "vision layers", "other", "total h", "peak GiB (phase)", "mean block error", "paper GPU-h",
     ]]
     for r in done:
@@ -106,7 +106,7 @@ def format_table(setting: Setting, rows: Sequence[CostRow]) -> str:
             r.label,
             f"{sum(m.block_seconds) / len(m.block_seconds):.1f}",
             f"{p.parts['blocks']:.0f}",
-            f"{p.parts['prepare_fixed']:.0f} + {p.parts['prepare_per_block']:.0f}",
+            f"{p.parts['prepare_fixed'] + p.parts.get('prepare_warmup', 0.0):.0f} + {p.parts['prepare_per_block']:.0f}",
             f"{p.parts['capture']:.0f}",
             f"{p.parts['vision']:.0f}",
             f"{p.parts['other']:.0f}",

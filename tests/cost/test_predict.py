@@ -27,7 +27,7 @@ def measurement(**changes: object) -> Measurement:
 
 
 def test_block_loop_scales_with_depth_and_the_rest_is_fixed() -> None:
-    p = predict(measurement(), depth=28)
+    p = predict(measurement(block_seconds=(4.0, 4.0)), depth=28)
     assert p.parts["blocks"] == pytest.approx(28 * 4.0)
     assert p.parts["capture"] == pytest.approx(10.0)
     assert p.parts["other"] == pytest.approx(2.0)
@@ -36,17 +36,26 @@ def test_block_loop_scales_with_depth_and_the_rest_is_fixed() -> None:
 
 
 def three_depths(**changes: object) -> Measurement:
-    """Prepare timed at 3, 2 and 1 blocks: 6 s fixed + 4 s per block."""
+    """Prepare timed at 3, 2 and 1 blocks: 6 s fixed + 4 s per block (after a warm-up pass at 1 block
+    that took 3 s more)."""
     base = measurement(
         blocks=3, block_seconds=(4.0, 4.0, 4.0), prepare=Phase(seconds=18.0),
-        prepare_at=((2, Phase(seconds=14.0)), (1, Phase(seconds=10.0))), total_seconds=10.0 + 12.0 + 18.0,
+        prepare_at=((2, Phase(seconds=14.0)), (1, Phase(seconds=10.0))), prepare_warmup=(1, Phase(seconds=13.0)),
+        total_seconds=10.0 + 12.0 + 18.0,
     )  # fmt: skip
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
-def test_predicting_the_measured_depth_gives_back_the_measured_total() -> None:
+def test_predicting_the_measured_depth_gives_back_the_measured_total_plus_the_warm_up_once() -> None:
     m = three_depths()
-    assert predict(m, depth=3).seconds == pytest.approx(m.total_seconds)
+    p = predict(m, depth=3)
+    assert p.parts["prepare_warmup"] == pytest.approx(3.0)  # the first pass's 13 s over the warm 10 s
+    assert p.seconds == pytest.approx(m.total_seconds + 3.0)  # a fresh run's prepare is its first pass
+
+
+def test_block_zero_is_charged_once() -> None:
+    m = measurement(block_seconds=(5.0, 3.0), total_seconds=10.0 + 8.0 + 2.0)
+    assert predict(m, depth=28).parts["blocks"] == pytest.approx(5.0 + 27 * 3.0)
 
 
 def test_prepare_is_a_least_squares_line_over_the_measured_depths() -> None:
@@ -124,6 +133,20 @@ def test_on_the_host_a_prepare_peak_adds_the_blocks_beyond_the_built_ones() -> N
     )  # fmt: skip
     p = predict(m, depth=6)
     assert p.peaks["prepare"] == 7 * GIB + 6 * GIB + 3 * GIB  # line 7 + 1/block at 6, plus 3 resident blocks
+
+
+def test_peaks_above_where_each_pass_began_cancel_what_earlier_passes_left_behind() -> None:
+    # RSS after a pass stays up (the allocator keeps freed memory): the second and third passes start 1 GiB
+    # higher than the first; their increments (1 + 0.5/block) sit on the first pass's start (4 GiB)
+    m = three_depths(
+        prepare=Phase(seconds=18.0, peak_bytes=7 * GIB + GIB // 2, start_bytes=5 * GIB),
+        prepare_at=((2, Phase(seconds=14.0, peak_bytes=7 * GIB, start_bytes=5 * GIB)),
+                    (1, Phase(seconds=10.0, peak_bytes=6 * GIB + GIB // 2, start_bytes=5 * GIB))),
+        prepare_warmup=(1, Phase(seconds=13.0, peak_bytes=5 * GIB + GIB // 2, start_bytes=4 * GIB)),
+    )  # fmt: skip
+    p = predict(m, depth=6)
+    assert p.prepare_memory_fit is not None and p.prepare_memory_fit.slope == pytest.approx(GIB / 2)
+    assert p.peaks["prepare"] == 4 * GIB + GIB + 6 * (GIB // 2)
 
 
 def test_a_negative_peak_slope_is_kept_with_a_warning() -> None:
