@@ -106,7 +106,7 @@ def build_inputs(req: IsolatedRequest) -> tuple[str, str | None]:
     return folder, calib
 
 
-def _materialise_(model: torch.nn.Module) -> None:
+def materialise_(model: torch.nn.Module) -> None:
     """Copy every weight out of its safetensors mapping: mapped file pages would count in RSS and stay
     resident when the engine replaces a weight (memory of the loader, not of the calibration)."""
     with torch.no_grad():
@@ -140,7 +140,7 @@ def _load(req: IsolatedRequest) -> tuple[Any, Any, Any, list[Any]]:
     loaded = load_model(folder, dtype=qreq.torch_dtype(), device="cpu", cache_dir=req.cache_dir)
     plugin = get_method(req.method, dict(req.options))
     batches, _ = calibration_batches(qreq, loaded, plugin)
-    _materialise_(loaded.model)
+    materialise_(loaded.model)
     gc.collect()
     return qreq, loaded, plugin, batches
 

@@ -14,6 +14,7 @@ process's CPU time instead of the wall clock: on a shared machine, steadier.
 from __future__ import annotations
 
 import functools
+import gc
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 import qigbench.engine.run as engine_run
+from qigbench.cost.isolated import materialise_
 from qigbench.cost.predict import Measurement, Phase
 from qigbench.cost.probes import current_rss_bytes, parameter_bytes, peak_rss_bytes, reset_peak_rss
 from qigbench.data.defaults import default_calibration
@@ -220,6 +222,11 @@ def measure(request: CostRequest) -> MeasuredRun:
     quantize_request = replace(quantize_request, model=str(folder), calib=calib)
     method = get_method(request.method, dict(request.options))
     batches, _ = calibration_batches(quantize_request, loaded, method)
+    if torch.device(request.device).type == "cpu":
+        # weights out of their file mapping: otherwise the first pass pages the model in, and host memory
+        # at the start of a phase depends on which passes ran before it
+        materialise_(loaded.model)
+        gc.collect()
     fmt = quantize_request.quant_format
     config = EngineConfig(device=request.device, progress=request.progress, memory_budget=request.memory_budget)
     blocks = get_blocks(loaded.model, loaded.family)
