@@ -43,7 +43,7 @@ def depth_plan() -> tuple[DepthCheckPlan, bool]:
         return DepthCheckPlan(device=device, clock="cpu" if cpu else "wall", memory_budget=budget,
                               batch_size=batch, methods=("mbq", "qig")), True  # fmt: skip
     return DepthCheckPlan(model="shape:qwen2vl-7b@3+vision=1+width=4", target=4, methods=("mbq",), samples=2,
-                          image_size=112, device=device), False  # fmt: skip
+                          image_size=112, device=device, batch_size=1), False  # fmt: skip
 
 
 @pytest.mark.slow
