@@ -1,7 +1,9 @@
 """MBQ (modality-balanced quantization, Li et al. CVPR 2025): the CWE search with the per-token
 error reweighted by modality — answer tokens 1, vision tokens r — where r = g_vision / g_text
 comes from one forward/backward of the caption loss (attention ratio for qkv/o, MLP ratio for
-gate-up/down). MAE loss, as in MBQ.
+gate-up/down). MAE loss, as in MBQ (methods.md: ``sum |delta|`` per modality). The released code
+also floors each layer's ratio at the median over layers; that is ``-o ratio_floor=median``, not the
+default (docs/method_defaults.md).
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from qigbench.solvers.scale_search import LossName
 @dataclass(frozen=True)
 class MBQConfig(EqualizationConfig):
     loss: LossName = "mae"
-    #: the released code floors each layer's ratio at the median over layers
-    ratio_floor: Literal["median", "none"] = "median"
+    #: the paper's ratio is g_vision / g_text as measured ("none"); the released code floors each
+    #: layer's ratio at the median over layers ("median", a named variant: mbq[ratio_floor=median])
+    ratio_floor: Literal["median", "none"] = "none"
     #: block paths whose output gradients give the attention / MLP ratios; "" = the family's
     #: attention output and MLP down projection (last linear of its last attention / MLP group)
     attention_module: str = ""

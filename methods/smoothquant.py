@@ -39,6 +39,9 @@ class SmoothQuantConfig(MethodConfig):
 
 class SmoothQuant(Method[SmoothQuantConfig]):
     name = "smoothquant"
+    #: SmoothQuant (Xiao et al., Sec. 4) takes its activation statistics from the fp model's
+    #: calibration pass, not from a partly quantized one
+    propagation = "fp"
 
     def quantize_block(self, ctx: BlockContext) -> None:
         cfg = self.config

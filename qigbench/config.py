@@ -11,6 +11,9 @@ results store hashes. Two field markers keep that form stable as configs grow:
 * :func:`omit_default` -- a knob added after configurations were stored (a solver field a method
   now exposes, e.g. GPTQ's ``static_groups``) is left out of the plain form while at its default,
   so every existing configuration keeps its hash; set to anything else it is part of it.
+* :func:`exact_option` -- a knob that cannot change the result beyond floating-point rounding
+  (how many path points go into one batched call, whether exact shortcuts are taken): it is an
+  execution detail, so :func:`changed_fields` (what a variant label shows) never lists it.
 * ``only_with`` (a class attribute: field -> (selector, value)) -- a field that applies only when
   another field has one value (``qig`` only with ``sensitivity=qig``, TLQ's ``damp`` only with
   ``solver=gptq``). :func:`check_only_with` rejects a config that sets such a field away from its
@@ -32,6 +35,8 @@ from qigbench.errors import QigbenchError
 
 #: dataclass field metadata key of :func:`omit_default`
 OMIT_DEFAULT = "qigbench.omit_default"
+#: dataclass field metadata key of :func:`exact_option`
+EXACT = "qigbench.exact"
 #: what a boolean option accepts
 TRUE_WORDS = ("true", "1", "yes", "on")
 FALSE_WORDS = ("false", "0", "no", "off")
@@ -46,6 +51,29 @@ class OptionError(QigbenchError, ValueError):
 def omit_default(default: Any) -> Any:
     """A dataclass field left out of :func:`config_to_dict` while it equals ``default``."""
     return dataclasses.field(default=default, metadata={OMIT_DEFAULT: True})
+
+
+def exact_option(default: Any, *, omit: bool = True) -> Any:
+    """A field that cannot change the result beyond float rounding (never part of a variant label);
+    left out of :func:`config_to_dict` at its default unless ``omit=False``."""
+    metadata = {EXACT: True, OMIT_DEFAULT: True} if omit else {EXACT: True}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def changed_fields(config: Any, base: Any) -> dict[str, Any]:
+    """Every field of ``config`` that differs from ``base`` (same class, or one ``config`` embeds),
+    by its option name (``qig.steps``), fields marked :func:`exact_option` left out. Nested configs
+    are compared field by field; the values are plain data (:func:`config_to_dict`'s form)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        if f.metadata.get(EXACT) or not f.init:
+            continue
+        value, other = getattr(config, f.name), getattr(base, f.name, dataclasses.MISSING)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type) and dataclasses.is_dataclass(other):
+            out.update({f"{f.name}.{k}": v for k, v in changed_fields(value, other).items()})
+        elif value != other:
+            out[f.name] = _plain(value)
+    return out
 
 
 # -- the plain form ---------------------------------------------------------------------------
@@ -132,6 +160,11 @@ def build(config_class: type[C], options: Mapping[str, Any], owner: str) -> C:
     Keys may use ``-`` for ``_``; ``sub.field`` sets a field of a nested config. String values are
     converted by the field's type hint; other values are taken as given (the Python API)."""
     return _build(config_class, options, owner, None)
+
+
+def derive(base: C, options: Mapping[str, Any], owner: str) -> C:
+    """The config instance ``base`` with ``options`` applied over it (same conversions as :func:`build`)."""
+    return _build(type(base), options, owner, base)
 
 
 def _build(config_class: type[C], options: Mapping[str, Any], owner: str, base: Any) -> C:

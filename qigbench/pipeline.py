@@ -111,7 +111,9 @@ class QuantizeRequest:
         identity, and so the same ``config_hash``, the suites give this configuration."""
         method = method if method is not None else get_method(self.method, dict(self.options))
         fmt = self.quant_format
-        chosen = EngineConfig(propagation=self.propagation).resolve_propagation(fmt)
+        # a method whose paper propagates otherwise than the format's rule (GPTQ: quantized in every
+        # format) records it: the payload leaves out only what the format alone would choose
+        chosen = EngineConfig(propagation=self.propagation).resolve_propagation(fmt, method.propagation)
         automatic = EngineConfig().resolve_propagation(fmt)
         return ConfigIdentity(
             model=self.model,
@@ -124,6 +126,10 @@ class QuantizeRequest:
             max_length=self.max_length,
             propagation=None if chosen == automatic else chosen,
         )
+
+    def label(self, method: Method[Any] | None = None) -> str:
+        """The name this configuration is recorded and shown under (``qig``, ``qig[steps=4]``)."""
+        return (method if method is not None else get_method(self.method, dict(self.options))).label()
 
     def fingerprint(self) -> dict[str, Any]:
         """What a resume directory must match: the identity plus the seed."""
@@ -149,6 +155,8 @@ class QuantizeResult:
             # the hash the suites store for this configuration, and what it is computed from
             "config_hash": identity.hash(),
             "identity": {**identity.payload(), **identity.calibration_payload()},
+            # what tables, plots and heatmaps call this configuration (results.identity.variant_label)
+            "label": self.request.label(),
             "model_source": self.loaded.source,
             "family": self.loaded.family.name,
             "method": self.report.method,
@@ -242,7 +250,7 @@ def write_heatmap(
     for block, groups in sorted(report.token_weights.items()):
         for group, weights in groups.items():
             recorder.record(block, weights, report.token_types, group)
-    title = title or f"token sensitivity: {result.request.method} {report.format} on {result.request.model}"
+    title = title or f"token sensitivity: {result.request.label()} {report.format} on {result.request.model}"
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return recorder.save(path, title=title)
 

@@ -28,7 +28,8 @@ from typing import Any
 
 import pytest
 
-from qigbench.matrix.cases import TABLES, Case, is_slow, item_id, items
+from qigbench.errors import QigbenchError
+from qigbench.matrix.cases import TABLES, Case, check_method_options, is_slow, item_id, items
 from qigbench.matrix.options import SuiteOptions, build_options, pin_threads
 
 _OPTIONS = pytest.StashKey[SuiteOptions]()
@@ -82,6 +83,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--cache-dir", dest="qig_cache_dir", help="qigbench cache (models, calibration sets, task pack)")
     group.addoption("--memory-budget", dest="qig_memory_budget",
                     help="bytes a streamed calibration chunk may take, e.g. 8GiB (default: half the free memory)")
+    group.addoption("--method-option", action="append", dest="qig_method_options", metavar="[METHOD:]KEY=VALUE",
+                    help="method option added to every configuration it applies to (repeatable), e.g. "
+                    "qig.steps=8; stored labels show it (qig[steps=8])")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -177,6 +181,7 @@ def suite_options(config: pytest.Config) -> SuiteOptions:
             on_conflict=get("qig_on_conflict"),
             cache_dir=get("qig_cache_dir"),
             memory_budget=get("qig_memory_budget"),
+            method_options=get("qig_method_options"),
         )
         pin_threads(config.stash[_OPTIONS])
     return config.stash[_OPTIONS]
@@ -203,6 +208,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     suite = [i for i in items if isinstance(getattr(getattr(i, "callspec", None), "params", {}).get("case"), Case)]
     if not suite:
         return
+    try:
+        check_method_options([config.stash.get(_EXPECTED, [])], suite_options(config))
+    except QigbenchError as err:
+        raise pytest.UsageError(str(err)) from None
     rank = {name: n for n, name in enumerate(TABLES)}
     ordered = sorted(suite, key=lambda i: rank.get(i.callspec.params["case"].table, len(rank)))  # type: ignore[attr-defined]
     buckets: dict[str, list[pytest.Item]] = {}

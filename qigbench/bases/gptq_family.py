@@ -33,6 +33,10 @@ GPTQMethodConfigT = TypeVar("GPTQMethodConfigT", bound=GPTQMethodConfig)
 
 
 class GPTQMethod(Method[GPTQMethodConfigT]):
+    #: GPTQ (Frantar et al., Sec. 5): each block is calibrated on the outputs of the already
+    #: quantized blocks before it, in every format (QIG+GPTQ is the same framework)
+    propagation = "quantized"
+
     def token_weights(self, ctx: BlockContext, group: ResolvedGroup) -> torch.Tensor | None:
         return None
 

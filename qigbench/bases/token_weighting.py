@@ -23,12 +23,12 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from qigbench.engine.context import BlockContext
-from qigbench.engine.replay import Recorder, Replay, run_calls
+from qigbench.engine.context import BlockContext, record_inputs
+from qigbench.engine.replay import Replay
 from qigbench.memory import row_bytes
 from qigbench.models.groups import ResolvedGroup
 from qigbench.quant import QuantLinear, set_submodule, straight_through_surrogate
-from qigbench.sensitivity.base import AttributionTarget, SensitivityProvider
+from qigbench.sensitivity.base import AttributionTarget, SensitivityProvider, TokenWeights
 from qigbench.sensitivity.qig_provider import QIGConfig, QIGProvider, SearchCounter
 from qigbench.sensitivity.registry import get_provider
 
@@ -69,10 +69,16 @@ def attribution_target(
     """The target for ``group``; ``quantized_reference`` adds ``x_q`` for weight-only formats too."""
     g = ctx.group(group.name)
     fp_calls = ctx.compared(g, "fp")
-    twin = rtn_copy(g.inspect, _relative_linears(g, ctx), ctx)
-    quantized = Replay(twin, fp_calls.calls, ctx.device)
     x = ctx.group_input(g, "fp")
-    x_q = quantized_path_input(ctx, g) if quantized_reference or not ctx.fmt.weight_only else None
+    x_q = None
+    if quantized_reference or not ctx.fmt.weight_only:
+        # the block's RTN twin gives x^q, and its copy of the inspected module is f_q: the same RTN
+        # of the same weights as a copy of the module alone (one deep copy and rounding, not two)
+        x_q, block_twin = quantized_path(ctx, g)
+        twin = block_twin.get_submodule(g.spec.inspect) if g.spec.inspect else block_twin
+    else:
+        twin = rtn_copy(g.inspect, _relative_linears(g, ctx), ctx)
+    quantized = Replay(twin, fp_calls.calls, ctx.device)
     tokens = int(x.shape[1])
     grad_row = row_bytes(g.inspect, tokens, autograd=True) + row_bytes(twin, tokens, autograd=True)
     return AttributionTarget(
@@ -89,7 +95,17 @@ def attribution_target(
         memory_budget=attribution_budget(ctx, g),
         row_bytes=grad_row,
         surrogate=lambda: straight_through_surrogate(twin),
+        # a linear layer and its weight-only RTN twin: QIG's one-point shortcut is exact there
+        linear=isinstance(g.inspect, nn.Linear) and ctx.fmt.weight_only,
+        linear_weights=_linear_weights(g.inspect, twin, ctx),
     )
+
+
+def _linear_weights(module: nn.Module, twin: nn.Module, ctx: BlockContext) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(W, W_q)`` when the compared module is one linear layer and its twin a QuantLinear of it."""
+    if not isinstance(module, nn.Linear) or not isinstance(twin, QuantLinear):
+        return None
+    return module.weight.detach().to(ctx.device), twin.weight.detach().to(ctx.device)
 
 
 def attribution_budget(ctx: BlockContext, group: ResolvedGroup) -> int:
@@ -101,15 +117,23 @@ def attribution_budget(ctx: BlockContext, group: ResolvedGroup) -> int:
     return min(ctx.budget(), search)
 
 
-@torch.no_grad()
 def quantized_path_input(ctx: BlockContext, group: ResolvedGroup) -> torch.Tensor:
     """Input of ``group``'s inspected module when the block runs with RTN-quantized linears on the
     quantized stream (the fp stream when no quantized stream was kept)."""
+    return quantized_path(ctx, group)[0]
+
+
+@torch.no_grad()
+def quantized_path(ctx: BlockContext, group: ResolvedGroup) -> tuple[torch.Tensor, nn.Module]:
+    """:func:`quantized_path_input` and the RTN twin of the block it ran through.
+
+    Each batch's forward through the twin stops as soon as the module's input is recorded (nothing
+    after it can change it): for the first group of a block that is one norm, not a block."""
     twin = rtn_copy(ctx.block, ctx.linear_names(), ctx)
     stream = ctx.q_inputs if ctx.q_inputs is not None else ctx.fp_inputs
-    with Recorder({"x": twin.get_submodule(group.spec.inspect)}) as rec:
-        run_calls(twin, ctx.calls, stream, ctx.device)
-    return torch.cat([call.input() for call in rec.calls["x"]], dim=0)
+    recorded = record_inputs(twin, ctx.calls, stream, {"x": twin.get_submodule(group.spec.inspect)}, ctx.device,
+                             stop_early=True)  # fmt: skip
+    return torch.cat([call.input() for call in recorded["x"]], dim=0), twin
 
 
 @torch.no_grad()
@@ -144,15 +168,25 @@ def make_provider(sensitivity: SensitivityName, qig: QIGConfig) -> SensitivityPr
     return get_provider(sensitivity)
 
 
-def group_token_weights(provider: SensitivityProvider, ctx: BlockContext, group: ResolvedGroup) -> torch.Tensor:
-    """lambda[N, T] for one group of the current block; diagnostics go to the block's stats and the
-    weights to its artifacts (for the heatmap)."""
+def group_target(provider: SensitivityProvider, ctx: BlockContext, group: ResolvedGroup) -> AttributionTarget:
+    """The attribution target ``provider`` needs for one group of the current block (with the
+    attention probabilities or the quantized-path input only when the provider asks for them)."""
     wants_attention = getattr(provider, "name", "") == "attention"
     wants_xq = bool(getattr(provider, "wants_quantized_input", False))
-    result = provider(attribution_target(ctx, group, with_attention=wants_attention, quantized_reference=wants_xq))
+    return attribution_target(ctx, group, with_attention=wants_attention, quantized_reference=wants_xq)
+
+
+def record_weights(ctx: BlockContext, group: ResolvedGroup, result: TokenWeights) -> torch.Tensor:
+    """Log a provider's diagnostics to the block's stats and keep its weights for the heatmap."""
     ctx.log(group.name, **{f"sens.{k}": v for k, v in result.diagnostics.items() if isinstance(v, (int, float, bool))})
     ctx.artifacts.setdefault("token_weights", {})[group.name] = result.weights.detach().cpu()
     return result.weights
+
+
+def group_token_weights(provider: SensitivityProvider, ctx: BlockContext, group: ResolvedGroup) -> torch.Tensor:
+    """lambda[N, T] for one group of the current block; diagnostics go to the block's stats and the
+    weights to its artifacts (for the heatmap)."""
+    return record_weights(ctx, group, provider(group_target(provider, ctx, group)))
 
 
 @dataclass(frozen=True)

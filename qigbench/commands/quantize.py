@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         check_file_target(args.heatmap, "--heatmap")
     result = quantize(request)
     record = result.record()
-    summary = {k: record[k] for k in ("model_source", "method", "format", "propagation", "seconds",
+    summary = {k: record[k] for k in ("model_source", "method", "label", "format", "propagation", "seconds",
                                       "peak_memory_bytes", "mean_block_error")}
     summary["block_errors"] = [round(b["rel_error"], 6) for b in record["blocks"]]
     if args.save:

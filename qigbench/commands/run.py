@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, help=f"examples per task (default {TINY_LIMIT} on tiny models, else all)")
     parser.add_argument("--samples", type=int, help="calibration samples (default 16 on tiny models, else 128)")
     parser.add_argument("--seeds", help="comma list of seeds (default 0)")
+    parser.add_argument("--option", "-o", action="append", default=[], metavar="[METHOD:]KEY=VALUE",
+                        help="method option for every configuration it applies to, e.g. -o qig.steps=8 "
+                        "(repeatable; stored as qig[steps=8]); METHOD:KEY=VALUE scopes it to one method")
     parser.add_argument("--db", type=Path, default=Path("results.db"), help="results database (default results.db)")
     parser.add_argument("--out", type=Path, default=Path("reports/latest"), help="report folder (reports/latest)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
@@ -54,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     from qigbench.distributed.arguments import run_jobs, wants_jobs
     from qigbench.errors import QigbenchError
-    from qigbench.matrix.cases import TABLES, items
+    from qigbench.matrix.cases import TABLES, check_method_options, items
     from qigbench.matrix.options import build_options, pin_threads
     from qigbench.matrix.preflight import preflight
     from qigbench.matrix.session import ConfigClaimed, SuiteSession
@@ -79,11 +82,13 @@ def run(args: argparse.Namespace) -> int:
         heatmap_dir=args.out / "heatmaps",  # with the report they belong to, not next to --db
         verify_device=not args.dry_run and args.executor == "local",
         memory_budget=args.memory_budget,
+        method_options=getattr(args, "option", None),
     )
     pin_threads(options)
     if options.limit is None and options.tiny:
         options = options.with_(limit=TINY_LIMIT)
     matrices = [TABLES[t](options) for t in tables]
+    check_method_options(matrices, options)
     if wants_jobs(args):
         if not args.dry_run and args.executor == "local":  # --workers N: this machine runs the jobs
             checked = preflight([pair for matrix in matrices for pair in items(matrix)], options)

@@ -38,8 +38,16 @@ class EngineConfig:
     #: bytes a streamed chunk (attribution, scale candidates) may take; None: a safe share of free memory
     memory_budget: int | None = None
 
-    def resolve_propagation(self, fmt: QuantFormat) -> Literal["fp", "quantized"]:
+    def resolve_propagation(
+        self, fmt: QuantFormat, method_default: Literal["fp", "quantized"] | None = None
+    ) -> Literal["fp", "quantized"]:
+        """The stream the next block is fed. ``auto``: the method's own rule when it has one
+        (``Method.propagation``: GPTQ's paper feeds every block the quantized outputs, SmoothQuant's
+        takes its statistics from the fp model), else the format's: fp for weight-only formats,
+        the quantized path for weight-activation ones (MBQ, QIG: methods.md)."""
         if self.propagation == "auto":
+            if method_default is not None:
+                return method_default
             return "fp" if fmt.weight_only else "quantized"
         return self.propagation
 

@@ -17,13 +17,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast, get_args
 
 import torch
 
 from qigbench.config import build, check_choices, check_only_with, config_to_dict
 from qigbench.engine.contracts import RunContext, WorkUnit, one_block_units
 from qigbench.errors import QigbenchError
+from qigbench.results.identity import variant_label
 
 if TYPE_CHECKING:
     from qigbench.engine.context import BlockContext
@@ -67,6 +68,9 @@ class Method(ABC, Generic[ConfigT]):
     needs_calibration: ClassVar[bool] = True
     #: keep the quantized propagation stream even in fp mode (see :meth:`keeps_quantized_stream`)
     needs_quantized_stream: ClassVar[bool] = False
+    #: the stream the method's paper propagates between blocks in every format (``--propagation
+    #: auto``); None: the format's rule (fp for weight-only, quantized for weight-activation formats)
+    propagation: ClassVar[Literal["fp", "quantized"] | None] = None
 
     config: ConfigT
 
@@ -124,6 +128,12 @@ class Method(ABC, Generic[ConfigT]):
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.name, "config": config_to_dict(self.config)}
+
+    def label(self) -> str:
+        """The name this configured method is stored, tabled and plotted under: ``qig`` at the
+        method's defaults, ``qig[steps=4]`` with a result-changing option away from them
+        (:func:`qigbench.results.identity.variant_label`)."""
+        return variant_label(self.name, self.config)
 
 
 def _entry_points() -> dict[str, Any]:

@@ -143,7 +143,7 @@ def _calibrate(
     where.block = -1
     if not isinstance(fmt, QuantFormat):  # the format is parsed once, at the edge
         raise TypeError(f"calibrate() takes a parsed QuantFormat, not {fmt!r}: pass parse_format({fmt!r})")
-    propagation = cfg.resolve_propagation(fmt)
+    propagation = cfg.resolve_propagation(fmt, method.propagation)
     start_time = time.perf_counter()
     _reset_peak_memory(cfg.device)
     model.eval()

@@ -4,8 +4,12 @@ A case is everything that changes the quantized model; the tasks are measured on
 ``table*`` function expands :class:`SuiteOptions` into ``[(case, tasks), ...]``: the pytest suites
 parametrize over these pairs, and ``qigbench run`` walks Table 2 directly.
 
-Methods are stored under the paper's display names: ``qig-gptq`` as ``qig+gptq``, QIG with
-leave-one-out sensitivity as ``loo`` (Table 6), ablation variants as ``qig [key=value]``.
+Methods are stored under one label (:func:`qigbench.results.identity.variant_label`): the paper's
+display name (``qig-gptq`` as ``qig+gptq``) plus every result-changing option that departs from the
+method's defaults, ``qig[steps=8]``, whether a suite or the user (``--method-option`` /
+``qigbench run -o``) set it. A few suite variants have names of their own (QIG with leave-one-out
+sensitivity is ``loo`` in Table 6, Table A3's sets ``mbq[ocr-16]``); options the user adds on top
+of them join their brackets (``loo[...]``).
 """
 
 from __future__ import annotations
@@ -17,11 +21,11 @@ from typing import Any
 
 from qigbench.matrix.options import FIDELITY_TASK, SuiteOptions
 from qigbench.quant import parse_format
-from qigbench.results.identity import FP_METHOD, ConfigIdentity
+from qigbench.results.identity import DISPLAY_NAMES, FP_METHOD, ConfigIdentity, variant_label
 from qigbench.results.row import ConfigKey
 
 FP_FORMAT = "FP16"
-DISPLAY = {"qig-gptq": "qig+gptq"}
+DISPLAY = DISPLAY_NAMES
 
 Matrix = list[tuple["Case", tuple[str, ...]]]
 
@@ -33,6 +37,68 @@ def resolved_config(method: str, options: tuple[tuple[str, str], ...]) -> dict[s
 
     return get_method(method, dict(options)).describe()["config"]
 
+
+@functools.cache
+def method_config(method: str, options: tuple[tuple[str, str], ...]) -> Any:
+    """``method``'s config object with ``options`` applied (cached: suites build it per case)."""
+    from qigbench.engine.method import get_method
+
+    return get_method(method, dict(options)).config
+
+
+@functools.cache
+def method_propagation(method: str, fmt: str) -> str | None:
+    """The stream ``method`` propagates at ``fmt`` when that is not the format's own rule (GPTQ:
+    quantized in W3A16 too), as :meth:`qigbench.pipeline.QuantizeRequest.identity` records it."""
+    from qigbench.engine.contracts import EngineConfig
+    from qigbench.engine.method import get_method
+
+    parsed = parse_format(fmt)
+    chosen = EngineConfig().resolve_propagation(parsed, type(get_method(method)).propagation)
+    return None if chosen == EngineConfig().resolve_propagation(parsed) else chosen
+
+
+def case_label(
+    method: str,
+    options: tuple[tuple[str, str], ...] = (),
+    user_options: tuple[tuple[str, str], ...] = (),
+    name: str | None = None,
+) -> str:
+    """The stored label of a case: ``name`` (a suite's own name for its variant) plus what the user's
+    options change on top of the suite's, or, without a name, every change from the defaults."""
+    if method == FP_METHOD:
+        return name or FP_METHOD
+    if name is None:
+        return variant_label(method, method_config(method, (*options, *user_options)))
+    if not user_options:
+        return name
+    return variant_label(method, method_config(method, (*options, *user_options)), method_config(method, options),
+                         name=name)  # fmt: skip
+
+
+def applicable_options(method: str, options: tuple[tuple[str, str], ...],
+                       user: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """The user's ``[METHOD:]KEY=VALUE`` options that apply to ``method`` on top of a case's own
+    ``options``: scoped ones only to their method; unscoped ones to every method whose config has
+    that option and accepts it with the case's own options (``qig.steps`` does not apply to QIG
+    with ``sensitivity=leave_one_out``: the case keeps its own variant and its label says so)."""
+    from qigbench.config import OptionError
+
+    out: list[tuple[str, str]] = []
+    for key, value in user:
+        scope, sep, bare = key.partition(":")
+        if sep:
+            if scope != method:
+                continue
+            out.append((bare, value))
+            method_config(method, (*options, *out))  # a scoped option that does not fit is an error
+            continue
+        try:
+            method_config(method, (*options, *out, (key, value)))
+        except OptionError:
+            continue
+        out.append((key, value))
+    return tuple(out)
 
 @dataclass(frozen=True)
 class Case:
@@ -46,21 +112,24 @@ class Case:
     seed: int = 0
     options: tuple[tuple[str, str], ...] = ()
     calib: str = "default"  # "default" (the model's synthetic caption/text set) or "ocr"
-    label: str | None = None  # stored method name; None = derived from method and options
+    label: str | None = None  # the suite's own name for this variant; None = derived from the options
     heavy: bool = False  # a scaled-up variant (e.g. Table A3's doubled set): not in the CI selection
+    #: options the user added to the suite's (``--method-option``, ``qigbench run -o``), applied after them
+    user_options: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_fp(self) -> bool:
         return self.method == FP_METHOD
 
     @property
+    def all_options(self) -> tuple[tuple[str, str], ...]:
+        """The suite's options, then the user's: what the method is built with."""
+        return (*self.options, *self.user_options)
+
+    @property
     def stored_method(self) -> str:
-        if self.label is not None:
-            return self.label
-        base = DISPLAY.get(self.method, self.method)
-        if not self.options:
-            return base
-        return f"{base} [{','.join(f'{k}={v}' for k, v in self.options)}]"
+        """The label rows, tables, plots and heatmaps show (:func:`case_label`)."""
+        return case_label(self.method, self.options, self.user_options, self.label)
 
     def identity(self) -> ConfigIdentity:
         """The configuration's identity (:mod:`qigbench.results.identity`): the same as
@@ -71,10 +140,11 @@ class Case:
             model=self.model,
             method=self.method,
             format=self.format,
-            options=self.options,
-            config=resolved_config(self.method, self.options),
+            options=self.all_options,
+            config=resolved_config(self.method, self.all_options),
             samples=self.samples,
             calibration=self.calib,
+            propagation=method_propagation(self.method, self.format),
         )
 
     def fingerprint(self) -> dict[str, Any]:
@@ -110,8 +180,9 @@ def _quantized(
         for fmt in formats:
             for spec in methods:
                 name, options, label = (spec, (), None) if isinstance(spec, str) else spec
+                user = applicable_options(name, options, opts.method_options)
                 for seed in opts.seeds:
-                    case = Case(table, model, name, fmt, n, seed, options, calib, label)
+                    case = Case(table, model, name, fmt, n, seed, options, calib, label, user_options=user)
                     out.append((case, tasks))
     return out
 
@@ -172,7 +243,7 @@ def tableA3(opts: SuiteOptions) -> Matrix:
     for model in opts.vlm_models:
         base = opts.samples_for(model)
         for n in (base, 2 * base):
-            methods = (("mbq", (), f"mbq [ocr-{n}]"), ("qig", (), f"qig [ocr-{n}]"))
+            methods = (("mbq", (), f"mbq[ocr-{n}]"), ("qig", (), f"qig[ocr-{n}]"))
             cases = _quantized("tableA3", opts, [model], methods, formats, tasks, calib="ocr", samples=n)
             out += [(replace(c, heavy=n > base), t) for c, t in cases]
     return out
@@ -194,7 +265,7 @@ def _ablation_tasks(opts: SuiteOptions, paper: tuple[str, ...]) -> tuple[str, ..
 
 def ablation_table1(opts: SuiteOptions) -> Matrix:
     methods: list[Any] = ["mbq", "qig"]
-    methods += [("qig", (("sensitivity", s),), f"qig [sensitivity={s}]") for s in SENSITIVITY_ABLATION]
+    methods += [("qig", (("sensitivity", s),), None) for s in SENSITIVITY_ABLATION]
     tasks = _ablation_tasks(opts, ("vizwiz",))
     return _quantized("table1", opts, opts.vlm_models, methods, opts.formats_among(("W4A8",)), tasks)
 
@@ -292,3 +363,26 @@ def is_slow(case: Case) -> bool:
     sensitivity (one forward per token) and Table A3's doubled calibration set."""
     ablation = case.table in ("table1", "table4", "tableA1", "tlq_ablation", "tlq_compare", "qvlm_setting")
     return ablation or ("sensitivity", "leave_one_out") in case.options or case.heavy
+
+
+def check_method_options(matrices: Sequence[Matrix], opts: SuiteOptions) -> None:
+    """Fail when a user's method option applies to no case of the run (a typo, or a method that is
+    not in the matrix): an option that silently does nothing is worse than an error."""
+    if not opts.method_options:
+        return
+    from qigbench.matrix.options import SuiteOptionError
+
+    used: set[tuple[str, str]] = set()
+    for matrix in matrices:
+        for case, _ in matrix:
+            for key, value in case.user_options:
+                used.add((key, value))
+                used.add((f"{case.method}:{key}", value))
+    unused = [f"{k}={v}" for k, v in opts.method_options if (k, v) not in used]
+    if unused:
+        methods = sorted({c.method for m in matrices for c, _ in m if not c.is_fp})
+        raise SuiteOptionError(
+            f"method option(s) {', '.join(unused)} apply to no configuration of this run (methods: "
+            f"{', '.join(methods) or 'none'}); check the option name (`qigbench methods` lists every option) "
+            "or scope it as METHOD:KEY=VALUE"
+        )

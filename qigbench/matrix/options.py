@@ -93,6 +93,9 @@ class SuiteOptions:
     #: e.g. "8GiB", passed to every calibration (None: a safe share of free memory)
     memory_budget: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    #: method options the user adds to every case they apply to (``[METHOD:]KEY=VALUE``, e.g.
+    #: ``qig.steps=8`` or ``qig-gptq:damp=0.02``); each case's label shows what they change
+    method_options: tuple[tuple[str, str], ...] = ()
     #: check here that ``device`` exists; off when this process only plans (``--dry-run``) or hands
     #: the jobs to other machines (Ray, SLURM), whose devices it cannot see
     verify_device: bool = True
@@ -163,10 +166,16 @@ def build_options(
     lm_models: Iterable[str] | str | None = None,
     lm_tasks: Iterable[str] | str | None = None,
     seeds: Iterable[str] | str | None = None,
+    method_options: Iterable[str] | str | None = None,
     **rest: object,
 ) -> SuiteOptions:
-    """:class:`SuiteOptions` from command-line strings (lists may be repeated or comma-separated)."""
+    """:class:`SuiteOptions` from command-line strings (lists may be repeated or comma-separated;
+    ``method_options`` are repeated ``[METHOD:]KEY=VALUE`` strings, not split on commas)."""
     fields: dict[str, object] = dict(rest)
+    if method_options:
+        fields["method_options"] = parse_method_options(
+            [method_options] if isinstance(method_options, str) else list(method_options)
+        )
     if split_list(models):
         fields["models"] = tuple(split_list(models))
     if split_list(methods):
@@ -184,6 +193,17 @@ def build_options(
     if "db" in fields and fields["db"] is not None:
         fields["db"] = Path(str(fields["db"]))
     return SuiteOptions(**{k: v for k, v in fields.items() if v is not None})  # type: ignore[arg-type]
+
+
+def parse_method_options(pairs: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """``["qig.steps=8", "qig-gptq:damp=0.02"]`` -> ``(("qig.steps", "8"), ("qig-gptq:damp", "0.02"))``."""
+    out = []
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or key.strip().endswith(":"):
+            raise SuiteOptionError(f"method option {pair!r} must look like [METHOD:]KEY=VALUE, e.g. qig.steps=8")
+        out.append((key.strip(), value.strip()))
+    return tuple(out)
 
 
 def pin_threads(options: SuiteOptions) -> None:

@@ -146,7 +146,7 @@ class SuiteSession:
             model=case.model,
             method=case.method,
             format=case.format,
-            options=case.options,
+            options=case.all_options,
             calib=calib,
             calib_name=case.calib,  # the identity names the set as the case does ("default", "ocr")
             samples=case.samples,

@@ -88,7 +88,7 @@ def is_full_precision(method: str, fmt: str) -> bool:
 
 
 def method_sort_key(method: str) -> tuple[int, str]:
-    base = method.split(" [")[0].lower()
+    base = method.split("[")[0].strip().lower()  # a variant (``qig[steps=4]``) sorts with its method
     return (METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER), method)
 
 

@@ -33,16 +33,89 @@ CI baseline keep their keys.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from qigbench.config import changed_fields
 from qigbench.results.row import config_hash
 
 #: the method name of the unquantized model
 FP_METHOD = "fp16"
 #: the calibration name of the model's offline synthetic set
 DEFAULT_CALIBRATION = "default"
+#: methods stored under the paper's display name
+DISPLAY_NAMES = {"qig-gptq": "qig+gptq"}
+
+
+def display_name(method: str) -> str:
+    """The name a method plugin is shown under in tables (``qig-gptq`` -> ``qig+gptq``)."""
+    return DISPLAY_NAMES.get(method, method)
+
+
+def variant_label(method: str, config: Any = None, base: Any = None, *, name: str | None = None) -> str:
+    """The one name a configuration is stored, tabled, plotted and titled under.
+
+    ``name`` (default: ``method``'s display name), plus ``[key=value,...]`` for every field of
+    ``config`` that differs from ``base`` (default: the defaults of ``config``'s class): ``qig``,
+    ``qig[steps=4]``, ``qig+gptq[quadrature=gauss,steps=4]``. Fields that cannot change the result
+    (:func:`qigbench.config.exact_option`) never enter it, and passing a default value explicitly
+    gives the plain name, so a label says exactly how the run departs from the method's defaults.
+    A nested field is shown by its own name where that is unambiguous (``qig.steps`` -> ``steps``).
+    A ``name`` that already ends in ``[...]`` (a suite's named variant, ``mbq[ocr-16]``) gets the
+    changes added inside its brackets.
+    """
+    label = name if name is not None else display_name(method)
+    if config is None:
+        return label
+    if base is None:
+        base = type(config)()
+    return with_tags(label, label_tags(config, changed_fields(config, base)))
+
+
+def label_tags(config: Any, changes: Mapping[str, Any]) -> list[str]:
+    """``key=value`` strings of ``changes`` (option names of ``config``), nested keys shortened to
+    their last part where no other field of ``config`` has that name."""
+    leaves = _leaf_names(config)
+    tags = []
+    for key, value in changes.items():
+        leaf = key.rsplit(".", 1)[-1]
+        shown = leaf if leaves.count(leaf) == 1 else key
+        tags.append(f"{shown}={_label_value(value)}")
+    return tags
+
+
+def with_tags(label: str, tags: Sequence[str]) -> str:
+    """``label`` with ``tags`` in brackets, merged into brackets it already has."""
+    if not tags:
+        return label
+    if label.endswith("]") and "[" in label:
+        return f"{label[:-1]},{','.join(tags)}]"
+    return f"{label}[{','.join(tags)}]"
+
+
+def _leaf_names(config: Any) -> list[str]:
+    names = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            names.extend(_leaf_names(value))
+        else:
+            names.append(f.name)
+    return names
+
+
+def _label_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "+".join(_label_value(v) for v in value)
+    return str(value)
 
 
 @dataclass(frozen=True)

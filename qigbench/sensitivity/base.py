@@ -79,6 +79,15 @@ class AttributionTarget:
     #: context under which f_q computes the straight-through *surrogate* it is differentiated as
     #: (activation quantizers as the identity): what QIG's completeness is checked against
     surrogate: Callable[[], contextlib.AbstractContextManager[Any]] | None = None
+    #: ``f_fp`` and ``f_q`` are linear in ``x`` up to one shared constant (``x A^T + c`` and
+    #: ``x A_q^T + c``: a linear layer and its weight-only RTN twin, the ``o`` and ``down`` groups of
+    #: W{b}A16). Their difference is then linear, so a QIG objective of it is positively homogeneous
+    #: and, from the zero baseline, its gradient is the same at every path point: one point is exact
+    linear: bool = False
+    #: ``(W, W_q)``, the weights of ``f_fp`` and ``f_q`` when the compared module is one linear layer
+    #: (any format): QIG's gradient is then ``sign(e) (W - W_q) / H`` at every path point, so the
+    #: path needs forwards only and one matmul at the end (``QIGProvider``'s no-backward shortcut)
+    linear_weights: tuple[Tensor, Tensor] | None = None
 
     @property
     def batch(self) -> int:

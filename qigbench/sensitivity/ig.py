@@ -24,7 +24,7 @@ from torch import Tensor
 
 from qigbench.sensitivity.errors import SensitivityError
 
-Quadrature = Literal["midpoint", "trapezoid", "left", "gauss"]
+Quadrature = Literal["midpoint", "trapezoid", "left", "right", "gauss", "linspace"]
 QUADRATURES: tuple[str, ...] = get_args(Quadrature)
 
 #: G maps x[N, T, H] to one value per row, [N]; rows must not interact.
@@ -36,8 +36,12 @@ def quadrature_nodes(steps: int, rule: str) -> tuple[list[float], list[float]]:
 
     midpoint: ``(j + 1/2)/m`` (error O(1/m^2), m evaluations) — the default;
     trapezoid: ``j/m``, j = 0..m, halved end weights (O(1/m^2), m + 1 evaluations);
-    left: ``j/m``, j = 0..m-1 — the Riemann sum of the original IG paper (O(1/m));
-    gauss: m-point Gauss-Legendre (exact for polynomials of degree 2m - 1).
+    left: ``j/m``, j = 0..m-1 (O(1/m));
+    right: ``j/m``, j = 1..m — the Riemann sum of the original IG paper (Sundararajan et al., eq. 3;
+    O(1/m));
+    gauss: m-point Gauss-Legendre (exact for polynomials of degree 2m - 1);
+    linspace: ``torch.linspace(0, 1, m)`` with equal weights 1/m — the released QIG code (both end
+    points, weights summing to 1 but not a consistent rule: its error does not vanish as 1/m^2).
     """
     if steps < 1:
         raise SensitivityError(f"integration steps must be >= 1, got {steps}; use e.g. steps=32")
@@ -46,6 +50,10 @@ def quadrature_nodes(steps: int, rule: str) -> tuple[list[float], list[float]]:
         return [(j + 0.5) / m for j in range(m)], [1.0 / m] * m
     if rule == "left":
         return [j / m for j in range(m)], [1.0 / m] * m
+    if rule == "right":
+        return [(j + 1) / m for j in range(m)], [1.0 / m] * m
+    if rule == "linspace":
+        return ([j / (m - 1) for j in range(m)] if m > 1 else [0.0]), [1.0 / m] * m
     if rule == "trapezoid":
         w = [1.0 / m] * (m + 1)
         w[0] = w[-1] = 0.5 / m

@@ -41,6 +41,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from qigbench.config import exact_option, omit_default
 from qigbench.sensitivity.base import (
     AttributionTarget,
     SensitivityError,
@@ -49,10 +50,23 @@ from qigbench.sensitivity.base import (
     register_provider,
 )
 from qigbench.sensitivity.clipping import CLIPPING_NAMES, ClippingName
-from qigbench.sensitivity.ig import QUADRATURES, GFn, IGResult, Quadrature, integrate, integrate_adaptive
+from qigbench.sensitivity.ig import (
+    QUADRATURES,
+    GFn,
+    IGResult,
+    Quadrature,
+    integrate,
+    integrate_adaptive,
+    quadrature_nodes,
+)
 from qigbench.tokens import TokenType, valid_mask
 
 Baseline = Literal["auto", "zero", "quantized"]
+Preset = Literal["paper", "fast"]
+#: the fast preset's rule where the integrand is smooth (weight-only formats): 8-node Gauss-Legendre,
+#: the cheapest setting that agreed with m = 32 on every group measured (README, "QIG's fast variant")
+FAST_STEPS = 8
+FAST_QUADRATURE: Quadrature = "gauss"
 Objective = Literal["fx", "fx_minus_f0", "fx_minus_fxq"]
 OBJECTIVES = ("fx", "fx_minus_f0", "fx_minus_fxq")
 
@@ -72,11 +86,11 @@ class SearchCounter:
 
 @dataclass(frozen=True)
 class QIGConfig:
-    #: path points. Default 1 (the midpoint alpha = 1/2): measured on Qwen2-VL-7B's narrowed shape at
-    #: 128 samples it keeps QIG's cost under MBQ's with Spearman >= 0.9 vs m = 32 and the same block
-    #: error (tests/benchmarks/test_bench_scale.py); exact for a linear compared module with the zero
-    #: baseline (Euler: the gradient is constant along the ray). The paper's setting: steps=32.
-    steps: int = 1
+    #: path points m: the paper's "32-step integrated gradients" (App. B). Fewer points are a named
+    #: variant (``qig[steps=4]``); docs/method_defaults.md has what they agree to and cost
+    steps: int = 32
+    #: midpoint (methods.md: "a proper quadrature"; the paper cites IG's Riemann sum, ``right``);
+    #: ``linspace`` is the released code's (both end points, weights 1/m)
     quadrature: Quadrature = "midpoint"
     #: "auto": the quantized input x^q when the target has one (W-A formats), else zero (paper)
     baseline: Baseline = "auto"
@@ -84,9 +98,21 @@ class QIGConfig:
     objective: Objective = "fx_minus_fxq"
     clipping: ClippingName = "iqr"
     #: path points per batched forward/backward; None: as many as the memory budget allows
-    #: (samples are streamed in chunks as well, see AttributionTarget.chunking)
-    chunk_size: int | None = None
-    batched: bool = True
+    #: (samples are streamed in chunks as well, see AttributionTarget.chunking). How the work is
+    #: cut cannot change the result beyond float rounding, so neither enters a variant label
+    chunk_size: int | None = exact_option(None, omit=False)
+    batched: bool = exact_option(True, omit=False)
+    #: ``paper``: ``steps`` / ``quadrature`` everywhere. ``fast``: 8-node Gauss-Legendre in weight-only
+    #: formats, where it agrees with m = 32 (min per-sample Spearman >= 0.99, |d-lambda| <= 1e-3 on
+    #: every group measured), and ``steps`` / ``quadrature`` (the paper's 32) in weight-activation
+    #: formats, whose straight-through activation rounding makes the integrand a step function that no
+    #: cheaper rule followed. A variant: stored as ``qig[preset=fast]``
+    preset: Literal["paper", "fast"] = omit_default("paper")
+    #: take the shortcuts that cannot change the result (each has a property test in
+    #: tests/sensitivity/test_exact_shortcuts.py and is logged in the block stats when taken):
+    #: one path point where the compared module is linear in x and the baseline is zero (the
+    #: integrand is constant along the path), no path at all where x == baseline (uniform fallback)
+    shortcuts: bool = exact_option(True)
     adaptive: bool = False
     tolerance: float = 1e-2
     max_steps: int = 256
@@ -116,6 +142,12 @@ class QIGConfig:
                                    "the paper uses steps=32")
         if self.completeness not in ("surrogate", "forward"):
             raise SensitivityError(f"completeness={self.completeness!r}; choose surrogate or forward")
+
+    def integration(self, weight_activation: bool) -> tuple[int, Quadrature]:
+        """The (steps, rule) this config integrates with on a target of that kind (see ``preset``)."""
+        if self.preset == "fast" and not weight_activation:
+            return FAST_STEPS, FAST_QUADRATURE
+        return self.steps, self.quadrature
 
     # resolved reference flags -------------------------------------------------------------
     def use_quantized_no_grad(self) -> bool:
@@ -234,12 +266,22 @@ class QIGProvider:
         x = target.x
         live = (x != baseline).flatten(1).any(dim=1)
         diag["steps_used"] = 0
-        if not live.any():
+        if not live.any() and cfg.shortcuts:
+            # exact shortcut: nothing differs from the baseline, every score is 0 and the weights fall
+            # back to uniform whatever the path; no forward or backward is run
             diag["degenerate_input"] = True
+            diag["shortcut_no_path"] = True
+            diag["points_evaluated"] = 0
             return torch.zeros(x.shape[:2], device=x.device), None
+        if cfg.shortcuts and self.linear_exact(target, baseline):
+            return self._linear_scores(target, diag)
+        if cfg.shortcuts and self.forward_only(target):
+            return self._forward_only_scores(target, baseline, diag)
         # all rows go through f even if some are degenerate: the engine's closures expect whole
         # multiples of B rows; a degenerate row simply gets zero attributions and falls back later
-        spans, per_call = target.chunking(cfg.steps if cfg.batched else 1, cfg.chunk_size)
+        m, rule = cfg.integration(bool(target.weight_activation))
+        diag["quadrature"] = rule
+        spans, per_call = target.chunking(m if cfg.batched else 1, cfg.chunk_size)
         diag["sample_chunks"], diag["points_per_call"] = len(spans), per_call
         raw, sums, g_x, g_b, steps, history = [], [], [], [], 0, []
         for a, b in spans:
@@ -254,29 +296,149 @@ class QIGProvider:
         if cfg.adaptive:
             diag["adaptive_history"] = history
         diag["steps_used"] = steps
+        diag["points_evaluated"] = len(quadrature_nodes(steps, rule)[0]) if not cfg.adaptive else None
         total = IGResult(torch.cat(sums).view(-1, 1, 1), torch.cat(g_x), torch.cat(g_b), steps)
         return torch.cat(raw, dim=0), total
+
+    def linear_exact(self, target: AttributionTarget, baseline: Tensor) -> bool:
+        """Whether one path point gives exactly the ``steps``-point result on ``target``: the
+        compared module is linear (:attr:`AttributionTarget.linear`), the baseline is zero and the
+        objective's difference is linear too (``f - f_q`` or ``f - f(0)``; plain ``f`` keeps its bias)."""
+        cfg = self.config
+        return (
+            target.linear
+            and not target.weight_activation
+            and cfg.objective in ("fx_minus_fxq", "fx_minus_f0")
+            and baseline is not target.x_q
+            and not bool(baseline.any())
+        )
+
+    def forward_only(self, target: AttributionTarget) -> bool:
+        """Whether the path needs no backward pass: the compared module is one linear layer
+        (:attr:`AttributionTarget.linear_weights`) and the rule is a fixed one (not adaptive)."""
+        return target.linear_weights is not None and not self.config.adaptive
+
+    def _forward_only_scores(
+        self, target: AttributionTarget, baseline: Tensor, diag: dict[str, Any]
+    ) -> tuple[Tensor, IGResult]:
+        """The exact shortcut for a linear compared module: no backward pass.
+
+        With ``f(x) = x W^T + b`` and ``f_q(x) = Q_X(x) W_q^T + b`` (``Q_X`` straight-through, the
+        identity in weight-only formats), QIG's objective ``G = s sum_t mean_h |e|`` has the gradient
+        ``s / H sign(e) A`` at every point, ``A = W - W_q`` (``W`` when ``f_q`` carries no gradient or
+        the objective does not subtract it). Autograd computes exactly that, point by point; here the
+        signs of the forwards are summed with the quadrature weights and multiplied by ``A`` once, so
+        each path point costs the two forwards and no backward.
+        """
+        cfg = self.config
+        wa = bool(target.weight_activation)
+        m, rule = cfg.integration(wa)
+        alphas, weights = quadrature_nodes(m, rule)
+        assert target.linear_weights is not None
+        w, w_q = (t.float() for t in target.linear_weights)
+        no_grad_q = cfg.use_quantized_no_grad() and wa
+        a_matrix = w - w_q if cfg.objective == "fx_minus_fxq" and not no_grad_q else w
+        scale = cfg.scale(wa)
+        spans, per_call = target.chunking(m if cfg.batched else 1, cfg.chunk_size)
+        raw, sums, g_x, g_b = [], [], [], []
+        for a, b in spans:
+            sub = target.rows(a, b)
+            x, base = sub.x.detach(), baseline[a:b].detach().to(sub.x.dtype)
+            delta = x - base
+            y0 = None
+            if cfg.objective == "fx_minus_f0":
+                with torch.no_grad():
+                    y0 = sub.f_fp(torch.zeros_like(x)).float()
+            signs: Tensor | None = None
+            n = x.shape[0]
+            for start in range(0, len(alphas), max(1, per_call)):
+                alpha = torch.tensor(alphas[start : start + per_call], dtype=x.dtype, device=x.device)
+                weight = torch.tensor(weights[start : start + per_call], dtype=torch.float32, device=x.device)
+                k = alpha.numel()
+                pts = (base.unsqueeze(0) + alpha.view(k, 1, 1, 1) * delta.unsqueeze(0)).reshape(k * n, *x.shape[1:])
+                with torch.no_grad():
+                    e = sub.f_fp(pts).float()
+                    if cfg.objective == "fx_minus_fxq":
+                        e = e - sub.f_q(pts).float()
+                    elif y0 is not None:
+                        e = e - y0.repeat(k, 1, 1)
+                part = (torch.sign(e).view(k, n, *e.shape[1:]) * weight.view(k, 1, 1, 1)).sum(dim=0)
+                signs = part if signs is None else signs + part
+            assert signs is not None
+            avg_grad = (signs @ a_matrix) * (scale / a_matrix.shape[0])
+            attributions = delta.float() * avg_grad
+            raw.append(attributions.abs().mean(dim=-1))
+            sums.append(attributions.flatten(1).sum(dim=1))
+            check = completeness_function(qig_objective(sub, cfg), sub, cfg) or qig_objective(sub, cfg)
+            with torch.no_grad():
+                g_x.append(check(x).detach().float())
+                g_b.append(check(base).detach().float())
+        diag.update(sample_chunks=len(spans), points_per_call=per_call, steps_used=m, quadrature=rule,
+                    points_evaluated=len(alphas), shortcut_no_backward=True)  # fmt: skip
+        total = IGResult(torch.cat(sums).view(-1, 1, 1), torch.cat(g_x), torch.cat(g_b), m)
+        return torch.cat(raw, dim=0), total
+
+    def _linear_scores(self, target: AttributionTarget, diag: dict[str, Any]) -> tuple[Tensor, IGResult]:
+        """The exact shortcut for a linear compared module from the zero baseline.
+
+        ``G(a x) = a G(x)`` for ``a >= 0`` (the difference is linear, ``|.|``, the mean and the sum are
+        positively homogeneous), so ``dG/dx`` at ``a x`` is ``dG/dx`` at ``x`` for every ``a > 0`` (and
+        0 at ``a = 0``, where autograd's ``|.|'(0) = 0``). The quadrature's sum is therefore the one
+        gradient at ``x`` times the weight of its nodes with ``a > 0`` (all of them but trapezoid's and
+        the left / linspace rules' first). Completeness holds exactly (Euler: ``sum x dG/dx = G(x)``)
+        and ``G(0) = 0``, so the check needs no extra evaluation.
+        """
+        cfg = self.config
+        m, rule = cfg.integration(bool(target.weight_activation))
+        alphas, weights = quadrature_nodes(m, rule)
+        weight = float(sum(w for a, w in zip(alphas, weights, strict=True) if a > 0))
+        spans, _ = target.chunking(1, 1)
+        raw, sums, g_x = [], [], []
+        for a, b in spans:
+            sub = target.rows(a, b)
+            G = qig_objective(sub, cfg)
+            x = sub.x.detach().requires_grad_(True)
+            with torch.enable_grad():
+                g = G(x)
+                (grad,) = torch.autograd.grad(g.sum(), x)
+            attributions = x.detach().float() * (grad.float() * weight)
+            raw.append(attributions.abs().mean(dim=-1))
+            sums.append(attributions.flatten(1).sum(dim=1))
+            g_x.append(g.detach().float())
+        diag.update(sample_chunks=len(spans), points_per_call=1, steps_used=m, points_evaluated=1, quadrature=rule,
+                    shortcut_linear=True)  # fmt: skip
+        gx = torch.cat(g_x)
+        return torch.cat(raw, dim=0), IGResult(torch.cat(sums).view(-1, 1, 1), gx, torch.zeros_like(gx), m)
 
     def _integrate(
         self, target: AttributionTarget, baseline: Tensor, per_call: int
     ) -> tuple[IGResult, list[tuple[int, float]]]:
         cfg = self.config
         G = qig_objective(target, cfg)
-        check: GFn | None = None
-        if cfg.completeness == "surrogate" and target.surrogate is not None:
-            surrogate = target.surrogate
+        check = completeness_function(G, target, cfg)
 
-            def check(x: Tensor) -> Tensor:
-                with surrogate():
-                    return G(x)
-
+        m, rule = cfg.integration(bool(target.weight_activation))
         if cfg.adaptive:
             return integrate_adaptive(
-                G, target.x, baseline, cfg.steps, cfg.quadrature, per_call,
+                G, target.x, baseline, m, rule, per_call,
                 tolerance=cfg.tolerance, max_steps=cfg.max_steps, batched=cfg.batched, G_check=check,
             )  # fmt: skip
-        res = integrate(G, target.x, baseline, cfg.steps, cfg.quadrature, per_call, batched=cfg.batched, G_check=check)
+        res = integrate(G, target.x, baseline, m, rule, per_call, batched=cfg.batched, G_check=check)
         return res, []
+
+
+def completeness_function(G: GFn, target: AttributionTarget, cfg: QIGConfig) -> GFn | None:
+    """What completeness is checked against: ``G`` under the straight-through surrogate (activation
+    quantizers as the identity) when the config asks for it and the target has one, else None (``G``)."""
+    if cfg.completeness != "surrogate" or target.surrogate is None:
+        return None
+    surrogate = target.surrogate
+
+    def check(x: Tensor) -> Tensor:
+        with surrogate():
+            return G(x)
+
+    return check
 
 
 def _warmup_weights(target: AttributionTarget, diag: dict[str, Any]) -> TokenWeights:

@@ -89,3 +89,30 @@ def test_make_provider_gives_each_run_its_own_qig_counter() -> None:
     assert isinstance(a, QIGProvider) and a.config.steps == 4 and a.counter is not b.counter
     with pytest.raises(QigbenchError, match=r"unknown sensitivity provider 'nope'; choose one of .*qig"):
         make_provider("nope", QIGConfig())
+
+
+@pytest.mark.parametrize("group", ["qkv", "o", "gate_up", "down"])
+def test_quantized_path_input_stops_early_and_equals_the_full_pass(block_contexts, group: str) -> None:  # type: ignore[no-untyped-def]
+    """The exact shortcut behind x^q: the RTN twin's forward stops once the group's input is
+    recorded. It must equal the input recorded by a full pass of the twin block, bit for bit."""
+    from qigbench.bases.token_weighting import quantized_path_input, rtn_copy
+    from qigbench.engine.replay import Recorder, run_calls
+
+    ctx: BlockContext = block_contexts["W4A8"][1]
+    g = ctx.group(group)
+    twin = rtn_copy(ctx.block, ctx.linear_names(), ctx)
+    assert ctx.q_inputs is not None
+    with torch.no_grad(), Recorder({"x": twin.get_submodule(g.spec.inspect)}) as rec:
+        run_calls(twin, ctx.calls, ctx.q_inputs, ctx.device)
+    full = torch.cat([c.input() for c in rec.calls["x"]], dim=0)
+    assert torch.equal(quantized_path_input(ctx, g), full)
+
+
+def test_linear_groups_of_weight_only_formats_are_marked_for_the_one_point_shortcut(block_contexts) -> None:  # type: ignore[no-untyped-def]
+    only, wa = block_contexts["W3A16g16"][1], block_contexts["W4A8"][1]
+    assert [attribution_target(only, only.group(n)).linear for n in ("qkv", "o", "gate_up", "down")] == [
+        False, True, False, True]  # fmt: skip
+    assert not any(attribution_target(wa, wa.group(n)).linear for n in ("qkv", "o", "gate_up", "down"))
+    provider = make_provider("qig", QIGConfig())
+    group_token_weights(provider, only, only.group("down"))
+    assert only.stats["groups"]["down"]["sens.shortcut_linear"] is True

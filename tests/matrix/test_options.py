@@ -126,7 +126,7 @@ def test_config_hash_is_portable_and_option_sensitive(tmp_path: Path) -> None:
     assert a.config_hash() == cases.Case("tableX", "tiny-qwen2vl", "qig", "W4A8", 16).config_hash()  # table-free
     b = cases.Case("table4", "tiny-qwen2vl", "qig", "W4A8", 16, options=(("qig.clipping", "none"),))
     assert a.config_hash() != b.config_hash()
-    assert b.stored_method == "qig [qig.clipping=none]"
+    assert b.stored_method == "qig[clipping=none]"
     assert cases.Case("t", "m", "qig-gptq", "W3A16", 16).stored_method == "qig+gptq"
 
 

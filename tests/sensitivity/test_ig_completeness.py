@@ -104,10 +104,10 @@ def test_quadrature_weights_sum_to_one_and_nodes_lie_in_unit_interval(m: int, ru
     assert abs(sum(weights) - 1) < 1e-12
     assert all(0 <= a <= 1 for a in nodes)
     # the second-order rules integrate a linear function of alpha exactly: int_0^1 a da = 1/2;
-    # the left Riemann sum is off by exactly 1/(2m)
-    expected_error = 0.5 / m if rule == "left" else 0.0
+    # the left / right Riemann sums are off by exactly +-1/(2m); the released code's linspace rule
+    # is exact for a linear function (symmetric nodes) except at m = 1 (its one node is 0)
+    expected_error = {"left": 0.5 / m, "right": -0.5 / m, "linspace": 0.5 if m == 1 else 0.0}.get(rule, 0.0)
     assert abs(0.5 - sum(w * a for a, w in zip(nodes, weights, strict=True)) - expected_error) < 1e-12
-    assert rule == "left" or abs(sum(w * a for a, w in zip(nodes, weights, strict=True)) - 0.5) < 1e-12
 
 
 def test_adaptive_refines_until_the_residual_is_under_tolerance() -> None:

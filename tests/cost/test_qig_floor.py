@@ -1,0 +1,53 @@
+"""The QIG floor probe (qigbench.cost.qig_floor) on tiny-qwen2vl: it times m x (f, f_q, backward)
+and the search beside what the run spent, without changing the calibration."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+
+from qigbench.cost.qig_floor import format_floor_table, probe_qig_floor
+from qigbench.engine.method import get_method
+from qigbench.engine.run import EngineConfig, calibrate
+from qigbench.errors import QigbenchError
+from qigbench.models.loading import load_model
+from qigbench.quant import parse_format
+
+
+@pytest.fixture(scope="module")
+def tiny(cache_dir: Path, calib_for):  # type: ignore[no-untyped-def]
+    loaded = load_model("tiny-qwen2vl", cache_dir=cache_dir)
+    return loaded, calib_for(loaded, 4)
+
+
+def test_probe_times_every_group_and_leaves_the_calibration_as_it_was(tiny) -> None:  # type: ignore[no-untyped-def]
+    loaded, batches = tiny
+    fmt = parse_format("W3A16g16")
+    options = (("qig.steps", "4"), ("n_grid", "4"))
+    probed_model, plain_model = copy.deepcopy(loaded.model), copy.deepcopy(loaded.model)
+    seen: list[str] = []
+    found = probe_qig_floor(probed_model, loaded.family, batches, fmt, options=options, repeats=1,
+                            on_group=lambda g: seen.append(g.group))  # fmt: skip
+    assert [g.group for g in found.groups] == seen == ["qkv", "o", "gate_up", "down"] * 2
+    for g in found.groups:
+        assert g.points == 4 and g.samples == 4 and g.floor > 0 and g.measured > 0
+        assert g.point.forward_fp > 0 and g.point.backward > 0
+        assert g.floor == pytest.approx(4 * g.point.total + g.search)
+    # the linear groups took the exact one-point shortcut: what they cost is below the 4-point floor
+    assert all(g.diagnostics.get("shortcut_linear") for g in found.groups if g.group in ("o", "down"))
+    assert "measured / floor" in format_floor_table(found.groups)
+    plain = calibrate(plain_model, loaded.family, batches, get_method("qig", dict(options)), fmt,
+                      EngineConfig(progress=False))  # fmt: skip
+    assert [b["rel_error"] for b in found.report.blocks] == [b["rel_error"] for b in plain.blocks]
+    for a, b in zip(probed_model.parameters(), plain_model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_probe_needs_qig_weights(tiny) -> None:  # type: ignore[no-untyped-def]
+    loaded, batches = tiny
+    with pytest.raises(QigbenchError, match="token weights come from QIG"):
+        probe_qig_floor(loaded.model, loaded.family, batches, parse_format("W3A16g16"),
+                        options=(("sensitivity", "uniform"),))  # fmt: skip
