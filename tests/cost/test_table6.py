@@ -24,8 +24,8 @@ from qigbench.cost.table6 import (
 )
 
 #: CPU seconds per variant and round (mbq varies by round: ratios are taken within a round)
-CPU = {"mbq": 100.0, "qig[steps=32]": 400.0, "qig[steps=4] (fast, stand-in)": 150.0, "leave-one-out": 3000.0,
-       "gptq": 50.0, "qig-gptq[steps=32]": 330.0}  # fmt: skip
+CPU = {"mbq": 100.0, "qig": 400.0, "qig[preset=fast]": 150.0, "leave-one-out": 3000.0,
+       "gptq": 50.0, "qig-gptq": 330.0}  # fmt: skip
 
 
 def fake_result(request: Any, round_index: int) -> dict[str, Any]:
@@ -40,8 +40,8 @@ def fake_result(request: Any, round_index: int) -> dict[str, Any]:
 
 def test_the_paper_qig_and_the_fast_variant_are_one_constant_each() -> None:
     variants = {v.label: v for v in table6_variants()}
-    assert variants["qig[steps=32]"].options == PAPER_QIG == (("qig.steps", "32"),)
-    assert variants["qig[steps=4] (fast, stand-in)"].options == FAST_VARIANT
+    assert variants["qig"].options == PAPER_QIG == (("qig.steps", "32"),)
+    assert variants["qig[preset=fast]"].options == FAST_VARIANT
     assert variants["leave-one-out"].options == (("sensitivity", "leave_one_out"),)
     assert next(iter(variants)) == "mbq"
 
@@ -73,6 +73,9 @@ def _fake_runs(monkeypatch: pytest.MonkeyPatch, calls: list[str]) -> None:
         calls.append(mode if mode == "build" else request.method)
         if mode == "build":
             return {"model_dir": "built", "calib": None}
+        if mode == "floor":
+            return {"cpu_seconds": 500.0, "floor_cpu_seconds": 240.0, "groups_measured_cpu_seconds": 300.0,
+                    "search_cpu_seconds": 40.0, "points_cpu_seconds": 200.0, "groups": [{}]}  # fmt: skip
         tag = Path(request.weights_out).stem.rsplit("-r", 1)[1] if request.weights_out else str(_round_of_gptq(calls))
         return fake_result(request, int(tag) if tag.isdigit() else 0)
 
@@ -89,7 +92,10 @@ def test_runs_append_to_the_jsonl_and_a_rerun_resumes(monkeypatch: pytest.Monkey
     calls: list[str] = []
     _fake_runs(monkeypatch, calls)
     records = run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None)
-    assert len(records) == 2 * 5 + 2 and len(out.read_text().splitlines()) == 12
+    kinds = [json.loads(line)["kind"] for line in out.read_text().splitlines()]
+    assert len(records) == 2 * 5 + 2 and kinds.count("run") == 12
+    # the floor probe (qigbench.cost.qig_floor) runs once per QIG row (m = 32 and the fast variant)
+    assert kinds.count("floor") == 2 and calls.count("qig") == 2 * 2 + 1 + 2
     calls.clear()
     assert len(run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None)) == 12
     assert calls == []  # nothing left to run
@@ -121,7 +127,7 @@ def test_summary_ratios_are_within_rounds_with_median_and_range(
     _fake_runs(monkeypatch, [])
     records = run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None)
     summary = summarise(load_plan(out), records)
-    qig = summary.row("qig[steps=32]")
+    qig = summary.row("qig")
     assert qig.cpu_ratio.median == pytest.approx(4.0) and qig.cpu_ratio.low == pytest.approx(4.0)  # load-free
     assert qig.cpu_ratio.n == 3 and summary.row("leave-one-out").cpu_ratio.n == 1
     assert summary.row("mbq").cpu_seconds.low == pytest.approx(100.0)
@@ -130,7 +136,7 @@ def test_summary_ratios_are_within_rounds_with_median_and_range(
     assert statuses["qig_time_vs_mbq"] == "KNOWN GAP" and statuses["qig_peak_vs_mbq"] == "met"
     assert statuses["loo_time_vs_mbq"] == "reported"
     text = format_summary(summary, "test machine")
-    assert "| qig[steps=32] | 3 | 4.00 [4.00, 4.00] |" in text
+    assert "| qig | 3 | 4.00 [4.00, 4.00] |" in text
     assert "| leave-one-out | 1 | 30.00 (1 round) |" in text
     assert "0.58 (1.055)" in text and "4.20 (4.421)" in text  # the paper's GPU-h and ratio to MBQ
     assert "time qig(m=32)/mbq 4.000 (goal <= 1.100, paper 1.055" in text and "KNOWN GAP" in text
@@ -143,7 +149,7 @@ def test_a_partial_file_summarises_what_it_has(monkeypatch: pytest.MonkeyPatch, 
         type("R", (), {"method": "mbq", "options": ()})(), 0)}]  # fmt: skip
     summary = summarise(plan, records)
     assert [r.label for r in summary.rows] == ["mbq"] and summary.verdicts == ()
-    assert "not measured yet: qig[steps=32]" in format_summary(summary, "m")
+    assert "not measured yet: qig" in format_summary(summary, "m")
 
 
 def test_a_failed_run_is_recorded_the_others_go_on_and_a_rerun_retries_it(
@@ -174,11 +180,11 @@ def test_the_floor_arithmetic_adds_the_rest_of_mbqs_run(monkeypatch: pytest.Monk
     plan = Table6Plan(rounds=1)
     _fake_runs(monkeypatch, [])
     records = run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None, floor=False)
-    floor = {"kind": "floor", "label": "qig[steps=32]", "points_cpu_seconds": 200.0, "search_cpu_seconds": 40.0,
+    floor = {"kind": "floor", "label": "qig", "points_cpu_seconds": 200.0, "search_cpu_seconds": 40.0,
              "groups_measured_cpu_seconds": 300.0, "groups": [{}] * 6}  # fmt: skip
     summary = summarise(plan, records, floor_records=[floor])
     (f,) = summary.floors
     assert f.rest == pytest.approx(100.0 - 40.0)  # MBQ's 100 CPU s less its 40 s of search (no prepare timed here)
     assert f.total == pytest.approx(300.0)
     text = format_summary(summary, "m")
-    assert "| qig[steps=32] | 6 | 200 | 40 | 60 | 300 | 3.00 | 4.00 (1 round) | 1.25 |" in text
+    assert "| qig | 6 | 200 | 40 | 60 | 300 | 3.00 | 4.00 (1 round) | 1.25 |" in text
