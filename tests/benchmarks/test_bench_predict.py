@@ -1,9 +1,10 @@
 """The cost predictor against a real measurement: predict a deeper model from a shallow run, measure
 the deeper one, compare time and peak memory (a wrapper of ``qigbench.cost.depth_check``).
 
-Sizes (``QIGBENCH_PREDICT``):
+Sizes (``QIGBENCH_PREDICT``; unset: skipped, out of ``pytest tests`` in CI - two model builds and a
+deeper measured run; CI covers the fit and the prediction in ``tests/cost/``):
 
-- ``ci`` (default): ``shape:qwen2vl-7b@3+vision=1+width=4``, 2 samples at 112 px, predicting and
+- ``ci``: ``shape:qwen2vl-7b@3+vision=1+width=4``, 2 samples at 112 px, predicting and
   measuring 4 blocks, MBQ only. Runs of seconds: timing noise can exceed the goal's 15%, so a miss at
   this size is printed as a known gap of the CI size (the goal itself is checked at ``real``).
 - ``real``: issue 19's check — ``shape:qwen2vl-7b@3+vision=2+width=4`` (prepare timed at 3, 2 and 1
@@ -47,6 +48,7 @@ def depth_plan() -> tuple[DepthCheckPlan, bool]:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(SIZE_ENV not in os.environ, reason=f"opt-in (out of CI): set {SIZE_ENV}=ci or =real")
 def test_bench_predictor_against_a_deeper_run(
     benchmark: Any, bench_cache: Path, tmp_path: Path, summary: list[str]
 ) -> None:
