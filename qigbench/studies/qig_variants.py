@@ -163,8 +163,9 @@ def shadow_study(
         results.append(row)
         return record_weights(ctx, group, result)
 
-    plugin.token_weights = token_weights
-    report = calibrate(model, family, batches, plugin, fmt, EngineConfig(device=device, progress=False))
+    hooked: Any = plugin  # the shadows ride on the method's token-weight step
+    hooked.token_weights = token_weights
+    report = calibrate(model, family, batches, hooked, fmt, EngineConfig(device=device, progress=False))
     return results, spent[0], report
 
 
@@ -360,6 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             held = default_calibration(loaded, None, n=args.heldout, seed=1, image_size=args.image_size)
             heldout = list(load_calibration(held, model=loaded, n_samples=args.heldout, batch_size=1).batches)
         runs = []
+        options: tuple[tuple[str, str], ...]
         for spec in args.end_to_end:
             if spec in ("mbq", "qig"):
                 method, options = spec, ()

@@ -45,7 +45,7 @@ def test_methods_lists_every_plugin_with_each_option_and_default(capsys: Capture
             value = getattr(defaults, f.name)
             if not dataclasses.is_dataclass(value):
                 assert f"{f.name}={value!r}" in listed[name], (name, f.name)
-    assert "qig.steps=1" in listed["qig"]  # a nested config's fields, prefixed
+    assert "qig.steps=32" in listed["qig"]  # a nested config's fields, prefixed (the paper's m = 32)
 
 
 def test_methods_takes_no_arguments(capsys: Capture) -> None:

@@ -51,3 +51,27 @@ def test_probe_needs_qig_weights(tiny) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(QigbenchError, match="token weights come from QIG"):
         probe_qig_floor(loaded.model, loaded.family, batches, parse_format("W3A16g16"),
                         options=(("sensitivity", "uniform"),))  # fmt: skip
+
+
+def test_the_command_prints_the_floor_table_and_the_ratio(cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m qigbench.cost.qig_floor``: one line per group as it finishes, the table, the total
+    ratio (the whole-run sums, chunked floor included, add up the groups)."""
+    from qigbench.cost.qig_floor import main
+
+    argv = ["--model", "tiny-qwen2vl", "--format", "W3A16g16", "--samples", "2", "--batch-size", "2",
+            "--image-size", "56", "-o", "qig.steps=2", "-o", "n_grid=2", "--groups", "qkv", "--repeats", "1",
+            "--cache-dir", str(cache_dir)]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| block | group |" in out and "measured / floor" in out and "goal <= 1.2" in out
+    rows = [line for line in out.splitlines() if line.startswith("{")]
+    assert len(rows) == 2  # qkv of each of tiny-qwen2vl's two blocks
+
+
+def test_report_sums_add_up_the_groups(tiny) -> None:  # type: ignore[no-untyped-def]
+    loaded, batches = tiny
+    found = probe_qig_floor(copy.deepcopy(loaded.model), loaded.family, batches, parse_format("W3A16g16"),
+                            options=(("qig.steps", "2"), ("n_grid", "2")), groups=["gate_up"], repeats=1)  # fmt: skip
+    assert found.floor == pytest.approx(sum(g.floor for g in found.groups))
+    assert found.floor_chunked == pytest.approx(sum(g.floor_chunked for g in found.groups))
+    assert found.ratio == pytest.approx(found.measured / found.floor)
