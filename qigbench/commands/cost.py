@@ -37,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", help="where shapes and synthetic data are built (env QIGBENCH_CACHE)")
     parser.add_argument("--json", help="also write the measurements and predictions to this JSON file")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--prepare-depths", type=int, default=3, help="depths a prepare pass (MBQ's gradient pass) "
+                        "is timed at, k, k-1, ... (default 3: a least-squares line with a check; needs --blocks >= 3)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="time with the wall clock "
+                        "(default) or this process's CPU time (steadier on a shared CPU; not GPU time)")
     parser.add_argument("--memory-budget", help="bytes a streamed chunk of attribution / search may take, e.g. 8GiB "
                         "(default: half the device's free memory)")
     placement = parser.add_argument_group("placement: peak memory per device of `quantize --devices` at the real shape")
@@ -130,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from qigbench.commands.quantize import parse_options
+    from qigbench.cost.errors import CostModelError
     from qigbench.cost.measure import CostRequest, measure
     from qigbench.cost.predict import predict
     from qigbench.cost.table import CostRow, Setting, format_table
@@ -147,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
             shape=shape, method=method, options=options, format=args.format, samples=args.samples,
             batch_size=args.batch_size, image_size=args.image_size, device=args.device, dtype=args.dtype,
             seed=args.seed, cache_dir=args.cache_dir, progress=not args.no_progress,
-            memory_budget=parse_bytes(args.memory_budget),
+            memory_budget=parse_bytes(args.memory_budget), prepare_depths=args.prepare_depths, clock=args.clock,
         )
         try:
             with _probe(args.device, bool(devices)) as unit_memory:
@@ -158,7 +163,12 @@ def run(args: argparse.Namespace) -> int:
             rows.append(CostRow(entry, None, None, error=f"out of memory ({str(err).splitlines()[0][:120]})"))
             torch.cuda.empty_cache()
             continue
-        rows.append(CostRow(entry, measured, predict(measured.measurement, spec.layers, spec.vision_layers)))
+        try:
+            prediction = predict(measured.measurement, spec.layers, spec.vision_layers)
+        except CostModelError as err:  # e.g. a negative per-block slope: say so, never print a made-up number
+            rows.append(CostRow(entry, None, None, error=f"no prediction: {err}"))
+            continue
+        rows.append(CostRow(entry, measured, prediction))
     from qigbench.pipeline import QuantizeRequest
 
     dtype = str(QuantizeRequest("", "", "", device=args.device, dtype=args.dtype).torch_dtype()).removeprefix("torch.")
@@ -176,5 +186,5 @@ def run(args: argparse.Namespace) -> int:
         ]
         with open(args.json, "w") as f:
             json.dump({"model": shape.spelling, "format": args.format, "samples": args.samples,
-                       "device": args.device, "rows": payload}, f, indent=1)
+                       "device": args.device, "clock": args.clock, "rows": payload}, f, indent=1)
     return 0 if all(r.prediction is not None for r in rows) else 1

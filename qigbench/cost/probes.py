@@ -33,11 +33,16 @@ class TimingError(QigbenchError):
 
 @dataclass
 class CallTimer:
-    """Total seconds and number of calls of one wrapped callable (nested calls count once)."""
+    """Total seconds and number of calls of one wrapped callable (nested calls count once).
+
+    ``seconds`` is wall time; ``cpu_seconds`` this process's CPU time (``time.process_time``: on a
+    shared machine it does not count the time other processes held the cores, so ratios of it are
+    steadier than ratios of wall time; with several threads it adds theirs up)."""
 
     name: str
     seconds: float = 0.0
     calls: int = 0
+    cpu_seconds: float = 0.0
     _depth: int = 0
 
     def fraction_of(self, total_seconds: float) -> float:
@@ -78,12 +83,13 @@ def time_calls(owner: Any, attribute: str, device: str | torch.device | None = N
             return call(*args, **kwargs)
         timer._depth += 1
         _sync(device)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         try:
             return call(*args, **kwargs)
         finally:
             _sync(device)
             timer.seconds += time.perf_counter() - start
+            timer.cpu_seconds += time.process_time() - cpu_start
             timer.calls += 1
             timer._depth -= 1
 

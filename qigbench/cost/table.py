@@ -10,16 +10,11 @@ from dataclasses import dataclass
 import torch
 
 from qigbench.cost.measure import MeasuredRun
+from qigbench.cost.paper import PAPER_COLUMNS, PAPER_TABLE6
 from qigbench.cost.predict import Prediction
 from qigbench.models.shapes.alias import ShapeRequest
 from qigbench.models.shapes.data import ShapeSpec
 
-#: Table 6 of the paper: total calibration GPU-hours on one A800 80 GB (128 samples).
-PAPER_TABLE6: dict[str, dict[str, float]] = {
-    "internvl2-8b": {"mbq": 0.55, "leave_one_out": 2.07, "qig": 0.58},
-    "internvl2-26b": {"mbq": 0.95, "leave_one_out": 4.20, "qig": 0.99},
-}
-PAPER_COLUMNS = (("mbq", "MBQ"), ("leave_one_out", "Leave-one-out"), ("qig", "Ours (QIG)"))
 GIB = 1024**3
 
 
@@ -79,6 +74,8 @@ def format_table(setting: Setting, rows: Sequence[CostRow]) -> str:
         "",
     ]
     done = [r for r in rows if r.prediction is not None]
+    if any(r.run is not None and r.run.measurement.clock == "cpu" for r in done):
+        lines.insert(3, "times: this process's CPU seconds (--clock cpu), not wall time")
     base = done[0].prediction.seconds if done and done[0].prediction else 0.0
     header = ["Model", *[r.label for r in rows]]
     cells = [spec.name]
@@ -95,7 +92,7 @@ def format_table(setting: Setting, rows: Sequence[CostRow]) -> str:
     lines += ["", f"How each prediction was made (seconds; whole model = {spec.layers} blocks"
               + (f", {spec.vision_layers} vision layers" if spec.multimodal else "") + "):", ""]
     detail = [[
-        "method", "s/block (measured)", f"blocks x{spec.layers}", "prepare fixed + per-block", "capture",
+        "method", "s/block (measured)", f"blocks x{spec.layers}", "prepare fixed (with warm-up) + per-block", "capture",
         "vision layers", "other", "total h", "peak GiB (phase)", "mean block error", "paper GPU-h",
     ]]
     for r in done:
@@ -109,7 +106,7 @@ def format_table(setting: Setting, rows: Sequence[CostRow]) -> str:
             r.label,
             f"{sum(m.block_seconds) / len(m.block_seconds):.1f}",
             f"{p.parts['blocks']:.0f}",
-            f"{p.parts['prepare_fixed']:.0f} + {p.parts['prepare_per_block']:.0f}",
+            f"{p.parts['prepare_fixed'] + p.parts.get('prepare_warmup', 0.0):.0f} + {p.parts['prepare_per_block']:.0f}",
             f"{p.parts['capture']:.0f}",
             f"{p.parts['vision']:.0f}",
             f"{p.parts['other']:.0f}",
@@ -119,6 +116,9 @@ def format_table(setting: Setting, rows: Sequence[CostRow]) -> str:
             paper_hours,
         ])
     lines += _markdown(detail)
+    warnings = [f"{r.label}: {w}" for r in done if r.prediction is not None for w in r.prediction.warnings]
+    if warnings:
+        lines += ["", "warnings (the predictions above rest on these):"] + [f"- {w}" for w in warnings]
     if spec.substitution:
         lines += ["", f"note: {spec.substitution}"]
     return "\n".join(lines)

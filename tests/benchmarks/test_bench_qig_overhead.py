@@ -10,8 +10,11 @@ sensitivity work is timed by wrapping, for the duration of the run only:
 - MBQ: ``MBQ.prepare`` (the gradient pass for the modality ratios) + ``MBQ.token_weights``.
 
 Reported (``extra_info`` and the end-of-run summary):
-``overhead_vs_mbq = (t_qig - t_mbq) / t_mbq`` (paper: +5.5%, goal <= 3%), ``attribution_fraction =
-attribution / t_qig``, and the sequential / batched time ratio. Ratios use the totals over rounds.
+``overhead_vs_mbq = (t_qig - t_mbq) / t_mbq`` against the registered goal ``qig_overhead_vs_mbq``
+(qigbench/cost/goals.py: the goal, the paper's +5.5%, and why m = 32 misses it: a known gap),
+``attribution_fraction = attribution / t_qig``, and the sequential / batched time ratio. Ratios use
+the totals over rounds. Regime: tiny-qwen2vl (hidden 64), 8 samples, CPU — where QIG's per-group
+attribution dwarfs everything MBQ does; Table 6 at a real width is ``test_bench_table6.py``.
 
     pytest tests/benchmarks/test_bench_qig_overhead.py --benchmark-only
 """
@@ -22,10 +25,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench_common import FORMAT, VLM_ALIAS, Stopwatch, fresh_model, run_method, token_count
+from bench_common import FORMAT, VLM_ALIAS, Stopwatch, bench_device, fresh_model, run_method, token_count
 
 from methods.mbq import MBQ
 from methods.qig import QIG
+from qigbench.cost.goals import check, enforce
 from qigbench.cost.probes import time_calls
 from qigbench.models.loading import LoadedModel
 from qigbench.sensitivity.qig_provider import QIGProvider
@@ -105,16 +109,20 @@ def test_bench_qig_vs_mbq(benchmark: Any, bench_cache: Path, vlm_batches: Sequen
         **result,
     )
     per = {v: t["wall"] / n for v, t in totals.items()}
+    verdict = check("qig_overhead_vs_mbq", result["overhead_vs_mbq"],
+                    regime=f"{VLM_ALIAS}, {len(vlm_batches)} batches, {FORMAT}, {bench_device()}, {n} rounds")
     summary.append(
         f"qig vs mbq ({VLM_ALIAS}, {FORMAT}, m=32, mean of {n} rounds): "
         f"mbq {per['mbq']:.2f}s, qig {per['qig']:.2f}s, qig-sequential {per['qig-sequential']:.2f}s, "
-        f"awq {per['awq']:.2f}s | overhead vs mbq {result['overhead_vs_mbq']:+.1%} (paper +5.5%, goal <= 3%), "
-        f"attribution {result['attribution_fraction']:.1%} of qig (provider {result['provider_fraction']:.1%}), "
-        f"mbq's own {result['mbq_attribution_fraction']:.1%}, "
+        f"awq {per['awq']:.2f}s | attribution {result['attribution_fraction']:.1%} of qig "
+        f"(provider {result['provider_fraction']:.1%}), mbq's own {result['mbq_attribution_fraction']:.1%}, "
         f"sequential/batched {result['sequential_over_batched']:.2f}"
     )
+    summary.append(verdict.line)
+    benchmark.extra_info["goal"] = {"name": verdict.goal.name, "status": verdict.status}
     assert 0.0 < qig_attr < t_qig, "the attribution time is part of the calibration time"
     assert totals["qig"]["provider"] <= qig_attr
     assert totals["mbq"]["provider"] == 0.0 and totals["qig"]["mbq_prepare"] == 0.0
     # batched and sequential path points are the same integral: the quantized model must agree
     assert abs(errors["qig"] - errors["qig-sequential"]) <= 1e-6 * max(errors["qig"], 1e-12)
+    enforce(verdict)  # a missed goal passes only as a registered known gap (and the line says so)

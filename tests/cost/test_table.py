@@ -16,7 +16,7 @@ def _row(label: str, per_block: float) -> CostRow:
     shape = parse_shape_alias("shape:internvl2-26b@2+vision=1+width=8")
     m = Measurement(
         blocks=2, block_seconds=(per_block, per_block), block_phase_peak_bytes=2**30, capture=Phase(10.0, 2**30),
-        prepare=Phase(), prepare_shallower=None, total_seconds=10.0 + 2 * per_block, resident_bytes_per_block=0,
+        prepare=Phase(), prepare_at=(), total_seconds=10.0 + 2 * per_block, resident_bytes_per_block=0,
         block_bytes=2**20, vision_layers_built=1,
     )
     run = MeasuredRun(CostRequest(shape=shape, method=label), m, CalibrationReport({}, "W3A16", "fp", "cpu"))

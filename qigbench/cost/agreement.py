@@ -1,7 +1,9 @@
 """How close two runs' token weights are: Spearman rank correlation and max |delta lambda|.
 
 Both are computed per (block, group, sample) over the sample's non-padding tokens and summarised
-as the mean / minimum Spearman and the maximum |delta lambda| over everything.
+as the mean / minimum Spearman and the maximum |delta lambda| over everything. The inputs are what
+a calibration report holds (``{"weights": report.token_weights, "token_types": report.token_types}``,
+as :mod:`qigbench.cost.isolated` saves them).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def agreement(ref: dict[str, Any], other: dict[str, Any]) -> dict[str, float]:
-    """``ref`` / ``other``: what scale_probe.py saved (``weights[block][group] = lambda[N, T]``)."""
+    """``ref`` / ``other``: ``{"weights": {block: {group: lambda[N, T]}}, "token_types": [N, T]}``."""
     valid = ref["token_types"] != 0
     rhos: list[float] = []
     worst = 0.0

@@ -1,0 +1,190 @@
+"""Table 6's rounds: the schedule, resuming from the JSONL, ratios within a round, and the goals printed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qigbench.cost import table6
+from qigbench.cost.table6 import (
+    FAST_VARIANT,
+    PAPER_QIG,
+    Table6Error,
+    Table6Plan,
+    format_summary,
+    load_plan,
+    read_records,
+    run_table6,
+    schedule,
+    summarise,
+    table6_variants,
+)
+
+#: CPU seconds per variant and round (mbq varies by round: ratios are taken within a round)
+CPU = {"mbq": 100.0, "qig": 400.0, "qig[preset=fast]": 150.0, "leave-one-out": 3000.0,
+       "gptq": 50.0, "qig-gptq": 330.0}  # fmt: skip
+
+
+def fake_result(request: Any, round_index: int) -> dict[str, Any]:
+    label = next(v.label for v in table6_variants() if v.method == request.method and v.options == request.options)
+    scale = 1.0 + 0.1 * round_index  # the machine gets slower round after round: the ratios must not move
+    return {
+        "cpu_seconds": CPU[label] * scale, "seconds": 2 * CPU[label] * scale, "peak_bytes": 2 * 2**30,
+        "working_bytes": 2**28, "mean_block_error": 0.01, "phases": {"search": {"cpu_seconds": 40.0}},
+        "load_average": [4.0, 5.0],
+    }  # fmt: skip
+
+
+def test_the_paper_qig_and_the_fast_variant_are_one_constant_each() -> None:
+    variants = {v.label: v for v in table6_variants()}
+    assert variants["qig"].options == PAPER_QIG == (("qig.steps", "32"),)
+    assert variants["qig[preset=fast]"].options == FAST_VARIANT
+    assert variants["leave-one-out"].options == (("sensitivity", "leave_one_out"),)
+    assert next(iter(variants)) == "mbq"
+
+
+def test_schedule_rotates_rounds_and_pairs_a_capped_variant_with_its_own_mbq() -> None:
+    plan = Table6Plan(rounds=3, variants=table6_variants(loo_rounds=1))
+    order = schedule(plan)
+    by_round: dict[str, list[str]] = {}
+    for r, v in order:
+        by_round.setdefault(r, []).append(v.label)
+    assert len(by_round["0"]) == len(by_round["1"]) == len(by_round["2"]) == 5  # every uncapped variant each round
+    assert by_round["0"][0] == "mbq" and by_round["1"][0] != "mbq"  # rotated
+    assert by_round["leave-one-out#0"] == ["mbq", "leave-one-out"]  # after the others, beside a fresh MBQ
+    assert [r for r, v in order if v.label == "leave-one-out"] == ["leave-one-out#0"]
+    assert order[-1][1].label == "leave-one-out"
+
+
+def test_plan_checks() -> None:
+    with pytest.raises(Table6Error, match="first variant must be plain mbq"):
+        Table6Plan(variants=table6_variants()[1:])
+    with pytest.raises(Table6Error, match=">= 1"):
+        Table6Plan(rounds=0)
+    assert Table6Plan(rounds=3).key == Table6Plan(rounds=5).key  # more rounds extend the same results
+    assert Table6Plan(samples=32).key != Table6Plan(samples=128).key
+
+
+def _fake_runs(monkeypatch: pytest.MonkeyPatch, calls: list[str]) -> None:
+    def child(mode: str, request: Any, timeout: float | None) -> dict[str, Any]:
+        calls.append(mode if mode == "build" else request.method)
+        if mode == "build":
+            return {"model_dir": "built", "calib": None}
+        if mode == "floor":
+            return {"cpu_seconds": 500.0, "floor_cpu_seconds": 240.0, "groups_measured_cpu_seconds": 300.0,
+                    "search_cpu_seconds": 40.0, "points_cpu_seconds": 200.0, "groups": [{}]}  # fmt: skip
+        tag = Path(request.weights_out).stem.rsplit("-r", 1)[1] if request.weights_out else str(_round_of_gptq(calls))
+        return fake_result(request, int(tag) if tag.isdigit() else 0)
+
+    monkeypatch.setattr(table6, "_child", child)
+
+
+def _round_of_gptq(calls: list[str]) -> int:
+    return calls.count("gptq") - 1
+
+
+def test_runs_append_to_the_jsonl_and_a_rerun_resumes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    out = tmp_path / "t6.jsonl"
+    plan = Table6Plan(rounds=2, variants=table6_variants(loo_rounds=1))
+    calls: list[str] = []
+    _fake_runs(monkeypatch, calls)
+    records = run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None)
+    kinds = [json.loads(line)["kind"] for line in out.read_text().splitlines()]
+    assert len(records) == 2 * 5 + 2 and kinds.count("run") == 12
+    # the floor probe (qigbench.cost.qig_floor) runs once per QIG row (m = 32 and the fast variant)
+    assert kinds.count("floor") == 2 and calls.count("qig") == 2 * 2 + 1 + 2
+    calls.clear()
+    assert len(run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None)) == 12
+    assert calls == []  # nothing left to run
+    # a third round later: only its five calibrations run
+    more = run_table6(Table6Plan(rounds=3, variants=plan.variants), out, str(tmp_path), weights_dir=tmp_path / "w",
+                      say=lambda _: None)  # fmt: skip
+    assert len(more) == 12 + 5 and calls.count("build") == 1  # leave-one-out stays at its one round
+
+
+def test_an_interrupted_last_line_is_skipped_but_damage_elsewhere_is_an_error(tmp_path: Path) -> None:
+    plan = Table6Plan()
+    good = json.dumps({"kind": "run", "plan_key": plan.key, "round": 0, "label": "mbq"})
+    out = tmp_path / "t6.jsonl"
+    out.write_text(good + "\n" + '{"kind": "ru')
+    assert len(read_records(out, plan)) == 1
+    out.write_text('{"kind": "ru\n' + good + "\n")
+    with pytest.raises(Table6Error, match="damaged"):
+        read_records(out, plan)
+    other = json.dumps({"kind": "run", "plan_key": "another", "round": 0, "label": "mbq"})
+    out.write_text(other + "\n")
+    assert read_records(out, plan) == []  # another plan's records are left alone
+
+
+def test_summary_ratios_are_within_rounds_with_median_and_range(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    out = tmp_path / "t6.jsonl"
+    plan = Table6Plan(rounds=3, variants=table6_variants(loo_rounds=1))
+    _fake_runs(monkeypatch, [])
+    records = run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None)
+    summary = summarise(load_plan(out), records)
+    qig = summary.row("qig")
+    assert qig.cpu_ratio.median == pytest.approx(4.0) and qig.cpu_ratio.low == pytest.approx(4.0)  # load-free
+    assert qig.cpu_ratio.n == 3 and summary.row("leave-one-out").cpu_ratio.n == 1
+    assert summary.row("mbq").cpu_seconds.low == pytest.approx(100.0)
+    assert summary.rounds_complete == 3
+    statuses = {v.goal.name: v.status for v in summary.verdicts}
+    assert statuses["qig_time_vs_mbq"] == "KNOWN GAP" and statuses["qig_peak_vs_mbq"] == "met"
+    assert statuses["loo_time_vs_mbq"] == "reported"
+    text = format_summary(summary, "test machine")
+    assert "| qig | 3 | 4.00 [4.00, 4.00] |" in text
+    assert "| leave-one-out | 1 | 30.00 (1 round) |" in text
+    assert "0.58 (1.055)" in text and "4.20 (4.421)" in text  # the paper's GPU-h and ratio to MBQ
+    assert "time qig(m=32)/mbq 4.000 (goal <= 1.100, paper 1.055" in text and "KNOWN GAP" in text
+    assert "shape:qwen2vl-7b@2+vision=2+width=4, 32 samples at 448x448, W3A16, cpu (1 thread)" in text
+
+
+def test_a_partial_file_summarises_what_it_has(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    plan = Table6Plan(rounds=1)
+    records = [{"kind": "run", "plan_key": plan.key, "round": 0, "label": "mbq", **fake_result(
+        type("R", (), {"method": "mbq", "options": ()})(), 0)}]  # fmt: skip
+    summary = summarise(plan, records)
+    assert [r.label for r in summary.rows] == ["mbq"] and summary.verdicts == ()
+    assert "not measured yet: qig" in format_summary(summary, "m")
+
+
+def test_a_failed_run_is_recorded_the_others_go_on_and_a_rerun_retries_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    out = tmp_path / "t6.jsonl"
+    plan = Table6Plan(rounds=1)
+    calls: list[str] = []
+    _fake_runs(monkeypatch, calls)
+    fake = table6._child
+
+    def oom_once(mode: str, request: Any, timeout: float | None) -> dict[str, Any]:
+        if request.method == "mbq" and mode == "measure" and "oom" not in calls:
+            calls.append("oom")
+            raise Table6Error("mbq {} (measure) failed with exit code -9 (killed: out of memory?)")
+        return fake(mode, request, timeout)
+
+    monkeypatch.setattr(table6, "_child", oom_once)
+    records = run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None)
+    assert "mbq" not in {r["label"] for r in records} and len(records) == 5  # the other five still ran
+    assert read_records(out, plan, "failure")[0]["label"] == "mbq"
+    records = run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None)
+    assert len(records) == 6 and calls[-2:] == ["build", "mbq"] and calls.count("mbq") == 1  # only mbq reran
+
+
+def test_the_floor_arithmetic_adds_the_rest_of_mbqs_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    out = tmp_path / "t6.jsonl"
+    plan = Table6Plan(rounds=1)
+    _fake_runs(monkeypatch, [])
+    records = run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None, floor=False)
+    floor = {"kind": "floor", "label": "qig", "points_cpu_seconds": 200.0, "search_cpu_seconds": 40.0,
+             "groups_measured_cpu_seconds": 300.0, "groups": [{}] * 6}  # fmt: skip
+    summary = summarise(plan, records, floor_records=[floor])
+    (f,) = summary.floors
+    assert f.rest == pytest.approx(100.0 - 40.0)  # MBQ's 100 CPU s less its 40 s of search (no prepare timed here)
+    assert f.total == pytest.approx(300.0)
+    text = format_summary(summary, "m")
+    assert "| qig | 6 | 200 | 40 | 60 | 300 | 3.00 | 4.00 (1 round) | 1.25 |" in text
