@@ -41,7 +41,8 @@ FP_LABEL = "FP16"
 
 #: Caption sentence shared by the ranked tables.
 TIES = (
-    "± = 95% interval (t over seeds; bootstrap over examples with one seed); entries a paired test "
+    "± = 95% interval (t over seeds); [low, high] = 95% interval where it is not symmetric (bootstrap "
+    "over examples with one seed, or clipped to the metric's range); entries a paired test "
     "(same seeds / examples) cannot tell apart at 95% share a mark"
 )
 
@@ -389,11 +390,13 @@ def _fmt(value: float, digits: int | None) -> str:
 
 
 def _with_interval(value: float, ci: Interval | None, digits: int | None, sample: Measurement | None) -> Cell:
-    """``value ± half-width``; ``value [low, high]`` for an interval clipped at its metric's range (a
-    half-width would claim values outside it)."""
+    """``value ± half-width`` for an interval symmetric about ``value`` (t over seeds);
+    ``value [low, high]`` otherwise: one clipped at its metric's range, or a bootstrap percentile
+    interval (a half-width would claim values it does not hold, e.g. "10.00 ± 15.54" for [0, 31])."""
     if ci is None:
         return Cell(value, _fmt(value, digits), sample=sample)
-    if not ci.method.endswith(CLIPPED):
+    symmetric = math.isclose(ci.high - value, value - ci.low, rel_tol=1e-6, abs_tol=1e-12)
+    if symmetric and not ci.method.endswith(CLIPPED):
         half = ci.half_width
         spread = f"{half:.{digits}f}" if digits is not None else f"{half:.2g}"
         return Cell(value, f"{_fmt(value, digits)} ± {spread}", low=ci.low, high=ci.high, sample=sample)

@@ -161,7 +161,9 @@ def test_indistinguishable_entries_share_a_mark_and_cells_show_intervals() -> No
     ranks = {head[1]: cells[0].rank for head, cells in table.rows}
     assert ranks == {"mbq": 1, "qig": 1, "awq": 2, "rtn": None}
     qig = next(cells[0] for head, cells in table.rows if head[1] == "qig")
-    assert " ± " in qig.text and qig.low is not None and qig.high is not None and qig.low < qig.value < qig.high
+    # one seed: a bootstrap percentile interval, shown as its ends (a half-width would misstate it)
+    assert qig.low is not None and qig.high is not None and qig.low < qig.value < qig.high
+    assert qig.text == f"{qig.value:.4g} [{qig.low:.4g}, {qig.high:.4g}]" and " ± " not in qig.text
     header = to_csv(table).splitlines()[0]
     assert header.endswith("W4A8 KL,W4A8 KL ci95 low,W4A8 KL ci95 high")
     assert r"$\pm$" in to_latex(table)
@@ -208,3 +210,22 @@ def test_templates_ship_inside_the_package() -> None:
     assert all((default_templates() / n).is_file() for n in TEMPLATE_NAMES)
     pyproject = tomllib.loads((package.parents[1] / "pyproject.toml").read_text())
     assert "templates/*" in pyproject["tool"]["setuptools"]["package-data"]["qigbench.report"]
+
+
+def test_an_interval_is_a_half_width_only_where_it_is_symmetric() -> None:
+    """t over seeds is symmetric: ``mean ± half``; one seed's bootstrap over 10 examples with one hit
+    ([0, 0.3] or so) is not, and "10.00 ± 15.54" would claim accuracies below 0."""
+    from qigbench.report import fidelity
+    from qigbench.stats import ExampleScores
+
+    def row(seed: int, value: float, examples: ExampleScores | None = None) -> ResultRow:
+        return ResultRow(model="m", method="rtn", format="W4A8", config_hash="h", task="fidelity", metric="kl",
+                         value=value, seed=seed, examples=examples)
+
+    t_cell = fidelity(aggregate([row(0, 0.10), row(1, 0.12), row(2, 0.11)])).rows[0][1][0]
+    assert " ± " in t_cell.text and t_cell.low is not None and t_cell.high is not None
+    assert abs((t_cell.high - t_cell.value) - (t_cell.value - t_cell.low)) < 1e-9
+    skewed = ExampleScores.of([1.0] + [0.0] * 9)
+    b_cell = fidelity(aggregate([row(0, skewed.mean(), skewed)])).rows[0][1][0]
+    assert " ± " not in b_cell.text and b_cell.low is not None and b_cell.low >= 0.0
+    assert b_cell.text == f"{b_cell.value:.4g} [{b_cell.low:.4g}, {b_cell.high:.4g}]"
