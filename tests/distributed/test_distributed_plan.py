@@ -34,7 +34,8 @@ def test_every_seed_is_its_own_job(tmp_path: Path) -> None:
     matrix = table2(options)
     jobs = build_jobs([matrix], options, None, tmp_path)
     quantized = [j for j in jobs if not j.case.is_fp]
-    assert sorted((j.case.method, j.case.seed) for j in quantized) == [(m, s) for m in ("qig", "rtn") for s in (0, 1, 2)]
+    expected = [(m, s) for m in ("qig", "rtn") for s in (0, 1, 2)]
+    assert sorted((j.case.method, j.case.seed) for j in quantized) == expected
     assert len(jobs) == len(matrix) and len({j.job_id for j in jobs}) == len(jobs)
 
 
