@@ -99,6 +99,6 @@ def test_every_builder_builds_under_the_cache_root(monkeypatch: pytest.MonkeyPat
     assert calib.parent.parent == root / "calibration" and calib.is_file()
 
     offline = [a for a in ALIASES if a.kind is not SourceKind.HF]
-    assert {a.kind for a in offline} == {SourceKind.TINY, SourceKind.SHAPE, SourceKind.PACKAGE}
+    assert {a.kind for a in offline} == {SourceKind.TINY, SourceKind.SHAPE, SourceKind.PACKAGE, SourceKind.TRAINED}
     for alias in offline:  # where each would be built: below the root, without building it
         assert Path(resolve_source(alias.name, build=False).location).is_relative_to(root), alias.name
