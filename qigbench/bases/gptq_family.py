@@ -11,6 +11,7 @@ from typing import TypeVar
 
 import torch
 
+from qigbench import parallel
 from qigbench.engine.context import BlockContext
 from qigbench.engine.method import Method, MethodConfig
 from qigbench.models.groups import ResolvedGroup
@@ -80,8 +81,32 @@ class GPTQMethod(Method[GPTQMethodConfigT]):
     def _solve(
         self, ctx: BlockContext, group: str, hessians: dict[str, torch.Tensor], solver_cfg: GPTQConfig
     ) -> None:
-        for name, hessian in hessians.items():
-            linear = ctx.linear(name)
-            result = gptq_quantize(linear.weight.data, hessian, ctx.fmt.weight, solver_cfg)
-            ctx.quantize_linear_(name, result.weight.to(linear.weight.dtype))
-            ctx.log(group, **{f"gptq_loss.{name}": float(result.loss)})
+        """Solve the group's linears. Data-parallel: the solve reads only the reduced Hessian and the
+        weight, so each linear is solved by one rank (:func:`qigbench.parallel.share_out`, balanced
+        by its cost) and broadcast: the ranks solve side by side instead of all solving everything."""
+        names = list(hessians)
+        ranks = parallel.world().size if parallel.active() else 1
+        owners = parallel.share_out([solve_cost(ctx.linear(n)) for n in names], ranks)
+        me = parallel.world().rank if ranks > 1 else 0
+        solved: dict[str, tuple[torch.Tensor, float]] = {}
+        for name, owner in zip(names, owners, strict=True):
+            hessian = hessians.pop(name)  # a linear's Hessian is dropped once it is no longer needed
+            if owner == me:
+                linear = ctx.linear(name)
+                result = gptq_quantize(linear.weight.data, hessian, ctx.fmt.weight, solver_cfg)
+                solved[name] = (result.weight.to(linear.weight.dtype), float(result.loss))
+            del hessian
+        for name, owner in zip(names, owners, strict=True):
+            weight, loss = solved.pop(name, (torch.empty_like(ctx.linear(name).weight.data), 0.0))
+            if ranks > 1:
+                weight = parallel.broadcast_tensor(weight, owner)
+                loss = float(parallel.broadcast_tensor(torch.tensor([loss], dtype=torch.float64), owner)[0])
+            ctx.quantize_linear_(name, weight)
+            ctx.log(group, **{f"gptq_loss.{name}": loss})
+
+
+def solve_cost(linear: torch.nn.Linear) -> float:
+    """Relative cost of one GPTQ solve: the inverse Hessian's factorisations (~in^3) plus the
+    column sweep and its lazy updates (~out x in^2)."""
+    n_in, n_out = int(linear.in_features), int(linear.out_features)
+    return float(2 * n_in**3 + n_out * n_in**2)

@@ -179,6 +179,19 @@ GOALS: dict[str, Goal] = {
             "predict_peak_error", "predicted/measured peak memory - 1", "abs<=", 0.15, "issue 19", style="percent",
         ),
         Goal(
+            "dp_activation_memory", "activation memory per rank, N ranks/1 process", "<=", 0.60,
+            "issue 21 (data parallelism: each rank holds its share of the samples)",
+        ),
+        Goal(
+            "dp_working_memory", "peak working memory per rank, N ranks/1 process", None, None,
+            "issue 21 (reported: it adds what no rank count divides, the weights' solver temporaries, "
+            "Hessians, a batch's gradient pre-pass)",
+        ),
+        Goal(
+            "dp_time", "calibration CPU time on the critical path, N ranks/1 process", "<=", 0.65,
+            "issue 21 (a speed-up >= 1.55x at 2 ranks)",
+        ),
+        Goal(
             "llmcompressor_time_ratio", "time ours/llm-compressor", "<=", 1.0,
             "issue 4 (cross-check, same model and run)",
         ),

@@ -18,6 +18,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from qigbench.engine.held import STAT as HELD_STAT
+from qigbench.engine.held import held_bytes
 from qigbench.engine.replay import Call, Recorder, Replay, run_calls
 from qigbench.errors import QigbenchError
 from qigbench.models.family import ModelFamily
@@ -62,6 +64,9 @@ class BlockContext:
     all_token_types: torch.Tensor | None = None
     stats: dict[str, Any] = field(default_factory=dict)  # JSON-able per-block numbers (saved, reported)
     artifacts: dict[str, Any] = field(default_factory=dict)  # tensors for plots (token weights), not saved
+    #: streams the unit holds beside the inputs while the method works (the fp target and the
+    #: quantized output): counted in the block's ``activation_bytes`` (:mod:`qigbench.engine.held`)
+    held: list[Any] = field(default_factory=list, repr=False)
     _records: dict[str, dict[str, list[Call]]] = field(default_factory=dict, repr=False)
     _groups: list[ResolvedGroup] | None = field(default=None, repr=False)
     _linear_names: list[str] | None = field(default=None, repr=False)
@@ -121,7 +126,14 @@ class BlockContext:
             modules = {k: available[k] for k in missing}
             early = keys is not None
             cache.update(record_inputs(self.block, self.calls, self.inputs(stream), modules, self.device, early))
+            self.note_held()
         return cache
+
+    def note_held(self) -> None:
+        """Update the block's ``activation_bytes``: the peak of the activations held now (the streams
+        in and out, the block's recorded calls, every recorded group and linear input)."""
+        now = held_bytes(self.fp_inputs, self.q_inputs, self.held, self.calls, list(self._records.values()))
+        self.stats[HELD_STAT] = max(int(self.stats.get(HELD_STAT, 0)), now)
 
     def invalidate(self) -> None:
         """Forget recorded inputs and resolved modules (after the block's weights or modules changed)."""

@@ -133,10 +133,14 @@ class UnitContext:
             propagation = self.settings.propagation
             fp_next = ctx.run("fp")
             target = fp_next if propagation == "fp" else ctx.run("quantized")
+            ctx.held = [fp_next, target]
+            ctx.note_held()
             yield ctx
             quantized = quantized_linear_names(block)
             calib_out = ctx.run("calib") if propagation == "fp" else None
             q_next = ctx.run("quantized") if self.q_outputs is not None else None
+            ctx.held = [fp_next, target, calib_out, q_next]
+            ctx.note_held()
             produced = calib_out if calib_out is not None else q_next
             assert produced is not None
             rel_error = relative_error(produced, target, self.token_types)

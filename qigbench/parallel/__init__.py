@@ -8,7 +8,9 @@ GPTQ's Hessian, the scale and clip searches' loss per candidate and their activa
 gradient sums, SmoothQuant's and Q-VLM's activation ranges, Q-VLM's entropies, TLQ's scores
 (gathered: their selection ranks the whole pool), the engine's block error. Per-sample quantities
 (every token-weight normalisation) stay local. Every rank then makes the same decision from the
-same numbers, so the ranks' quantized blocks are identical (checked after every unit).
+same numbers, so the ranks' quantized blocks are identical (checked after every unit). Work that
+depends on no sample (GPTQ's per-linear solves) is shared out instead (:mod:`.work`): one rank
+computes each item and broadcasts it.
 
 In one process (world size 1) every collective is a no-op returning its input. What makes N
 ranks give the bits of one process is how the sums are taken (:mod:`.sums`): per recorded batch
@@ -27,6 +29,7 @@ from qigbench.parallel.collectives import (
     any_rank,
     barrier,
     broadcast_object,
+    broadcast_tensor,
     check_same,
     column_mean,
     gather_objects,
@@ -53,6 +56,7 @@ from qigbench.parallel.state import (
     world,
 )
 from qigbench.parallel.sums import batch_spans, float64_total
+from qigbench.parallel.work import share_out
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -72,6 +76,7 @@ __all__ = [
     "barrier",
     "batch_spans",
     "broadcast_object",
+    "broadcast_tensor",
     "check_same",
     "column_mean",
     "float64_total",
@@ -87,6 +92,7 @@ __all__ = [
     "release",
     "replicated",
     "shard_batches",
+    "share_out",
     "shutdown",
     "sum_floats",
     "tensor_digest",

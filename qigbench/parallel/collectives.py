@@ -202,6 +202,22 @@ def broadcast_object(obj: T, src: int = 0, group: Any = None) -> T:
     return obj if world().rank == src else _from_bytes(buffer)
 
 
+def broadcast_tensor(t: Tensor, src: int) -> Tensor:
+    """Rank ``src``'s ``t`` on every rank (exact; ``t`` itself in one process). Every rank passes a
+    tensor of the same shape and dtype: the others' values are overwritten."""
+    if not active():
+        return t
+    import torch.distributed as dist
+
+    group = cuda_group() if t.device.type == "cuda" else None
+    out = t.detach().contiguous()
+    host = out if group is not None else out.cpu()
+    opts = dist.BroadcastOptions()
+    opts.rootRank = src
+    _wait("broadcast_tensor", (group or cpu_group()).broadcast([host], opts))
+    return host if host is out else host.to(t.device)
+
+
 def barrier(patient: bool = False) -> None:
     """Wait for every rank; ``patient``: on the control group, whose timeout is days (for waiting
     while rank 0 builds a model or a calibration set, which may take longer than any collective)."""
