@@ -102,3 +102,31 @@ def test_fast_preset_is_gauss_8_in_weight_only_formats_and_the_paper_in_weight_a
                                QIGProvider(QIGConfig(steps=8, quadrature="gauss"))(only).weights)  # fmt: skip
     wa = make_target(b=2, t=6, seed=4, fmt="W4A8")
     assert torch.equal(QIGProvider(fast)(wa).weights, QIGProvider(QIGConfig())(wa).weights)
+
+
+def test_fast_preset_falls_back_to_the_paper_where_a_sample_is_flat() -> None:
+    """Where some sample's token scores are flat the fast preset integrates again with the paper's
+    rule, so that group's weights are the paper's exactly; elsewhere it keeps its 8 nodes."""
+    from dataclasses import replace
+
+    from sens_blocks import make_target
+
+    from qigbench.sensitivity.qig_provider import FAST_FLAT_CV, flattest_sample
+
+    fast, paper = QIGConfig(preset="fast"), QIGConfig()
+    spread = make_target(b=2, t=6, seed=4)
+    kept = QIGProvider(fast)(spread)
+    assert kept.diagnostics["fast_flattest_cv"] >= FAST_FLAT_CV and "fast_fallback" not in kept.diagnostics
+    # every token of sample 1 the same vector: its scores are equal (CV 0), the group falls back
+    x = spread.x.clone()
+    x[1] = x[1, :1].expand_as(x[1])
+    flat = replace(spread, x=x)
+    got = QIGProvider(fast)(flat)
+    assert got.diagnostics["fast_fallback"] and got.diagnostics["fast_flattest_cv"] < 1e-6
+    assert got.diagnostics["fast_points_evaluated"] == 8 and got.diagnostics["steps_used"] == 32
+    assert torch.equal(got.weights, QIGProvider(paper)(flat).weights)
+    # the coefficient of variation skips padding and samples without two real tokens
+    types = torch.tensor([[1, 1, 0], [1, 1, 1]])  # 0: padding
+    assert flattest_sample(torch.tensor([[1.0, 1.0, 9.0], [2.0, 4.0, 0.0]]), types) == 0.0  # the 9 is padding
+    assert abs(flattest_sample(torch.tensor([[1.0, 3.0, 9.0], [2.0, 4.0, 0.0]]), types) - 0.5) < 1e-6
+    assert flattest_sample(torch.tensor([[1.0, 3.0, 9.0]]), torch.tensor([[1, 0, 0]])) == float("inf")
