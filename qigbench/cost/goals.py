@@ -141,8 +141,8 @@ GOALS: dict[str, Goal] = {
             "exist: the paper's cost with m = 32's token weights)", paper=paper_ratio_to_mbq("qig"),
             paper_source=_PAPER_T6,
             known_gap="the fast variant qig[preset=fast] still runs 8 Gauss-Legendre path points of forward + "
-            "backward per group in weight-only formats (the paper's 32 in weight-activation ones), where MBQ runs "
-            "none: its floor is several times MBQ's (README, Table 6 at real width)",
+            "backward per group in weight-only formats (the paper's 32 on flat groups and in weight-activation "
+            "ones), where MBQ runs none: its floor is several times MBQ's (README, Table 6 at real width)",
         ),
         Goal(
             "loo_time_vs_mbq", "time leave-one-out/mbq", None, None, "issue 19 (reported beside the paper)",

@@ -36,7 +36,8 @@ from qigbench.errors import QigbenchError
 PAPER_QIG: tuple[tuple[str, str], ...] = (("qig.steps", "32"),)
 #: The fast variant (issue 19: the cheapest setting whose token weights agree with m = 32).
 #: The named variant ``qig[preset=fast]`` (qigbench.sensitivity.qig_provider: 8-node Gauss-Legendre in
-#: weight-only formats, m = 32 in weight-activation ones; docs/method_defaults.md has its agreement).
+#: weight-only formats, m = 32 on flat groups and in weight-activation ones; docs/method_defaults.md
+#: has its agreement).
 FAST_VARIANT: tuple[tuple[str, str], ...] = (("qig.preset", "fast"),)
 FAST_VARIANT_IS_STAND_IN = False
 STAND_IN_GAP = ("measured on the stand-in qig.steps=4, not the fast variant issue 19's method side chooses "

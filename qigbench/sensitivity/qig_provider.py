@@ -64,7 +64,7 @@ from qigbench.tokens import TokenType, valid_mask
 Baseline = Literal["auto", "zero", "quantized"]
 Preset = Literal["paper", "fast"]
 #: the fast preset's rule where the integrand is smooth (weight-only formats): 8-node Gauss-Legendre.
-#: It agrees with m = 32 on tiny-qwen2vl and the massive-activation case, not on the 7B shape's
+#: Alone it agrees with m = 32 on tiny-qwen2vl and the massive-activation case, not on the 7B shape's
 #: gate_up at width 1/4 (min Spearman 0.87, |d-lambda| <= 9e-6): README, "QIG: the paper's m = 32..."
 FAST_STEPS = 8
 FAST_QUADRATURE: Quadrature = "gauss"
