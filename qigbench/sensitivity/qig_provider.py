@@ -110,7 +110,8 @@ class QIGConfig:
     batched: bool = exact_option(True, omit=False)
     #: ``paper``: ``steps`` / ``quadrature`` everywhere. ``fast``: 8-node Gauss-Legendre in weight-only
     #: formats, and the paper's rule again on a group whose scores are flat in some sample
-    #: (:data:`FAST_FLAT_CV`; agreement with m = 32 in the README), and ``steps`` / ``quadrature`` (the paper's 32) in weight-activation
+    #: (:data:`FAST_FLAT_CV`; agreement with m = 32 in the README), and ``steps`` / ``quadrature``
+    #: (the paper's 32) in weight-activation
     #: formats, whose straight-through activation rounding makes the integrand a step function that no
     #: cheaper rule followed. A variant: stored as ``qig[preset=fast]``
     preset: Literal["paper", "fast"] = omit_default("paper")
