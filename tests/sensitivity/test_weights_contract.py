@@ -153,15 +153,18 @@ def test_providers_call_f_with_copy_major_multiples_of_B_rows() -> None:
         return call
 
     t = AttributionTarget(per_sample(base.f_fp), per_sample(base.f_q), base.x, base.x_q, base.token_types)
-    cases: list[tuple[str, dict[str, Any]]] = [
-        ("qig", {"steps": 6, "chunk_size": 4}),
-        ("qig", {"steps": 6, "objective": "fx_minus_f0"}),
-        ("leave_one_out", {"chunk_size": 2}),
+    # atol: a leave-one-out score is a difference of two sums over every token, G(x) - G(x without t),
+    # so it carries G's rounding (measured 1.8e-7 between chunkings with MKL's AVX2 kernels, scores
+    # up to 3.5e-3), not a rounding relative to the score; QIG's agree to 6e-11
+    cases: list[tuple[str, dict[str, Any], float]] = [
+        ("qig", {"steps": 6, "chunk_size": 4}, 1e-7),
+        ("qig", {"steps": 6, "objective": "fx_minus_f0"}, 1e-7),
+        ("leave_one_out", {"chunk_size": 2}, 1e-6),
     ]
-    for name, cfg in cases:
+    for name, cfg, atol in cases:
         seen.clear()
         fast = get_provider(name, **cfg)(t)
         assert max(seen) > 3  # really batched
         slow_cfg = {**cfg, "batched": False} if name == "qig" else {**cfg, "chunk_size": 1}
         slow = get_provider(name, **slow_cfg)(t)
-        torch.testing.assert_close(fast.raw, slow.raw, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(fast.raw, slow.raw, rtol=1e-5, atol=atol)
