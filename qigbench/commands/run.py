@@ -29,8 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         help="paper tables to run (default table2): table2, table5, table6, tableA2, tableA3, table1, table4, tableA1",
     )
-    parser.add_argument("--limit", type=int, help=f"examples per task (default {TINY_LIMIT} on tiny models, else all)")
-    parser.add_argument("--samples", type=int, help="calibration samples (default 16 on tiny models, else 128)")
+    parser.add_argument("--limit", type=int,
+                        help=f"examples per task (default {TINY_LIMIT} on the offline tiny-* and smollm2-*, else all)")
+    parser.add_argument("--samples", type=int,
+                        help="calibration samples (default 16 on the offline tiny-* and smollm2-*, else 128)")
     parser.add_argument("--seeds", help="comma list of seeds (default 0)")
     parser.add_argument("--option", "-o", action="append", default=[], metavar="[METHOD:]KEY=VALUE",
                         help="method option for every configuration it applies to, e.g. -o qig.steps=8 "
