@@ -41,6 +41,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from qigbench import parallel
 from qigbench.config import exact_option, omit_default
 from qigbench.sensitivity.base import (
     AttributionTarget,
@@ -269,9 +270,12 @@ class QIGProvider:
         raw, res = self._scores(target, baseline, diag)
         if cfg.preset != "fast" or cfg.integration(bool(target.weight_activation)) == (cfg.steps, cfg.quadrature):
             return raw, res
-        if diag.get("shortcut_linear") or diag.get("shortcut_no_path"):
-            return raw, res  # one path point is exact whatever the rule: nothing to fall back from
-        cv = flattest_sample(raw, target.token_types)
+        if diag.get("shortcut_linear"):
+            return raw, res  # one path point is exact whatever the rule (the same on every rank)
+        # the flattest sample of the whole calibration set: data-parallel, every rank takes part (one
+        # whose rows all equal the baseline brings inf) and all take the decision one process takes
+        local = float("inf") if diag.get("shortcut_no_path") else flattest_sample(raw, target.token_types)
+        cv = float(parallel.all_reduce_min(torch.tensor([local], dtype=torch.float64))[0])
         diag["fast_flattest_cv"] = cv
         if cv >= FAST_FLAT_CV:
             return raw, res

@@ -130,3 +130,20 @@ def test_fast_preset_falls_back_to_the_paper_where_a_sample_is_flat() -> None:
     assert flattest_sample(torch.tensor([[1.0, 1.0, 9.0], [2.0, 4.0, 0.0]]), types) == 0.0  # the 9 is padding
     assert abs(flattest_sample(torch.tensor([[1.0, 3.0, 9.0], [2.0, 4.0, 0.0]]), types) - 0.5) < 1e-6
     assert flattest_sample(torch.tensor([[1.0, 3.0, 9.0]]), torch.tensor([[1, 0, 0]])) == float("inf")
+
+
+def test_fast_fallback_is_decided_on_the_whole_calibration_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Data-parallel, each rank holds some samples: the flatness is reduced over the ranks, so a flat
+    sample on another rank makes this rank fall back too (as one process holding every sample would)."""
+    from sens_blocks import make_target
+
+    from qigbench import parallel
+    from qigbench.sensitivity import qig_provider
+
+    spread = make_target(b=2, t=6, seed=4)
+    assert "fast_fallback" not in QIGProvider(QIGConfig(preset="fast"))(spread).diagnostics
+    monkeypatch.setattr(qig_provider.parallel, "all_reduce_min", lambda t: torch.zeros_like(t))  # another rank: CV 0
+    assert parallel.all_reduce_min is qig_provider.parallel.all_reduce_min
+    got = QIGProvider(QIGConfig(preset="fast"))(spread)
+    assert got.diagnostics["fast_fallback"] and got.diagnostics["fast_flattest_cv"] == 0.0
+    assert torch.equal(got.weights, QIGProvider(QIGConfig())(spread).weights)
