@@ -12,34 +12,36 @@ is given (a recorded input shared by q/k/v, or a view of a stream, counts once).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import torch
+
+from qigbench.engine.replay import Call, map_tensors
 
 #: the block stat the engine records (the peak over the block's work, this process's samples)
 STAT = "activation_bytes"
 
 
-def _tensors(obj: Any) -> Iterable[torch.Tensor]:
-    if isinstance(obj, torch.Tensor):
-        yield obj
-    elif isinstance(obj, (tuple, list)):
-        for o in obj:
-            yield from _tensors(o)
-    elif isinstance(obj, dict):
-        for o in obj.values():
-            yield from _tensors(o)
-    elif hasattr(obj, "args") and hasattr(obj, "kwargs"):  # a recorded Call
-        yield from _tensors(obj.args)
-        yield from _tensors(obj.kwargs)
+def _unpack_calls(obj: Any) -> Any:
+    """``obj`` with every recorded :class:`Call` replaced by its ``(args, kwargs)``."""
+    if isinstance(obj, Call):
+        return (obj.args, obj.kwargs)
+    if isinstance(obj, (tuple, list)):
+        return [_unpack_calls(o) for o in obj]
+    if isinstance(obj, dict):
+        return {k: _unpack_calls(v) for k, v in obj.items()}
+    return obj
 
 
 def held_bytes(*objs: Any) -> int:
     """Bytes of the distinct storages of every tensor inside ``objs`` (nested lists, dicts, Calls)."""
     seen: dict[tuple[str, int], int] = {}
-    for t in _tensors(objs):
+
+    def count(t: torch.Tensor) -> torch.Tensor:
         storage = t.untyped_storage()
         key = (str(t.device), storage.data_ptr())
         seen[key] = max(seen.get(key, 0), storage.nbytes())
+        return t
+
+    map_tensors(_unpack_calls(objs), count)
     return sum(seen.values())
