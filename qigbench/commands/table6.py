@@ -35,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report-only", action="store_true", help="summarise --out without running anything")
     parser.add_argument("--cache-dir", help="where shapes and synthetic data are built (env QIGBENCH_CACHE)")
     parser.add_argument("--timeout", type=float, help="seconds one calibration may take")
+    parser.add_argument("--round", action="append", dest="round_ids", metavar="ID",
+                        help="run only this round (repeatable; ids 0, 1, ..., and leave-one-out#0): several "
+                        "processes can run disjoint rounds into one --out at once, e.g. one per core")
+    parser.add_argument("--no-floor", action="store_true", help="skip the floor probe (let one process run it)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         file_agreement,
         format_summary,
         load_plan,
+        machine_of,
         read_records,
         run_table6,
         summarise,
@@ -77,11 +82,14 @@ def run(args: argparse.Namespace) -> int:
             if unknown:
                 raise Table6Error(f"unknown row(s) {sorted(unknown)}; choose from {sorted(known)}")
             plan = replace(plan, variants=tuple(v for v in plan.variants if v.label in wanted))
-    records = read_records(out, plan) if args.report_only else run_table6(plan, out, args.cache_dir,
-                                                                          timeout=args.timeout)
-    done = {(r["round"], r["label"]) for r in records}
-    failed = [f for f in read_records(out, plan, "failure") if (f["round"], f["label"]) not in done]
-    summary = summarise(plan, records, file_agreement, read_records(out, plan, "floor"))
+    records = read_records(out, plan) if args.report_only else run_table6(
+        plan, out, args.cache_dir, timeout=args.timeout, rounds=args.round_ids, floor=not args.no_floor)
+    summary = summarise(plan, records, file_agreement, read_records(out, plan, "floor"),
+                        read_records(out, plan, "agreement"))
+    done = {(r["round"], r["label"], machine_of(r)) for r in records}
+    failed = [f for f in read_records(out, plan, "failure")
+              if machine_of(f) == summary.machine and (f["round"], f["label"], machine_of(f)) not in done
+              and (args.round_ids is None or f["round"] in args.round_ids)]  # fmt: skip
     text = format_summary(summary, machine_label(plan.device))
     print(text)
     if args.summary:

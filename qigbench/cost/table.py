@@ -49,6 +49,18 @@ def paper_key(method: str, options: Sequence[tuple[str, str]]) -> str | None:
     return None
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; the platform's processor string elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_label(device: str) -> str:
     """The machine the numbers came from, in words (put it next to every number you publish)."""
     if torch.device(device).type == "cuda" and torch.cuda.is_available():
@@ -56,7 +68,7 @@ def machine_label(device: str) -> str:
         return f"{props.name}, {props.total_memory / GIB:.0f} GiB"
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB if hasattr(os, "sysconf") else 0.0
     gpu = "no GPU" if not torch.cuda.is_available() else "GPU unused"
-    return f"{os.cpu_count()}-core CPU ({platform.machine()}), {ram:.0f} GiB RAM, {gpu}"
+    return f"{os.cpu_count()}-core {cpu_model()} ({platform.machine()}), {ram:.0f} GiB RAM, {gpu}"
 
 
 def format_table(setting: Setting, rows: Sequence[CostRow]) -> str:

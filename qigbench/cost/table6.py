@@ -11,17 +11,24 @@ loses at most the calibration in flight.
 
 Ratios are taken within a round (t_method / t_mbq of the same round), then summarised over rounds
 as median and range: the machine's load moves between rounds, not within one pair as much.
+
+Every record names the machine it ran on (CPU model, cores, memory; the GPU on cuda). A round is
+measured on one machine: a rerun on another machine runs the whole round again there (the other
+machine's runs stay in the file, unpaired), and a summary shows one machine's rounds, never ratios
+of runs from two. Several processes may run disjoint rounds into one file at once (``rounds=``;
+appends are locked), e.g. one per core.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -147,8 +154,23 @@ def schedule(plan: Table6Plan) -> list[tuple[str, Variant]]:
 # -- running -------------------------------------------------------------------------------------
 
 
+UNRECORDED = "unrecorded machine"
+
+
+def machine_of(record: dict[str, Any]) -> str:
+    return str(record.get("machine") or UNRECORDED)
+
+
+def this_machine(device: str) -> str:
+    """The machine a run here is stamped with (qigbench.cost.table.machine_label)."""
+    from qigbench.cost.table import machine_label
+
+    return machine_label(device)
+
+
 def read_records(path: Path, plan: Table6Plan, kind: str = "run") -> list[dict[str, Any]]:
-    """The ``kind`` records (``run``, or ``failure``) of ``plan`` in a results file (other plans' are left alone)."""
+    """The ``kind`` records (``run``, ``failure``, ``floor``, ``agreement``) of ``plan`` in a results file
+    (other plans' are left alone)."""
     if not path.exists():
         return []
     records = []
@@ -172,9 +194,13 @@ def read_records(path: Path, plan: Table6Plan, kind: str = "run") -> list[dict[s
 def _append(path: Path, record: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
-        f.write(json.dumps(record, default=str) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+        fcntl.flock(f, fcntl.LOCK_EX)  # processes running other rounds append to the same file
+        try:
+            f.write(json.dumps(record, default=str) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _child(mode: str, request: IsolatedRequest, timeout: float | None) -> dict[str, Any]:
@@ -200,22 +226,42 @@ def run_table6(
     timeout: float | None = None,
     say: Callable[[str], None] = print,
     floor: bool = True,
+    rounds: Collection[str] | None = None,
+    machine: str | None = None,
+    agreement_of: Callable[[str, str], dict[str, float]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every round of ``plan`` not yet in ``out`` (JSONL, appended run by run) and return all its records.
+    """Run every round of ``plan`` not yet in ``out`` on this machine (JSONL, appended run by run) and
+    return all its records.
 
     ``weights_dir``: where each run's token weights are saved (for the agreement of the fast variant
-    with m = 32); default: next to the cache, never in the repository. ``floor``: then, once, probe
-    QIG's floor (m = 32 and the fast variant) on the same inputs, where the probe is installed.
+    with m = 32); default: next to the cache, never in the repository. Once a round holds both, their
+    agreement is appended as a record (``agreement_of``, default :func:`file_agreement`), so it outlives
+    the weights. ``floor``: then, once, probe QIG's floor (m = 32 and the fast variant) on the same
+    inputs, where the probe is installed. ``rounds``: run only these round ids (``"0"``,
+    ``"leave-one-out#0"``; default all), e.g. one process per core on disjoint rounds.
+    ``machine``: what the records are stamped with (default :func:`this_machine`).
     """
+    machine = machine or this_machine(plan.device)
+    agreement_of = agreement_of or file_agreement
     done = read_records(out, plan)
-    have = {(r["round"], r["label"]) for r in done}
+    have = {(r["round"], r["label"]) for r in done if machine_of(r) == machine}
     weights_dir = weights_dir or Path(cache_dir or os.environ.get("QIGBENCH_CACHE") or "/tmp") / "table6" / plan.key
     weights_dir.mkdir(parents=True, exist_ok=True)
-    todo = [(r, v) for r, v in schedule(plan) if (r, v.label) not in have]
-    floors = _floor_todo(plan, out) if floor else []
+    planned = schedule(plan)
+    if rounds is not None:
+        unknown = set(rounds) - {r for r, _ in planned}
+        if unknown:
+            raise Table6Error(f"no round(s) {sorted(unknown)} in this plan; its rounds are "
+                              f"{sorted({r for r, _ in planned})}")  # fmt: skip
+        planned = [(r, v) for r, v in planned if r in rounds]
+    todo = [(r, v) for r, v in planned if (r, v.label) not in have]
+    floors = _floor_todo(plan, out, machine) if floor else []
     if not todo and not floors:
         return done
-    say(f"table6 {plan.key}: {len(todo)} calibrations to run ({len(have)} already in {out}); {plan.regime()}")
+    elsewhere = len({(r["round"], r["label"]) for r in done}) - len(have)
+    say(f"table6 {plan.key}: {len(todo)} calibrations to run ({len(have)} already in {out} from this machine"
+        + (f", {elsewhere} from other machines, not paired with these" if elsewhere > 0 else "")
+        + f"); {plan.regime()}; machine: {machine}")
     built = _child("build", plan.request(plan.variants[0], cache_dir), timeout)
     say(f"  model {built['model_dir']}")
     for i, (r, variant) in enumerate(todo, 1):
@@ -225,28 +271,54 @@ def run_table6(
             result = _child("measure", request, timeout)
         except (Table6Error, subprocess.TimeoutExpired) as err:
             # recorded and skipped: the other runs go on, and a rerun tries this one again
-            _append(out, {"kind": "failure", "plan_key": plan.key, "round": r, "label": variant.label,
+            _append(out, {"kind": "failure", "plan_key": plan.key, "round": r, "label": variant.label, "machine": machine,
                           "error": str(err)[-4000:]})  # fmt: skip
             first = str(err).splitlines()[0]
             say(f"  [{i}/{len(todo)}] round {r} {variant.label}: FAILED ({first}); a rerun retries it")
             continue
         record = {"kind": "run", "plan_key": plan.key, "plan": asdict(plan), "round": r, "label": variant.label,
-                  "weights_file": str(weights) if request.weights_out else "", **result}
+                  "machine": machine, "weights_file": str(weights) if request.weights_out else "", **result}
         _append(out, record)
         done.append(record)
         say(f"  [{i}/{len(todo)}] round {r} {variant.label}: {result['cpu_seconds']:.1f} CPU s, "
             f"{result['seconds']:.1f} s wall, peak {result['peak_bytes'] / 2**30:.2f} GiB, "
             f"load {result['load_average'][0]}")
+        agreed = _record_agreement(plan, out, done, r, machine, agreement_of)
+        if agreed:
+            say(f"  round {r} {agreed['label']} vs {plan.variants[1].label}: Spearman min {agreed['spearman_min']:.4f}, "
+                f"max |d-lambda| {agreed['max_abs_dlambda']:.2e}")
     for variant in floors:
         try:
             result = _child("floor", plan.request(variant, cache_dir), timeout)
         except (Table6Error, subprocess.TimeoutExpired) as err:
             say(f"  floor probe {variant.label}: FAILED ({str(err).splitlines()[0]})")
             continue
-        _append(out, {"kind": "floor", "plan_key": plan.key, "label": variant.label, **result})
+        _append(out, {"kind": "floor", "plan_key": plan.key, "label": variant.label, "machine": machine, **result})
         say(f"  floor probe {variant.label}: floor {result['floor_cpu_seconds']:.1f} CPU s over its groups "
             f"(spent {result['groups_measured_cpu_seconds']:.1f})")
     return done
+
+
+def _record_agreement(
+    plan: Table6Plan, out: Path, records: Sequence[dict[str, Any]], round_id: str, machine: str,
+    agreement_of: Callable[[str, str], dict[str, float]],
+) -> dict[str, Any] | None:  # fmt: skip
+    """Once round ``round_id`` holds the fast variant's and m = 32's token weights, append their agreement
+    (the weights live outside the repository; the record is what a later summary reads)."""
+    ref, fast = plan.variants[1], plan.variants[2] if len(plan.variants) > 2 else None
+    if fast is None or fast.method != ref.method or "sensitivity" in dict(fast.options):
+        return None
+    runs = {r["label"]: r for r in records if r["round"] == round_id and machine_of(r) == machine}
+    files = [runs.get(v.label, {}).get("weights_file", "") for v in (ref, fast)]
+    if not all(f and Path(f).exists() for f in files):
+        return None
+    have = {(a["round"], machine_of(a)) for a in read_records(out, plan, "agreement") if a["label"] == fast.label}
+    if (round_id, machine) in have:
+        return None
+    agreed = {"kind": "agreement", "plan_key": plan.key, "round": round_id, "label": fast.label,
+              "reference": ref.label, "machine": machine, **agreement_of(files[0], files[1])}  # fmt: skip
+    _append(out, agreed)
+    return agreed
 
 
 def floor_variants(plan: Table6Plan) -> list[Variant]:
@@ -254,10 +326,10 @@ def floor_variants(plan: Table6Plan) -> list[Variant]:
     return [v for v in plan.variants[1:3] if v.method == "qig" and "sensitivity" not in dict(v.options)]
 
 
-def _floor_todo(plan: Table6Plan, out: Path) -> list[Variant]:
+def _floor_todo(plan: Table6Plan, out: Path, machine: str) -> list[Variant]:
     if not floor_probe_available():
         return []
-    have = {r["label"] for r in read_records(out, plan, "floor")}
+    have = {r["label"] for r in read_records(out, plan, "floor") if machine_of(r) == machine}
     return [v for v in floor_variants(plan) if v.label not in have]
 
 
@@ -312,6 +384,8 @@ class Summary:
     verdicts: tuple[Verdict, ...]
     load_average: Spread | None
     floors: tuple[Floor, ...] = ()
+    machine: str = UNRECORDED  # every run summarised ran here
+    elsewhere: int = 0  # runs of this plan on other machines, left out
 
     def row(self, label: str) -> Row:
         return next(r for r in self.rows if r.label == label)
@@ -359,13 +433,33 @@ def _by_round(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str
     return rounds
 
 
+def main_machine(records: Sequence[dict[str, Any]]) -> str:
+    """The machine holding the most runs (ties: the one that ran last)."""
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[machine_of(r)] = counts.get(machine_of(r), 0) + 1
+    if not counts:
+        return UNRECORDED
+    last = {machine_of(r): i for i, r in enumerate(records)}
+    return max(counts, key=lambda m: (counts[m], last[m]))
+
+
 def summarise(
     plan: Table6Plan, records: Sequence[dict[str, Any]],
     agreement_of: Callable[[str, str], dict[str, float]] | None = None,
     floor_records: Sequence[dict[str, Any]] = (),
+    agreement_records: Sequence[dict[str, Any]] = (),
+    machine: str | None = None,
 ) -> Summary:  # fmt: skip
     """Per variant: ratios to MBQ of the same round (over every round holding both), median and range;
-    ``floor_records``: the floor probe's (``kind == "floor"``) for the floor arithmetic."""
+    ``floor_records``: the floor probe's (``kind == "floor"``) for the floor arithmetic;
+    ``agreement_records``: the stored agreements (``kind == "agreement"``; the last one wins, else the
+    saved weights are compared with ``agreement_of``). Only ``machine``'s records are summarised
+    (default: the machine holding the most runs)."""
+    machine = machine or main_machine(records)
+    elsewhere = sum(1 for r in records if machine_of(r) != machine)
+    records = [r for r in records if machine_of(r) == machine]
+    floor_records = [f for f in floor_records if machine_of(f) == machine]
     rounds = _by_round(records)
     rows = []
     for v in plan.variants:
@@ -391,18 +485,21 @@ def summarise(
     if not rows:
         raise Table6Error(f"no round with MBQ in it yet for plan {plan.key}")
     agreement: dict[str, dict[str, float]] = {}
+    for a in agreement_records:
+        if machine_of(a) == machine:
+            agreement[a["label"]] = {k: v for k, v in a.items() if isinstance(v, float)}
     ref = plan.variants[1]  # qig at m = 32: the last run of it with weights is the reference
     ref_file = _last_weights(records, ref.label)
     if agreement_of is not None and ref_file:
         for v in plan.variants[2:]:
             other = _last_weights(records, v.label)
-            if v.method == ref.method and other:
+            if v.method == ref.method and other and v.label not in agreement:
                 agreement[v.label] = agreement_of(ref_file, other)
     loads = [x for r in records for x in r.get("load_average", []) if x is not None]
     complete = sum(1 for runs in rounds.values() if all(v.label in runs for v in plan.variants
                                                           if v.max_rounds is None))  # fmt: skip
     summary = Summary(plan, tuple(rows), complete, agreement, (), Spread.of(loads) if loads else None,
-                      floors_of(rows, floor_records))  # fmt: skip
+                      floors_of(rows, floor_records), machine, elsewhere)  # fmt: skip
     return replace(summary, verdicts=tuple(table6_verdicts(summary)))
 
 
@@ -463,8 +560,12 @@ def paper_ratio(key: str | None, model: str = "internvl2-8b") -> str:
     return f"{paper[key]:.2f} ({paper[key] / paper['mbq']:.3f})"
 
 
-def format_summary(s: Summary, machine: str) -> str:
-    """Markdown: the measured ratios beside the paper's GPU-hours, then the goals."""
+def format_summary(s: Summary, machine: str | None = None) -> str:
+    """Markdown: the measured ratios beside the paper's GPU-hours, then the goals.
+
+    ``machine``: the machine in words (default: the one the summarised runs are stamped with)."""
+    if machine is None or s.machine != UNRECORDED:
+        machine = s.machine if s.machine != UNRECORDED else (machine or UNRECORDED)
     gib = 2**30
     p = s.plan
     peak = "peak RSS" if p.device == "cpu" else "peak allocated"
@@ -487,6 +588,9 @@ def format_summary(s: Summary, machine: str) -> str:
     missing = [v.label for v in p.variants if v.label not in {r.label for r in s.rows}]
     if missing:
         lines += ["", f"not measured yet: {', '.join(missing)}"]
+    if s.elsewhere:
+        lines += ["", f"{s.elsewhere} run(s) of this plan on other machines are left out (a ratio pairs runs of "
+                  "one machine)"]
     if s.agreement:
         ref = p.variants[1].label
         lines += ["", f"Token weights against {ref} (last runs, per sample over non-padding tokens):", ""]
@@ -526,6 +630,7 @@ def summary_json(s: Summary) -> dict[str, Any]:
         "verdicts": [{"goal": v.goal.name, "value": v.value, "status": v.status, "line": v.line} for v in s.verdicts],
         "load_average": asdict(s.load_average) if s.load_average else None,
         "floors": [{**asdict(f), "total": f.total} for f in s.floors],
+        "machine": s.machine, "runs_on_other_machines": s.elsewhere,
     }  # fmt: skip
 
 

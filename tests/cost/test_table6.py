@@ -181,10 +181,99 @@ def test_the_floor_arithmetic_adds_the_rest_of_mbqs_run(monkeypatch: pytest.Monk
     _fake_runs(monkeypatch, [])
     records = run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None, floor=False)
     floor = {"kind": "floor", "label": "qig", "points_cpu_seconds": 200.0, "search_cpu_seconds": 40.0,
-             "groups_measured_cpu_seconds": 300.0, "groups": [{}] * 6}  # fmt: skip
+             "groups_measured_cpu_seconds": 300.0, "groups": [{}] * 6, "machine": records[0]["machine"]}  # fmt: skip
     summary = summarise(plan, records, floor_records=[floor])
     (f,) = summary.floors
     assert f.rest == pytest.approx(100.0 - 40.0)  # MBQ's 100 CPU s less its 40 s of search (no prepare timed here)
     assert f.total == pytest.approx(300.0)
     text = format_summary(summary, "m")
     assert "| qig | 6 | 200 | 40 | 60 | 300 | 3.00 | 4.00 (1 round) | 1.25 |" in text
+
+
+def test_a_round_is_measured_on_one_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Runs from another machine are kept but never paired: the rerun here measures the whole round again,
+    and the summary shows one machine's rounds."""
+    out = tmp_path / "t6.jsonl"
+    plan = Table6Plan(rounds=1)
+    calls: list[str] = []
+    _fake_runs(monkeypatch, calls)
+    run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None, floor=False,
+               machine="machine A", rounds=["0"])  # fmt: skip
+    assert calls.count("mbq") == 1
+    old = [json.loads(line) for line in out.read_text().splitlines()]
+    old[0].pop("machine")  # an unstamped record (written before records named their machine)
+    out.write_text("".join(json.dumps(r) + "\n" for r in old[:1]))
+    calls.clear()
+    records = run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None, floor=False,
+                         machine="machine B")  # fmt: skip
+    assert calls.count("mbq") == 1 and len(records) == 7  # round 0 again, all six, on B
+    summary = summarise(plan, records)
+    assert summary.machine == "machine B" and summary.elsewhere == 1 and summary.row("mbq").cpu_ratio.n == 1
+    text = format_summary(summary, "where the summary is printed")
+    assert "machine: machine B" in text and "1 run(s) of this plan on other machines are left out" in text
+
+
+def test_disjoint_rounds_run_by_separate_calls_fill_one_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    out = tmp_path / "t6.jsonl"
+    plan = Table6Plan(rounds=2)
+    calls: list[str] = []
+    _fake_runs(monkeypatch, calls)
+    first = run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None, floor=False,
+                       rounds=["1"])  # fmt: skip
+    assert {r["round"] for r in first} == {"1"} and len(first) == 6
+    both = run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None, floor=False)
+    assert len(both) == 12 and summarise(plan, both).rounds_complete == 2
+    with pytest.raises(Table6Error, match=r"no round\(s\) \['7'\]"):
+        run_table6(plan, out, str(tmp_path), say=lambda _: None, rounds=["7"])
+
+
+def test_the_fast_variants_agreement_is_stored_and_outlives_the_weights(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    out = tmp_path / "t6.jsonl"
+    plan = Table6Plan(rounds=2)
+    _fake_runs(monkeypatch, [])
+    fake = table6._child
+
+    def with_weights(mode: str, request: Any, timeout: float | None) -> dict[str, Any]:
+        if mode == "measure" and request.weights_out:
+            Path(request.weights_out).write_text(request.method)  # what the child saves
+        return fake(mode, request, timeout)
+
+    monkeypatch.setattr(table6, "_child", with_weights)
+    compared: list[tuple[str, str]] = []
+
+    def agreement_of(ref: str, other: str) -> dict[str, float]:
+        compared.append((Path(ref).name, Path(other).name))
+        return {"spearman_min": 0.995, "spearman_mean": 0.999, "max_abs_dlambda": 4e-4, "max_lambda": 2.0}
+
+    records = run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None, floor=False,
+                         agreement_of=agreement_of)  # fmt: skip
+    assert compared == [("qig-r0.pt", "qig_preset=fast_-r0.pt"), ("qig-r1.pt", "qig_preset=fast_-r1.pt")]
+    stored = read_records(out, plan, "agreement")
+    assert [a["round"] for a in stored] == ["0", "1"] and stored[0]["reference"] == "qig"
+    for f in (tmp_path / "w").iterdir():
+        f.unlink()  # a later session: the weights are gone, the records are not
+    summary = summarise(plan, records, agreement_of=None, agreement_records=stored)
+    assert summary.agreement["qig[preset=fast]"]["spearman_min"] == pytest.approx(0.995)
+    statuses = {v.goal.name: v.status for v in summary.verdicts}
+    assert statuses["fast_spearman_min"] == "met" and statuses["fast_max_dlambda"] == "met"
+
+
+def _append_many(path: str, tag: int) -> None:
+    for i in range(60):
+        table6._append(Path(path), {"kind": "run", "tag": tag, "i": i, "pad": "x" * 20000})
+
+
+def test_appends_from_processes_running_side_by_side_never_interleave(tmp_path: Path) -> None:
+    import multiprocessing
+
+    out = tmp_path / "t6.jsonl"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_append_many, args=(str(out), tag)) for tag in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    lines = out.read_text().splitlines()
+    assert len(lines) == 120 and all(json.loads(line)["pad"] == "x" * 20000 for line in lines)
