@@ -271,8 +271,8 @@ def run_table6(
             result = _child("measure", request, timeout)
         except (Table6Error, subprocess.TimeoutExpired) as err:
             # recorded and skipped: the other runs go on, and a rerun tries this one again
-            _append(out, {"kind": "failure", "plan_key": plan.key, "round": r, "label": variant.label, "machine": machine,
-                          "error": str(err)[-4000:]})  # fmt: skip
+            _append(out, {"kind": "failure", "plan_key": plan.key, "round": r, "label": variant.label,
+                          "machine": machine, "error": str(err)[-4000:]})  # fmt: skip
             first = str(err).splitlines()[0]
             say(f"  [{i}/{len(todo)}] round {r} {variant.label}: FAILED ({first}); a rerun retries it")
             continue
@@ -285,8 +285,8 @@ def run_table6(
             f"load {result['load_average'][0]}")
         agreed = _record_agreement(plan, out, done, r, machine, agreement_of)
         if agreed:
-            say(f"  round {r} {agreed['label']} vs {plan.variants[1].label}: Spearman min {agreed['spearman_min']:.4f}, "
-                f"max |d-lambda| {agreed['max_abs_dlambda']:.2e}")
+            say(f"  round {r} {agreed['label']} vs {plan.variants[1].label}: Spearman min "
+                f"{agreed['spearman_min']:.4f}, max |d-lambda| {agreed['max_abs_dlambda']:.2e}")
     for variant in floors:
         try:
             result = _child("floor", plan.request(variant, cache_dir), timeout)

@@ -97,7 +97,8 @@ def test_bench_table6(benchmark: Any, bench_cache: Path, tmp_path: Path, summary
 
     benchmark.group = "table6"
     benchmark.pedantic(run, rounds=1, iterations=1)
-    result = summarise(plan, records, file_agreement, read_records(out, plan, "floor"))
+    result = summarise(plan, records, file_agreement, read_records(out, plan, "floor"),
+                       read_records(out, plan, "agreement"))
     benchmark.extra_info.update(summary_json(result), out=str(out))
     summary.append(format_summary(result, machine_label(plan.device)))  # its last lines: every goal's verdict
 
