@@ -563,9 +563,8 @@ def paper_ratio(key: str | None, model: str = "internvl2-8b") -> str:
 def format_summary(s: Summary, machine: str | None = None) -> str:
     """Markdown: the measured ratios beside the paper's GPU-hours, then the goals.
 
-    ``machine``: the machine in words (default: the one the summarised runs are stamped with)."""
-    if machine is None or s.machine != UNRECORDED:
-        machine = s.machine if s.machine != UNRECORDED else (machine or UNRECORDED)
+    ``machine``: the machine in words where the runs are not stamped with one (records before stamping)."""
+    machine = s.machine if s.machine != UNRECORDED else (machine or UNRECORDED)
     gib = 2**30
     p = s.plan
     peak = "peak RSS" if p.device == "cpu" else "peak allocated"
