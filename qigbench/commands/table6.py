@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--round", action="append", dest="round_ids", metavar="ID",
                         help="run only this round (repeatable; ids 0, 1, ..., and leave-one-out#0): several "
                         "processes can run disjoint rounds into one --out at once, e.g. one per core")
+    parser.add_argument("--only", action="append", dest="only_labels", metavar="LABEL",
+                        help="run only this row of the plan (repeatable; the plan and its pairing stay whole), "
+                             "e.g. two processes finishing one round on two cores")
     parser.add_argument("--no-floor", action="store_true", help="skip the floor probe (let one process run it)")
 
 
@@ -83,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
                 raise Table6Error(f"unknown row(s) {sorted(unknown)}; choose from {sorted(known)}")
             plan = replace(plan, variants=tuple(v for v in plan.variants if v.label in wanted))
     records = read_records(out, plan) if args.report_only else run_table6(
-        plan, out, args.cache_dir, timeout=args.timeout, rounds=args.round_ids, floor=not args.no_floor)
+        plan, out, args.cache_dir, timeout=args.timeout, rounds=args.round_ids, floor=not args.no_floor,
+        labels=args.only_labels)
     summary = summarise(plan, records, file_agreement, read_records(out, plan, "floor"),
                         read_records(out, plan, "agreement"))
     done = {(r["round"], r["label"], machine_of(r)) for r in records}

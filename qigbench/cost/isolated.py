@@ -153,7 +153,8 @@ def floor_probe_available() -> bool:
 
 
 def run_floor(req: IsolatedRequest) -> dict[str, Any]:
-    """QIG's floor on this request's inputs: per group, points x (f + f_q forward + backward) + search."""
+    """QIG's floor on this request's inputs: per group, the evaluated points x (f + f_q forward, + backward
+    where taken) + search (:class:`qigbench.cost.qig_floor.GroupFloor`)."""
     from qigbench.cost.qig_floor import probe_qig_floor  # type: ignore[import-not-found,unused-ignore]
     from qigbench.memory import parse_bytes
 
@@ -170,7 +171,7 @@ def run_floor(req: IsolatedRequest) -> dict[str, Any]:
         "floor_cpu_seconds": report.floor,
         "groups_measured_cpu_seconds": report.measured,
         "search_cpu_seconds": sum(g["search"] for g in groups),
-        "points_cpu_seconds": sum(g["points"] * g["point_total"] for g in groups),
+        "points_cpu_seconds": sum(g["path"] for g in groups),
         "groups": groups,
     }
 

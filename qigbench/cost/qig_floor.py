@@ -8,6 +8,12 @@ samples in one call (no memory-budget chunking, no completeness check, no target
 
     floor = n_points x (t_forward_f + t_forward_fq + t_backward) + t_search
 
+where ``n_points`` counts the path points the provider really evaluated (its diagnostics): the exact
+shortcuts stay in the floor, so a linear compared module from the zero baseline counts one point, a
+single linear layer's forward-only path counts no backward, a degenerate input none, and the fast
+preset's fallback both rules' points. A floor that counted ``m`` points where one is exact would sit
+above what the method spends.
+
 and the same with the point timed on the sample chunks the provider really uses under the memory
 budget (``floor_chunked``: on a CPU several small calls can be faster than one large one, so the
 whole-batch floor is not always the lower of the two), and sets both beside what the method really
@@ -83,15 +89,50 @@ class GroupFloor:
     diagnostics: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def evaluated(self) -> int:
+        """Path points the provider evaluated (its diagnostics; ``points`` where it did not say): one for
+        the exact linear shortcut, none for a degenerate input, the cheap rule's plus the paper's
+        where the fast preset fell back."""
+        d = self.diagnostics
+        said = d.get("points_evaluated")
+        n = self.points if said is None else int(said)
+        if d.get("fast_fallback") and d.get("fast_points_evaluated") is not None:
+            n += int(d["fast_points_evaluated"])
+        return n
+
+    @property
+    def backward(self) -> bool:
+        """Whether each evaluated point takes a backward (not on the forward-only linear-layer path)."""
+        return not self.diagnostics.get("shortcut_no_backward")
+
+    def path(self, point: PointTiming) -> float:
+        """The evaluated points' cost at ``point``'s timings: two forwards each, and a backward where taken."""
+        return self.evaluated * (point.forward_fp + point.forward_q + (point.backward if self.backward else 0.0))
+
+    @property
     def floor(self) -> float:
-        return self.points * self.point.total + self.search
+        return self.path(self.point) + self.search
 
     @property
     def floor_chunked(self) -> float:
         """The floor with the point timed on the provider's sample chunks (the whole-batch floor if
         the provider did not chunk)."""
-        point = self.point_chunked or self.point
-        return self.points * point.total + self.search
+        return self.path(self.point_chunked or self.point) + self.search
+
+    @property
+    def lowest(self) -> float:
+        """The lower of the two floors (one call on every sample, or the provider's chunks): on a CPU
+        either can be the faster way to run a point."""
+        return min(self.floor, self.floor_chunked)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GroupFloor:
+        """Back from :meth:`as_dict` (a stored floor record's ``groups``)."""
+        chunked = d.get("point_chunked")
+        return cls(block=int(d["block"]), group=str(d["group"]), samples=int(d["samples"]), points=int(d["points"]),
+                   point=PointTiming(**d["point"]), search=float(d["search"]),
+                   point_chunked=PointTiming(**chunked) if chunked else None, target=float(d["target"]),
+                   attribution=float(d["attribution"]), diagnostics=dict(d.get("diagnostics") or {}))  # fmt: skip
 
     @property
     def measured(self) -> float:
@@ -105,7 +146,8 @@ class GroupFloor:
         out = asdict(self)
         out.update(floor=self.floor, floor_chunked=self.floor_chunked, measured=self.measured, ratio=self.ratio,
                    ratio_chunked=self.measured / self.floor_chunked if self.floor_chunked > 0 else float("inf"),
-                   point_total=self.point.total)  # fmt: skip
+                   point_total=self.point.total, evaluated=self.evaluated, backward_taken=self.backward,
+                   path=self.path(self.point), lowest=self.lowest)  # fmt: skip
         return out
 
 
@@ -122,6 +164,11 @@ class FloorReport:
     def floor_chunked(self) -> float:
         """Every group's floor with the point timed on the provider's sample chunks."""
         return sum(g.floor_chunked for g in self.groups)
+
+    @property
+    def lowest(self) -> float:
+        """Every group's lower floor (:attr:`GroupFloor.lowest`)."""
+        return sum(g.lowest for g in self.groups)
 
     @property
     def measured(self) -> float:
@@ -253,15 +300,15 @@ def probe_qig_floor(
 
 def format_floor_table(rows: Sequence[GroupFloor]) -> str:
     """A Markdown table of probed groups: the floor's pieces, the floor, what was spent, the ratio."""
-    head = ("| block | group | samples | points | f fwd | f_q fwd | backward | search | floor | target | "
-            "attribution | measured | measured / floor |")
-    lines = [head, "|" + "---|" * 13]
+    head = ("| block | group | samples | points (rule) | evaluated | f fwd | f_q fwd | backward | search | floor | "
+            "target | attribution | measured | measured / floor |")
+    lines = [head, "|" + "---|" * 14]
     for g in rows:
         p = g.point
         lines.append(
-            f"| {g.block} | {g.group} | {g.samples} | {g.points} | {p.forward_fp:.3f} | {p.forward_q:.3f} | "
-            f"{p.backward:.3f} | {g.search:.2f} | {g.floor:.2f} | {g.target:.2f} | {g.attribution:.2f} | "
-            f"{g.measured:.2f} | {g.ratio:.2f} |"
+            f"| {g.block} | {g.group} | {g.samples} | {g.points} | {g.evaluated} | {p.forward_fp:.3f} | "
+            f"{p.forward_q:.3f} | {p.backward:.3f}{'' if g.backward else ' (not taken)'} | {g.search:.2f} | "
+            f"{g.floor:.2f} | {g.target:.2f} | {g.attribution:.2f} | {g.measured:.2f} | {g.ratio:.2f} |"
         )
     return "\n".join(lines)
 

@@ -229,6 +229,7 @@ def run_table6(
     rounds: Collection[str] | None = None,
     machine: str | None = None,
     agreement_of: Callable[[str, str], dict[str, float]] | None = None,
+    labels: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Run every round of ``plan`` not yet in ``out`` on this machine (JSONL, appended run by run) and
     return all its records.
@@ -239,7 +240,9 @@ def run_table6(
     the weights. ``floor``: then, once, probe QIG's floor (m = 32 and the fast variant) on the same
     inputs, where the probe is installed. ``rounds``: run only these round ids (``"0"``,
     ``"leave-one-out#0"``; default all), e.g. one process per core on disjoint rounds.
-    ``machine``: what the records are stamped with (default :func:`this_machine`).
+    ``machine``: what the records are stamped with (default :func:`this_machine`). ``labels``: run only
+    these rows (the plan, and so its key and pairing, stay whole), e.g. two processes finishing one round
+    on two cores.
     """
     machine = machine or this_machine(plan.device)
     agreement_of = agreement_of or file_agreement
@@ -254,6 +257,12 @@ def run_table6(
             raise Table6Error(f"no round(s) {sorted(unknown)} in this plan; its rounds are "
                               f"{sorted({r for r, _ in planned})}")  # fmt: skip
         planned = [(r, v) for r, v in planned if r in rounds]
+    if labels is not None:
+        unknown = set(labels) - {v.label for v in plan.variants}
+        if unknown:
+            raise Table6Error(f"no row(s) {sorted(unknown)} in this plan; its rows are "
+                              f"{[v.label for v in plan.variants]}")  # fmt: skip
+        planned = [(r, v) for r, v in planned if v.label in labels]
     todo = [(r, v) for r, v in planned if (r, v.label) not in have]
     floors = _floor_todo(plan, out, machine) if floor else []
     if not todo and not floors:
@@ -395,7 +404,10 @@ class Summary:
 class Floor:
     """What a QIG row cannot cost less than, from the floor probe (process CPU seconds).
 
-    ``points`` = sum over the probed groups of points x (forward of f + forward of f_q + one backward),
+    ``points`` = sum over the probed groups of the points the provider evaluated x (forward of f +
+    forward of f_q + one backward where taken), each group at the lower of its two timings (one call on
+    every sample, or the provider's chunks; :attr:`qigbench.cost.qig_floor.GroupFloor.lowest`), so the
+    exact shortcuts (one point for a linear group) stay in the floor;
     ``search`` = the groups' scale searches, each timed alone; ``rest`` = the part of MBQ's run that is
     neither its prepare pass, its token weights nor its searches (capture, propagation, block errors:
     work QIG does too). So the row's calibration costs at least ``points + search + rest``."""
@@ -413,17 +425,23 @@ class Floor:
 
 
 def floors_of(rows: Sequence[Row], floor_records: Sequence[dict[str, Any]]) -> tuple[Floor, ...]:
-    """The floors, with the rest of the calibration taken from MBQ's measured phases."""
+    """The floors, recomputed from each record's per-group timings and diagnostics (so a record stored
+    before the floor counted shortcuts reads right), with the rest of the calibration taken from MBQ's
+    measured phases."""
+    from qigbench.cost.qig_floor import GroupFloor
+
     by_label = {r.label: r for r in rows}
     mbq = by_label.get("mbq")
     if mbq is None:
         return ()
     rest = mbq.cpu_seconds.median - sum(mbq.phases.get(p, 0.0) for p in ("prepare", "token_weights", "search"))
-    return tuple(
-        Floor(f["label"], f["points_cpu_seconds"], f["search_cpu_seconds"], rest, len(f["groups"]),
-              f["groups_measured_cpu_seconds"])
-        for f in floor_records
-    )  # fmt: skip
+    floors = []
+    for f in floor_records:
+        groups = [GroupFloor.from_dict(g) for g in f["groups"]]
+        search = sum(g.search for g in groups)
+        floors.append(Floor(f["label"], sum(g.lowest for g in groups) - search, search, rest, len(groups),
+                            f["groups_measured_cpu_seconds"]))  # fmt: skip
+    return tuple(floors)
 
 
 def _by_round(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -607,9 +625,13 @@ def format_summary(s: Summary, machine: str | None = None) -> str:
                          + " | ".join(f"{r.phases.get(n, 0.0):.0f}" for n in names) + " |")
     if s.floors and any(r.label == "mbq" for r in s.rows):
         mbq = s.row("mbq").cpu_seconds.median
-        lines += ["", "Floor (the QIG floor probe; process CPU s): what each QIG row cannot cost less than", "",
-                  "| method | groups | points x (f + f_q + backward) | searches | rest of the run (from MBQ's) | "
-                  "floor | floor / MBQ | measured / MBQ | spent on the groups / their floor |",
+        lines += ["", "Floor (the QIG floor probe; process CPU s): what each QIG row's work costs with no overhead "
+                  "(each group's evaluated path points, exact shortcuts counted as taken, at the lower of its "
+                  "whole-batch and chunked timings; each piece timed alone, so a run can come within a few "
+                  "percent below it)", "",
+                  "| method | groups | evaluated points x (f + f_q + backward) | searches | "
+                  "rest of the run (from MBQ's) | floor | floor / MBQ | measured / MBQ | "
+                  "spent on the groups / their floor |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for f in s.floors:
             measured = next((r.cpu_ratio.text() for r in s.rows if r.label == f.label), "—")

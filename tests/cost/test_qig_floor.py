@@ -35,9 +35,11 @@ def test_probe_times_every_group_and_leaves_the_calibration_as_it_was(tiny) -> N
     for g in found.groups:
         assert g.points == 4 and g.samples == 4 and g.floor > 0 and g.measured > 0
         assert g.point.forward_fp > 0 and g.point.backward > 0
-        assert g.floor == pytest.approx(4 * g.point.total + g.search)
-    # the linear groups took the exact one-point shortcut: what they cost is below the 4-point floor
-    assert all(g.diagnostics.get("shortcut_linear") for g in found.groups if g.group in ("o", "down"))
+        # the linear groups took the exact one-point shortcut: their floor counts that one point, not 4
+        linear = g.group in ("o", "down")
+        assert bool(g.diagnostics.get("shortcut_linear")) == linear and g.evaluated == (1 if linear else 4)
+        assert g.floor == pytest.approx(g.evaluated * g.point.total + g.search)
+        assert g.lowest == min(g.floor, g.floor_chunked)
     assert "measured / floor" in format_floor_table(found.groups)
     plain = calibrate(plain_model, loaded.family, batches, get_method("qig", dict(options)), fmt,
                       EngineConfig(progress=False))  # fmt: skip

@@ -175,13 +175,49 @@ def test_a_failed_run_is_recorded_the_others_go_on_and_a_rerun_retries_it(
     assert len(records) == 6 and calls[-2:] == ["build", "mbq"] and calls.count("mbq") == 1  # only mbq reran
 
 
+def _group(points: int, point: tuple[float, float, float], search: float = 0.0,
+           chunked: tuple[float, float, float] | None = None, **diagnostics: Any) -> dict[str, Any]:
+    from qigbench.cost.qig_floor import GroupFloor, PointTiming
+
+    return GroupFloor(block=0, group="g", samples=4, points=points, point=PointTiming(*point), search=search,
+                      point_chunked=PointTiming(*chunked) if chunked else None, target=0.0, attribution=0.0,
+                      diagnostics=diagnostics).as_dict()  # fmt: skip
+
+
+def test_the_floor_counts_the_points_evaluated_at_the_cheaper_timing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:  # fmt: skip
+    """The floor is rebuilt from the stored groups: an exact shortcut counts as taken (one point for a linear
+    group, no backward on the forward-only path, none for a degenerate input), a fast-preset fallback
+    counts both rules' points, and each group costs the lower of its whole-batch and chunked timings."""
+    out = tmp_path / "t6.jsonl"
+    plan = Table6Plan(rounds=1)
+    _fake_runs(monkeypatch, [])
+    records = run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None, floor=False)
+    groups = [
+        _group(4, (2, 2, 6), search=40.0),  # 4 x 10 = 40
+        _group(4, (2, 2, 6), points_evaluated=4),  # 40
+        _group(4, (2, 2, 6), points_evaluated=2, fast_fallback=True, fast_points_evaluated=2),  # 40
+        _group(32, (10, 10, 20), points_evaluated=1, shortcut_linear=True),  # one point, not 32: 40
+        _group(4, (4, 1, 100), points_evaluated=4, shortcut_no_backward=True),  # 4 x (4 + 1) = 20
+        _group(4, (5, 5, 10), chunked=(2, 2, 1), points_evaluated=4),  # chunks cheaper: 4 x 5 = 20
+        _group(4, (5, 5, 10), points_evaluated=0, shortcut_no_path=True),  # degenerate: 0
+    ]
+    floor = {"kind": "floor", "label": "qig", "groups_measured_cpu_seconds": 300.0, "groups": groups,
+             "machine": records[0]["machine"]}  # fmt: skip
+    (f,) = summarise(plan, records, floor_records=[floor]).floors
+    assert f.points == pytest.approx(200.0) and f.search == pytest.approx(40.0) and f.groups == 7
+
+
 def test_the_floor_arithmetic_adds_the_rest_of_mbqs_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     out = tmp_path / "t6.jsonl"
     plan = Table6Plan(rounds=1)
     _fake_runs(monkeypatch, [])
     records = run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None, floor=False)
-    floor = {"kind": "floor", "label": "qig", "points_cpu_seconds": 200.0, "search_cpu_seconds": 40.0,
-             "groups_measured_cpu_seconds": 300.0, "groups": [{}] * 6, "machine": records[0]["machine"]}  # fmt: skip
+    groups = [_group(4, (5, 5, 0), search=40.0, points_evaluated=4)] + [_group(4, (5, 5, 0), points_evaluated=4)] * 4
+    groups.append(_group(32, (5, 5, 0), points_evaluated=0))  # 5 x 40 + 0 = 200 of path, 40 of search
+    floor = {"kind": "floor", "label": "qig", "groups_measured_cpu_seconds": 300.0, "groups": groups,
+             "machine": records[0]["machine"]}  # fmt: skip
     summary = summarise(plan, records, floor_records=[floor])
     (f,) = summary.floors
     assert f.rest == pytest.approx(100.0 - 40.0)  # MBQ's 100 CPU s less its 40 s of search (no prepare timed here)
@@ -225,6 +261,26 @@ def test_disjoint_rounds_run_by_separate_calls_fill_one_file(monkeypatch: pytest
     assert len(both) == 12 and summarise(plan, both).rounds_complete == 2
     with pytest.raises(Table6Error, match=r"no round\(s\) \['7'\]"):
         run_table6(plan, out, str(tmp_path), say=lambda _: None, rounds=["7"])
+
+
+def test_rows_of_one_round_split_between_calls_pair_as_one_round(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:  # fmt: skip
+    """``labels`` (``--only``) runs some rows of the plan, whose key stays whole: two calls finishing one
+    round on two cores fill one round, paired as if one call had run it."""
+    out = tmp_path / "t6.jsonl"
+    plan = Table6Plan(rounds=1)
+    calls: list[str] = []
+    _fake_runs(monkeypatch, calls)
+    some = run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None, floor=False,
+                      labels=["qig"])  # fmt: skip
+    assert [r["label"] for r in some] == ["qig"] and calls == ["build", "qig"]
+    rest = run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None, floor=False)
+    assert len(rest) == 6 and calls.count("qig") == 3  # qig not again; the fast variant and qig-gptq are qig too
+    summary = summarise(plan, rest)
+    assert summary.rounds_complete == 1 and summary.row("qig").cpu_ratio.median == pytest.approx(4.0)
+    with pytest.raises(Table6Error, match=r"no row\(s\) \['qig\[steps=4\]'\]"):
+        run_table6(plan, out, str(tmp_path), say=lambda _: None, labels=["qig[steps=4]"])
 
 
 def test_the_fast_variants_agreement_is_stored_and_outlives_the_weights(
