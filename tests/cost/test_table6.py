@@ -276,7 +276,7 @@ def test_rows_of_one_round_split_between_calls_pair_as_one_round(
                       labels=["qig"])  # fmt: skip
     assert [r["label"] for r in some] == ["qig"] and calls == ["build", "qig"]
     rest = run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None, floor=False)
-    assert len(rest) == 6 and calls.count("qig") == 3  # qig not again; the fast variant and qig-gptq are qig too
+    assert len(rest) == 6 and calls.count("qig") == 3  # not qig again: fast and leave-one-out are method qig
     summary = summarise(plan, rest)
     assert summary.rounds_complete == 1 and summary.row("qig").cpu_ratio.median == pytest.approx(4.0)
     with pytest.raises(Table6Error, match=r"no row\(s\) \['qig\[steps=4\]'\]"):
