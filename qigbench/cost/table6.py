@@ -161,6 +161,21 @@ def machine_of(record: dict[str, Any]) -> str:
     return str(record.get("machine") or UNRECORDED)
 
 
+def boot_of(record: dict[str, Any]) -> str:
+    """The boot a record was written in ("" for records written before runs named their boot)."""
+    return str(record.get("boot") or "")
+
+
+def this_boot() -> str:
+    """This boot of this machine (the kernel's boot id; "" where there is none). A VM under the same
+    machine label can run 1.3-1.5x slower in one session than in another (measured at stops 26 and 27),
+    so a round is paired within one boot: a round cut off by a session's end reruns whole."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
 def this_machine(device: str) -> str:
     """The machine a run here is stamped with (qigbench.cost.table.machine_label)."""
     from qigbench.cost.table import machine_label
@@ -230,6 +245,7 @@ def run_table6(
     machine: str | None = None,
     agreement_of: Callable[[str, str], dict[str, float]] | None = None,
     labels: Collection[str] | None = None,
+    boot: str | None = None,
 ) -> list[dict[str, Any]]:
     """Run every round of ``plan`` not yet in ``out`` on this machine (JSONL, appended run by run) and
     return all its records.
@@ -242,12 +258,14 @@ def run_table6(
     ``"leave-one-out#0"``; default all), e.g. one process per core on disjoint rounds.
     ``machine``: what the records are stamped with (default :func:`this_machine`). ``labels``: run only
     these rows (the plan, and so its key and pairing, stay whole), e.g. two processes finishing one round
-    on two cores.
+    on two cores. ``boot`` (default :func:`this_boot`): a round not complete in one boot counts only this
+    boot's runs, so it reruns whole here rather than pair runs of two sessions.
     """
     machine = machine or this_machine(plan.device)
+    boot = this_boot() if boot is None else boot
     agreement_of = agreement_of or file_agreement
     done = read_records(out, plan)
-    have = {(r["round"], r["label"]) for r in done if machine_of(r) == machine}
+    have = _have(plan, done, machine, boot)
     weights_dir = weights_dir or Path(cache_dir or os.environ.get("QIGBENCH_CACHE") or "/tmp") / "table6" / plan.key
     weights_dir.mkdir(parents=True, exist_ok=True)
     planned = schedule(plan)
@@ -281,18 +299,19 @@ def run_table6(
         except (Table6Error, subprocess.TimeoutExpired) as err:
             # recorded and skipped: the other runs go on, and a rerun tries this one again
             _append(out, {"kind": "failure", "plan_key": plan.key, "round": r, "label": variant.label,
-                          "machine": machine, "error": str(err)[-4000:]})  # fmt: skip
+                          "machine": machine, "boot": boot, "error": str(err)[-4000:]})  # fmt: skip
             first = str(err).splitlines()[0]
             say(f"  [{i}/{len(todo)}] round {r} {variant.label}: FAILED ({first}); a rerun retries it")
             continue
         record = {"kind": "run", "plan_key": plan.key, "plan": asdict(plan), "round": r, "label": variant.label,
-                  "machine": machine, "weights_file": str(weights) if request.weights_out else "", **result}
+                  "machine": machine, "boot": boot, "weights_file": str(weights) if request.weights_out else "",
+                  **result}
         _append(out, record)
         done.append(record)
         say(f"  [{i}/{len(todo)}] round {r} {variant.label}: {result['cpu_seconds']:.1f} CPU s, "
             f"{result['seconds']:.1f} s wall, peak {result['peak_bytes'] / 2**30:.2f} GiB, "
             f"load {result['load_average'][0]}")
-        agreed = _record_agreement(plan, out, done, r, machine, agreement_of)
+        agreed = _record_agreement(plan, out, done, r, machine, agreement_of, boot)
         if agreed:
             say(f"  round {r} {agreed['label']} vs {plan.variants[1].label}: Spearman min "
                 f"{agreed['spearman_min']:.4f}, max |d-lambda| {agreed['max_abs_dlambda']:.2e}")
@@ -302,7 +321,8 @@ def run_table6(
         except (Table6Error, subprocess.TimeoutExpired) as err:
             say(f"  floor probe {variant.label}: FAILED ({str(err).splitlines()[0]})")
             continue
-        _append(out, {"kind": "floor", "plan_key": plan.key, "label": variant.label, "machine": machine, **result})
+        _append(out, {"kind": "floor", "plan_key": plan.key, "label": variant.label, "machine": machine,
+                      "boot": boot, **result})
         say(f"  floor probe {variant.label}: floor {result['floor_cpu_seconds']:.1f} CPU s over its groups "
             f"(spent {result['groups_measured_cpu_seconds']:.1f})")
     return done
@@ -310,14 +330,15 @@ def run_table6(
 
 def _record_agreement(
     plan: Table6Plan, out: Path, records: Sequence[dict[str, Any]], round_id: str, machine: str,
-    agreement_of: Callable[[str, str], dict[str, float]],
+    agreement_of: Callable[[str, str], dict[str, float]], boot: str = "",
 ) -> dict[str, Any] | None:  # fmt: skip
     """Once round ``round_id`` holds the fast variant's and m = 32's token weights, append their agreement
     (the weights live outside the repository; the record is what a later summary reads)."""
     ref, fast = plan.variants[1], plan.variants[2] if len(plan.variants) > 2 else None
     if fast is None or fast.method != ref.method or "sensitivity" in dict(fast.options):
         return None
-    runs = {r["label"]: r for r in records if r["round"] == round_id and machine_of(r) == machine}
+    runs = {r["label"]: r for r in records
+            if r["round"] == round_id and machine_of(r) == machine and boot_of(r) == boot}  # fmt: skip
     files = [runs.get(v.label, {}).get("weights_file", "") for v in (ref, fast)]
     if not all(f and Path(f).exists() for f in files):
         return None
@@ -325,9 +346,24 @@ def _record_agreement(
     if (round_id, machine) in have:
         return None
     agreed = {"kind": "agreement", "plan_key": plan.key, "round": round_id, "label": fast.label,
-              "reference": ref.label, "machine": machine, **agreement_of(files[0], files[1])}  # fmt: skip
+              "reference": ref.label, "machine": machine, "boot": boot,
+              **agreement_of(files[0], files[1])}  # fmt: skip
     _append(out, agreed)
     return agreed
+
+
+def _have(plan: Table6Plan, done: Sequence[dict[str, Any]], machine: str, boot: str) -> set[tuple[str, str]]:
+    """(round, label) already measured on ``machine``: every run of a round complete within one boot, and
+    this boot's runs of the others."""
+    wanted: dict[str, set[str]] = {}
+    for r, v in schedule(plan):
+        wanted.setdefault(r, set()).add(v.label)
+    groups: dict[tuple[str, str], set[str]] = {}
+    mine = [r for r in done if machine_of(r) == machine]
+    for r in mine:
+        groups.setdefault((str(r["round"]), boot_of(r)), set()).add(r["label"])
+    complete = {rnd for (rnd, _), labels in groups.items() if wanted.get(rnd, {""}) <= labels}
+    return {(r["round"], r["label"]) for r in mine if str(r["round"]) in complete or boot_of(r) == boot}
 
 
 def floor_variants(plan: Table6Plan) -> list[Variant]:
@@ -444,10 +480,11 @@ def floors_of(rows: Sequence[Row], floor_records: Sequence[dict[str, Any]]) -> t
     return tuple(floors)
 
 
-def _by_round(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
-    rounds: dict[str, dict[str, dict[str, Any]]] = {}
+def _by_round(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+    """The runs of each round in each boot (a ratio pairs runs of one boot; the last run of a label wins)."""
+    rounds: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
     for r in records:
-        rounds.setdefault(str(r["round"]), {})[r["label"]] = r
+        rounds.setdefault((str(r["round"]), boot_of(r)), {})[r["label"]] = r
     return rounds
 
 
@@ -482,6 +519,9 @@ def summarise(
     rows = []
     for v in plan.variants:
         paired = [runs for runs in rounds.values() if v.label in runs and "mbq" in runs]
+        if v.label == "mbq" and any(len(runs) > 1 for runs in paired):
+            # MBQ's own row: the rounds it is the base of, not one whose other rows never ran
+            paired = [runs for runs in paired if len(runs) > 1]
         if not paired:
             continue
         runs, bases = [p[v.label] for p in paired], [p["mbq"] for p in paired]

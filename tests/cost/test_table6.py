@@ -283,6 +283,28 @@ def test_rows_of_one_round_split_between_calls_pair_as_one_round(
         run_table6(plan, out, str(tmp_path), say=lambda _: None, labels=["qig[steps=4]"])
 
 
+def test_a_round_cut_off_in_one_boot_reruns_whole_in_the_next(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """One machine label can run at another speed after a reboot: a complete round stays, a round cut off
+    reruns whole, and the summary never pairs a run with an MBQ of another boot."""
+    out = tmp_path / "t6.jsonl"
+    plan = Table6Plan(rounds=2)
+    calls: list[str] = []
+    _fake_runs(monkeypatch, calls)
+    kw: dict[str, Any] = {"weights_dir": tmp_path / "w", "say": lambda _: None, "floor": False, "machine": "m"}
+    run_table6(plan, out, str(tmp_path), rounds=["0"], boot="A", **kw)
+    run_table6(plan, out, str(tmp_path), rounds=["1"], labels=["mbq", "gptq"], boot="A", **kw)  # then cut off
+    calls.clear()
+    records = run_table6(plan, out, str(tmp_path), boot="B", **kw)
+    assert calls.count("mbq") == 1 and calls.count("gptq") == 1 and len(calls) == 1 + 6  # round 1 whole, on B
+    assert {r["boot"] for r in records if r["round"] == "0"} == {"A"}
+    summary = summarise(plan, records)
+    assert summary.rounds_complete == 2 and summary.row("qig").cpu_ratio.n == 2
+    assert summary.row("gptq").cpu_ratio.n == 3  # A's cut-off round 1 still pairs its own MBQ and GPTQ
+    # had B stopped before its MBQ, its other rows would pair with nothing (A's round-1 MBQ is another boot)
+    partial = [r for r in records if not (r["round"] == "1" and r["boot"] == "B" and r["label"] == "mbq")]
+    assert summarise(plan, partial).row("qig").cpu_ratio.n == 1
+
+
 def test_the_fast_variants_agreement_is_stored_and_outlives_the_weights(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
