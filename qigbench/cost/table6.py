@@ -356,12 +356,12 @@ def _have(plan: Table6Plan, done: Sequence[dict[str, Any]], machine: str, boot: 
     """(round, label) already measured on ``machine``: every run of a round complete within one boot, and
     this boot's runs of the others."""
     wanted: dict[str, set[str]] = {}
-    for r, v in schedule(plan):
-        wanted.setdefault(r, set()).add(v.label)
+    for round_id, v in schedule(plan):
+        wanted.setdefault(round_id, set()).add(v.label)
     groups: dict[tuple[str, str], set[str]] = {}
     mine = [r for r in done if machine_of(r) == machine]
-    for r in mine:
-        groups.setdefault((str(r["round"]), boot_of(r)), set()).add(r["label"])
+    for rec in mine:
+        groups.setdefault((str(rec["round"]), boot_of(rec)), set()).add(rec["label"])
     complete = {rnd for (rnd, _), labels in groups.items() if wanted.get(rnd, {""}) <= labels}
     return {(r["round"], r["label"]) for r in mine if str(r["round"]) in complete or boot_of(r) == boot}
 
