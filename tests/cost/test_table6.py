@@ -249,36 +249,25 @@ def test_a_round_is_measured_on_one_machine(monkeypatch: pytest.MonkeyPatch, tmp
     assert "machine: machine B" in text and "1 run(s) of this plan on other machines are left out" in text
 
 
-def test_disjoint_rounds_run_by_separate_calls_fill_one_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_calls_running_some_rounds_or_some_rows_fill_one_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``rounds`` (``--round``) and ``labels`` (``--only``) run part of the plan, whose key stays whole:
+    calls side by side on two cores fill the rounds, paired as if one call had run them."""
     out = tmp_path / "t6.jsonl"
     plan = Table6Plan(rounds=2)
     calls: list[str] = []
     _fake_runs(monkeypatch, calls)
-    first = run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None, floor=False,
-                       rounds=["1"])  # fmt: skip
+    kw: dict[str, Any] = {"weights_dir": tmp_path / "w", "say": lambda _: None, "floor": False}
+    first = run_table6(plan, out, str(tmp_path), rounds=["1"], **kw)
     assert {r["round"] for r in first} == {"1"} and len(first) == 6
-    both = run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None, floor=False)
-    assert len(both) == 12 and summarise(plan, both).rounds_complete == 2
+    some = run_table6(plan, out, str(tmp_path), rounds=["0"], labels=["qig"], **kw)
+    assert [r["label"] for r in some if r["round"] == "0"] == ["qig"] and calls[-2:] == ["build", "qig"]
+    calls.clear()
+    both = run_table6(plan, out, str(tmp_path), **kw)
+    assert len(both) == 12 and calls.count("qig") == 2  # not qig again: fast and leave-one-out are method qig
+    summary = summarise(plan, both)
+    assert summary.rounds_complete == 2 and summary.row("qig").cpu_ratio.median == pytest.approx(4.0)
     with pytest.raises(Table6Error, match=r"no round\(s\) \['7'\]"):
         run_table6(plan, out, str(tmp_path), say=lambda _: None, rounds=["7"])
-
-
-def test_rows_of_one_round_split_between_calls_pair_as_one_round(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:  # fmt: skip
-    """``labels`` (``--only``) runs some rows of the plan, whose key stays whole: two calls finishing one
-    round on two cores fill one round, paired as if one call had run it."""
-    out = tmp_path / "t6.jsonl"
-    plan = Table6Plan(rounds=1)
-    calls: list[str] = []
-    _fake_runs(monkeypatch, calls)
-    some = run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None, floor=False,
-                      labels=["qig"])  # fmt: skip
-    assert [r["label"] for r in some] == ["qig"] and calls == ["build", "qig"]
-    rest = run_table6(plan, out, str(tmp_path), weights_dir=tmp_path / "w", say=lambda _: None, floor=False)
-    assert len(rest) == 6 and calls.count("qig") == 3  # not qig again: fast and leave-one-out are method qig
-    summary = summarise(plan, rest)
-    assert summary.rounds_complete == 1 and summary.row("qig").cpu_ratio.median == pytest.approx(4.0)
     with pytest.raises(Table6Error, match=r"no row\(s\) \['qig\[steps=4\]'\]"):
         run_table6(plan, out, str(tmp_path), say=lambda _: None, labels=["qig[steps=4]"])
 
