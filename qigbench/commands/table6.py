@@ -65,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if args.report_only:
+        running = [flag for flag, given in (("--round", args.round_ids), ("--only", args.only_labels),
+                                            ("--no-floor", args.no_floor)) if given]  # fmt: skip
+        if running:
+            raise Table6Error(f"--report-only runs nothing, so {', '.join(running)} would be ignored: drop "
+                              f"{'them' if len(running) > 1 else 'it'}, or drop --report-only to run")  # fmt: skip
         plan = load_plan(out)
     else:
         if args.model.startswith("shape:"):

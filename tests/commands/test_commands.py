@@ -173,3 +173,10 @@ def test_a_missing_db_says_how_to_make_one(capsys: Capture, tmp_path: Path, comm
         f"qigbench {command}: error: results database {db} does not exist; run the suites with --db {db} first"
     )
     assert not (tmp_path / "out").exists() and not db.exists()  # nothing created on the way
+
+
+def test_table6_report_only_refuses_the_flags_it_would_ignore(capsys: Capture, tmp_path: Path) -> None:
+    code, _, err = _run(capsys, "table6", "--report-only", "--round", "2", "--only", "qig",
+                        "--out", str(tmp_path / "t6.jsonl"))  # fmt: skip
+    assert code == 2 and "Traceback" not in err
+    assert "--report-only runs nothing, so --round, --only would be ignored: drop them" in err
