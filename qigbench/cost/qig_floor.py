@@ -166,11 +166,6 @@ class FloorReport:
         return sum(g.floor_chunked for g in self.groups)
 
     @property
-    def lowest(self) -> float:
-        """Every group's lower floor (:attr:`GroupFloor.lowest`)."""
-        return sum(g.lowest for g in self.groups)
-
-    @property
     def measured(self) -> float:
         return sum(g.measured for g in self.groups)
 

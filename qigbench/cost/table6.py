@@ -362,7 +362,7 @@ def _have(plan: Table6Plan, done: Sequence[dict[str, Any]], machine: str, boot: 
     mine = [r for r in done if machine_of(r) == machine]
     for rec in mine:
         groups.setdefault((str(rec["round"]), boot_of(rec)), set()).add(rec["label"])
-    complete = {rnd for (rnd, _), labels in groups.items() if wanted.get(rnd, {""}) <= labels}
+    complete = {rnd for (rnd, _), labels in groups.items() if rnd in wanted and wanted[rnd] <= labels}
     return {(r["round"], r["label"]) for r in mine if str(r["round"]) in complete or boot_of(r) == boot}
 
 
