@@ -28,7 +28,7 @@ from qigbench.engine.context import BlockContext, record_inputs
 from qigbench.engine.replay import Replay
 from qigbench.memory import row_bytes
 from qigbench.models.groups import ResolvedGroup
-from qigbench.quant import QuantLinear, set_submodule, straight_through_surrogate
+from qigbench.quant import Granularity, QuantFormat, QuantLinear, set_submodule, straight_through_surrogate
 from qigbench.sensitivity.base import AttributionTarget, SensitivityProvider, TokenWeights
 from qigbench.sensitivity.qig_provider import QIGConfig, QIGProvider, SearchCounter
 from qigbench.sensitivity.registry import get_provider
@@ -99,7 +99,14 @@ def attribution_target(
         # a linear layer and its weight-only RTN twin: QIG's one-point shortcut is exact there
         linear=isinstance(g.inspect, nn.Linear) and ctx.fmt.weight_only,
         linear_weights=_linear_weights(g.inspect, twin, ctx),
+        token_wise=(g.spec.token_wise or isinstance(g.inspect, nn.Linear)) and per_token_activations(ctx.fmt),
     )
+
+
+def per_token_activations(fmt: QuantFormat) -> bool:
+    """Whether ``fmt``'s activation quantizer sees one token at a time (or there is none): a
+    per-tensor dynamic scale would let every token's range change every other token's output."""
+    return fmt.activation is None or fmt.activation.granularity is Granularity.PER_TOKEN
 
 
 def _linear_weights(module: nn.Module, twin: nn.Module, ctx: BlockContext) -> tuple[torch.Tensor, torch.Tensor] | None:

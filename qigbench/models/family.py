@@ -55,6 +55,10 @@ class ScalingGroup:
     #: when prev_op is a fused linear (:attr:`ModelFamily.fused`): the part of its output rows that
     #: feeds this group ("v" of qkv_proj for o, "up" of gate_up_proj for down); "" = all its rows
     prev_part: str = ""
+    #: the inspected module computes each token's output from that token's input alone (an MLP, a
+    #: linear): replacing token t changes only output t. Leave-one-out then needs two forwards per
+    #: sample, not one per token (``LeaveOneOutConfig.token_wise``); checked for every family
+    token_wise: bool = False
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,10 @@ class AttributionTarget:
     #: (any format): QIG's gradient is then ``sign(e) (W - W_q) / H`` at every path point, so the
     #: path needs forwards only and one matmul at the end (``QIGProvider``'s no-backward shortcut)
     linear_weights: tuple[Tensor, Tensor] | None = None
+    #: ``f_fp`` and ``f_q`` compute each token's output from that token's input alone (an MLP or a
+    #: linear, with activations quantized per token or not at all): replacing input token t changes
+    #: only output token t, so a per-token objective's leave-one-out change is that token's term alone
+    token_wise: bool = False
 
     @property
     def batch(self) -> int:

@@ -177,7 +177,18 @@ class QIGConfig:
 
 
 def qig_objective(target: AttributionTarget, config: QIGConfig) -> GFn:
-    """``G(x)[n] = scale * sum_t mean_h |g(x)|`` with g chosen by ``config.objective``."""
+    """``G(x)[n] = scale * sum_t mean_h |g(x)|`` with g chosen by ``config.objective``: the sum over
+    tokens of :func:`qig_token_objective`."""
+    terms = qig_token_objective(target, config)
+
+    def G(x: Tensor) -> Tensor:
+        return terms(x).sum(dim=-1)
+
+    return G
+
+
+def qig_token_objective(target: AttributionTarget, config: QIGConfig) -> GFn:
+    """``e(x)[n, t] = scale * mean_h |g(x)[n, t]|``: the per-token terms ``G`` sums."""
     wa = bool(target.weight_activation)
     scale = config.scale(wa)
     no_grad_q = config.use_quantized_no_grad() and wa
@@ -199,7 +210,7 @@ def qig_objective(target: AttributionTarget, config: QIGConfig) -> GFn:
         elif config.objective == "fx_minus_f0":
             assert y0 is not None
             y = y - y0.repeat(x.shape[0] // y0.shape[0], 1, 1)
-        return (y.abs().mean(dim=-1) * scale).sum(dim=-1)
+        return y.abs().mean(dim=-1) * scale
 
     return G
 

@@ -303,3 +303,31 @@ def test_a_norm_that_cannot_absorb_the_scale_is_rejected_before_any_search(metho
     block0 = get_blocks(model, family)[0]
     assert not isinstance(block0.get_submodule("attention.wqkv"), QuantLinear)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items() if k in before)
+
+
+@pytest.mark.parametrize("family_name", FAMILY_NAMES)
+def test_the_groups_a_family_marks_token_wise_map_each_token_on_its_own(family_name: str, load_tiny: Any) -> None:
+    """``token_wise`` is what lets leave-one-out score every token from two forwards: for each group
+    the family marks, changing one input token changes that output token only, through the fp module
+    and through its RTN twin with per-token activations. The attention module mixes tokens and is
+    never marked; every family marks its MLP groups."""
+    from qigbench.quant import quantize_linears_
+
+    block, family, _ = _specimen_block(family_name, load_tiny)
+    groups = resolve_groups(block, family)
+    marked = [g for g in groups if g.spec.token_wise]
+    assert {g.name for g in marked} >= {"gate_up", "down"}, family_name
+    assert all(g.spec.kind is not GroupKind.ATTENTION or isinstance(g.inspect, nn.Linear) for g in marked)
+    twin = copy.deepcopy(block).float()
+    quantize_linears_(twin, "W4A8")
+    for g in marked:
+        for module in (g.inspect.float(), twin.get_submodule(g.spec.inspect)):
+            torch.manual_seed(0)
+            x = torch.randn(2, 7, g.linears[0].in_features)
+            changed = x.clone()
+            changed[:, 3] = torch.randn(2, x.shape[-1]) * 3
+            with torch.no_grad():
+                y, y2 = module(x), module(changed)
+            others = [i for i in range(7) if i != 3]
+            torch.testing.assert_close(y2[:, others], y[:, others], rtol=1e-5, atol=1e-6, msg=f"{family_name} {g.name}")
+            assert not torch.allclose(y2[:, 3], y[:, 3]), (family_name, g.name)

@@ -24,6 +24,7 @@ LLAMA_STYLE_GROUPS: tuple[ScalingGroup, ...] = (
         prev_op="self_attn.v_proj",
         linears=("self_attn.o_proj",),
         inspect="self_attn.o_proj",
+        token_wise=True,
         kind=GroupKind.ATTENTION,
         requires_matching_shapes=True,
     ),
@@ -32,6 +33,7 @@ LLAMA_STYLE_GROUPS: tuple[ScalingGroup, ...] = (
         prev_op="post_attention_layernorm",
         linears=("mlp.gate_proj", "mlp.up_proj"),
         inspect="mlp",
+        token_wise=True,
         kind=GroupKind.MLP,
     ),
     # down_proj's input is act(gate) * up: scaling up_proj's output rows by 1/s is exact.
@@ -40,6 +42,7 @@ LLAMA_STYLE_GROUPS: tuple[ScalingGroup, ...] = (
         prev_op="mlp.up_proj",
         linears=("mlp.down_proj",),
         inspect="mlp.down_proj",
+        token_wise=True,
         kind=GroupKind.MLP,
     ),
 )

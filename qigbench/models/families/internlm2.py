@@ -52,6 +52,7 @@ FAMILY = ModelFamily(
             prev_part="v",
             linears=("attention.wo",),
             inspect="attention.wo",
+            token_wise=True,
             kind=GroupKind.ATTENTION,
             requires_matching_shapes=True,
         ),
@@ -60,6 +61,7 @@ FAMILY = ModelFamily(
             prev_op="ffn_norm",
             linears=("feed_forward.w1", "feed_forward.w3"),  # w1 = gate, w3 = up
             inspect="feed_forward",
+            token_wise=True,
             kind=GroupKind.MLP,
         ),
         ScalingGroup(
@@ -67,6 +69,7 @@ FAMILY = ModelFamily(
             prev_op="feed_forward.w3",
             linears=("feed_forward.w2",),
             inspect="feed_forward.w2",
+            token_wise=True,
             kind=GroupKind.MLP,
         ),
     ),

@@ -55,6 +55,7 @@ PHI3_GROUPS: tuple[ScalingGroup, ...] = (
         prev_part="v",
         linears=("self_attn.o_proj",),
         inspect="self_attn.o_proj",
+        token_wise=True,
         kind=GroupKind.ATTENTION,
         requires_matching_shapes=True,
     ),
@@ -63,6 +64,7 @@ PHI3_GROUPS: tuple[ScalingGroup, ...] = (
         prev_op="post_attention_layernorm",
         linears=("mlp.gate_up_proj",),
         inspect="mlp",
+        token_wise=True,
         kind=GroupKind.MLP,
     ),
     ScalingGroup(
@@ -71,6 +73,7 @@ PHI3_GROUPS: tuple[ScalingGroup, ...] = (
         prev_part="up",
         linears=("mlp.down_proj",),
         inspect="mlp.down_proj",
+        token_wise=True,
         kind=GroupKind.MLP,
     ),
 )
