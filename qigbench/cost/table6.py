@@ -15,7 +15,9 @@ as median and range: the machine's load moves between rounds, not within one pai
 Every record names the machine it ran on (CPU model, cores, memory; the GPU on cuda). A round is
 measured on one machine: a rerun on another machine runs the whole round again there (the other
 machine's runs stay in the file, unpaired), and a summary shows one machine's rounds, never ratios
-of runs from two. Several processes may run disjoint rounds into one file at once (``rounds=``;
+of runs from two. A row none of whose rounds ran on that machine (leave-one-out's one capped round,
+run in another session) is taken whole from the machine that ran it, over that machine's own MBQ of
+the same round, and marked with it. Several processes may run disjoint rounds into one file at once (``rounds=``;
 appends are locked), e.g. one per core.
 """
 
@@ -418,6 +420,9 @@ class Row:
     working_bytes: float
     mean_block_error: float
     phases: dict[str, float]  # median CPU seconds per timed phase
+    #: where the row's rounds ran when not on the summary's machine (a row no round of which ran
+    #: there, e.g. leave-one-out's one capped round, is taken with that machine's own MBQ); "" = there
+    machine: str = ""
 
 
 @dataclass(frozen=True)
@@ -488,15 +493,28 @@ def _by_round(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], dict[s
     return rounds
 
 
-def main_machine(records: Sequence[dict[str, Any]]) -> str:
-    """The machine holding the most runs (ties: the one that ran last)."""
+def _paired(rounds: dict[tuple[str, str], dict[str, dict[str, Any]]], label: str) -> list[dict[str, dict[str, Any]]]:
+    """The rounds holding ``label`` and MBQ; for MBQ's own row, the rounds it is the base of (not one
+    whose other rows never ran), unless it is in no other."""
+    paired = [runs for runs in rounds.values() if label in runs and "mbq" in runs]
+    if label == "mbq" and any(len(runs) > 1 for runs in paired):
+        paired = [runs for runs in paired if len(runs) > 1]
+    return paired
+
+
+def _machines_by_runs(records: Sequence[dict[str, Any]]) -> list[str]:
+    """The machines of ``records``, the one holding the most runs first (ties: the one that ran last)."""
     counts: dict[str, int] = {}
     for r in records:
         counts[machine_of(r)] = counts.get(machine_of(r), 0) + 1
-    if not counts:
-        return UNRECORDED
     last = {machine_of(r): i for i, r in enumerate(records)}
-    return max(counts, key=lambda m: (counts[m], last[m]))
+    return sorted(counts, key=lambda m: (counts[m], last[m]), reverse=True)
+
+
+def main_machine(records: Sequence[dict[str, Any]]) -> str:
+    """The machine holding the most runs (ties: the one that ran last)."""
+    machines = _machines_by_runs(records)
+    return machines[0] if machines else UNRECORDED
 
 
 def summarise(
@@ -512,16 +530,22 @@ def summarise(
     saved weights are compared with ``agreement_of``). Only ``machine``'s records are summarised
     (default: the machine holding the most runs)."""
     machine = machine or main_machine(records)
-    elsewhere = sum(1 for r in records if machine_of(r) != machine)
+    others = [r for r in records if machine_of(r) != machine]
     records = [r for r in records if machine_of(r) == machine]
     floor_records = [f for f in floor_records if machine_of(f) == machine]
     rounds = _by_round(records)
+    borrowed: set[int] = set()  # other machines' runs some row is taken from
     rows = []
     for v in plan.variants:
-        paired = [runs for runs in rounds.values() if v.label in runs and "mbq" in runs]
-        if v.label == "mbq" and any(len(runs) > 1 for runs in paired):
-            # MBQ's own row: the rounds it is the base of, not one whose other rows never ran
-            paired = [runs for runs in paired if len(runs) > 1]
+        paired, row_machine = _paired(rounds, v.label), ""
+        if not paired and v.label != "mbq":
+            # never measured here: from the machine that measured it, each run over its own round's MBQ
+            for other in _machines_by_runs(others):
+                paired = _paired(_by_round([r for r in others if machine_of(r) == other]), v.label)
+                if paired:
+                    row_machine = other
+                    borrowed |= {id(run) for p in paired for run in (p[v.label], p["mbq"])}
+                    break
         if not paired:
             continue
         runs, bases = [p[v.label] for p in paired], [p["mbq"] for p in paired]
@@ -539,7 +563,9 @@ def summarise(
             mean_block_error=statistics.median(a["mean_block_error"] for a in runs),
             phases={p: statistics.median(run["phases"].get(p, {}).get("cpu_seconds", 0.0) for run in runs)
                     for p in phases},
+            machine=row_machine,
         ))  # fmt: skip
+    elsewhere = sum(1 for r in others if id(r) not in borrowed)
     if not rows:
         raise Table6Error(f"no round with MBQ in it yet for plan {plan.key}")
     agreement: dict[str, dict[str, float]] = {}
@@ -637,17 +663,21 @@ def format_summary(s: Summary, machine: str | None = None) -> str:
     ]
     for r in s.rows:
         lines.append(
-            f"| {r.label} | {r.cpu_ratio.n} | {r.cpu_ratio.text()} | {r.wall_ratio.text()} | "
+            f"| {r.label}{' (*)' if r.machine else ''} | {r.cpu_ratio.n} | {r.cpu_ratio.text()} | {r.wall_ratio.text()} | "
             f"{r.cpu_seconds.median:.0f} | {r.peak_ratio:.2f} | {r.working_ratio:.2f} | {r.peak_bytes / gib:.2f} | "
             f"{r.working_bytes / gib:.2f} | "
             f"{r.mean_block_error:.4g} | {paper_ratio(r.paper_key)} | {paper_ratio(r.paper_key, 'internvl2-26b')} |"
         )
+    for r in s.rows:
+        if r.machine:
+            lines += ["", f"(*) {r.label}: no round of it ran on {machine}; its ratios are to MBQ of the same "
+                      f"round on {r.machine}, where it ran (its other columns are that machine's too)"]
     missing = [v.label for v in p.variants if v.label not in {r.label for r in s.rows}]
     if missing:
         lines += ["", f"not measured yet: {', '.join(missing)}"]
     if s.elsewhere:
         lines += ["", f"{s.elsewhere} run(s) of this plan on other machines are left out (a ratio pairs runs of "
-                  "one machine)"]
+                  "one machine; a row is taken from another machine only where none of it ran here)"]
     if s.agreement:
         ref = p.variants[1].label
         lines += ["", f"Token weights against {ref} (last runs, per sample over non-padding tokens):", ""]

@@ -16,10 +16,12 @@ from qigbench.cost.table6 import (
     Table6Plan,
     format_summary,
     load_plan,
+    machine_of,
     read_records,
     run_table6,
     schedule,
     summarise,
+    summary_json,
     table6_variants,
 )
 
@@ -247,6 +249,29 @@ def test_a_round_is_measured_on_one_machine(monkeypatch: pytest.MonkeyPatch, tmp
     assert summary.machine == "machine B" and summary.elsewhere == 1 and summary.row("mbq").cpu_ratio.n == 1
     text = format_summary(summary, "where the summary is printed")
     assert "machine: machine B" in text and "1 run(s) of this plan on other machines are left out" in text
+
+
+def test_a_row_never_run_on_the_main_machine_comes_whole_from_the_one_that_ran_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Leave-one-out's capped round, run in a later session on another machine, is shown over that
+    machine's own MBQ of the same round and marked; no other row takes a run from there."""
+    out = tmp_path / "t6.jsonl"
+    plan = Table6Plan(rounds=2, variants=table6_variants(loo_rounds=1))
+    calls: list[str] = []
+    _fake_runs(monkeypatch, calls)
+    kw: dict[str, Any] = {"weights_dir": tmp_path / "w", "say": lambda _: None, "floor": False}
+    run_table6(plan, out, str(tmp_path), machine="machine A", rounds=["0", "1"], **kw)
+    both = run_table6(plan, out, str(tmp_path), machine="machine B", rounds=["leave-one-out#0"], **kw)
+    assert [r["label"] for r in both if machine_of(r) == "machine B"] == ["mbq", "leave-one-out"]
+    summary = summarise(plan, both)
+    assert summary.machine == "machine A" and summary.elsewhere == 0
+    loo, mbq = summary.row("leave-one-out"), summary.row("mbq")
+    assert loo.machine == "machine B" and loo.cpu_ratio.n == 1 and mbq.machine == "" and mbq.cpu_ratio.n == 2
+    assert all(r.machine == "" for r in summary.rows if r.label != "leave-one-out")
+    text = format_summary(summary)
+    assert "| leave-one-out (*) | 1 |" in text and "its ratios are to MBQ of the same round on machine B" in text
+    assert summary_json(summary)["rows"][[r.label for r in summary.rows].index("leave-one-out")]["machine"] == "machine B"
 
 
 def test_calls_running_some_rounds_or_some_rows_fill_one_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
