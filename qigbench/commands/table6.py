@@ -53,14 +53,12 @@ def run(args: argparse.Namespace) -> int:
         Table6Error,
         Table6Plan,
         file_agreement,
-        format_summary,
         load_plan,
         machine_of,
         read_records,
         run_table6,
-        summarise,
-        summary_json,
     )
+    from qigbench.cost.table6_summary import format_summary, summarise, summary_json
     from qigbench.models.shapes.alias import parse_shape_alias
 
     out = Path(args.out)

@@ -131,7 +131,8 @@ def test_token_wise_groups_are_marked_for_the_leave_one_out_shortcut_where_activ
     ctx = block_contexts["W4A8"][1]
     fmt = ctx.fmt
     assert fmt.activation is not None
-    ctx.fmt = dataclasses.replace(fmt, activation=dataclasses.replace(fmt.activation, granularity=Granularity.PER_TENSOR))
+    per_tensor = dataclasses.replace(fmt.activation, granularity=Granularity.PER_TENSOR)
+    ctx.fmt = dataclasses.replace(fmt, activation=per_tensor)
     try:
         assert not any(attribution_target(ctx, ctx.group(n)).token_wise for n in ("qkv", "o", "gate_up", "down"))
     finally:

@@ -42,16 +42,8 @@ from bench_common import bench_device
 
 from qigbench.cost.goals import enforce
 from qigbench.cost.table import machine_label
-from qigbench.cost.table6 import (
-    Table6Plan,
-    file_agreement,
-    format_summary,
-    read_records,
-    run_table6,
-    summarise,
-    summary_json,
-    table6_variants,
-)
+from qigbench.cost.table6 import Table6Plan, file_agreement, read_records, run_table6, table6_variants
+from qigbench.cost.table6_summary import format_summary, summarise, summary_json
 
 SIZE_ENV = "QIGBENCH_TABLE6"
 REAL_MODEL = "shape:qwen2vl-7b@2+vision=2+width=4"

@@ -14,16 +14,14 @@ from qigbench.cost.table6 import (
     PAPER_QIG,
     Table6Error,
     Table6Plan,
-    format_summary,
     load_plan,
     machine_of,
     read_records,
     run_table6,
     schedule,
-    summarise,
-    summary_json,
     table6_variants,
 )
+from qigbench.cost.table6_summary import format_summary, summarise, summary_json
 
 #: CPU seconds per variant and round (mbq varies by round: ratios are taken within a round)
 CPU = {"mbq": 100.0, "qig": 400.0, "qig[preset=fast]": 150.0, "leave-one-out": 3000.0,
@@ -271,7 +269,32 @@ def test_a_row_never_run_on_the_main_machine_comes_whole_from_the_one_that_ran_i
     assert all(r.machine == "" for r in summary.rows if r.label != "leave-one-out")
     text = format_summary(summary)
     assert "| leave-one-out (*) | 1 |" in text and "its ratios are to MBQ of the same round on machine B" in text
-    assert summary_json(summary)["rows"][[r.label for r in summary.rows].index("leave-one-out")]["machine"] == "machine B"
+    rows = {r["label"]: r for r in summary_json(summary)["rows"]}
+    assert rows["leave-one-out"]["machine"] == "machine B" and rows["mbq"]["machine"] == ""
+
+
+def test_raising_leave_one_outs_cap_extends_the_runs_made_under_the_lower_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A cap says how many rounds run, not what one measures: ``--loo-rounds 2`` after ``--loo-rounds 1``
+    runs leave-one-out's second round only and summarises both, under either plan."""
+    out = tmp_path / "t6.jsonl"
+    one, two = (Table6Plan(rounds=2, variants=table6_variants(loo_rounds=k)) for k in (1, 2))
+    assert one.key != two.key and one.key in two.keys and two.key in one.keys
+    assert Table6Plan(rounds=2, samples=64).key not in one.keys  # what a run measures still parts plans
+    calls: list[str] = []
+    _fake_runs(monkeypatch, calls)
+    kw: dict[str, Any] = {"weights_dir": tmp_path / "w", "say": lambda _: None, "floor": False}
+    run_table6(one, out, str(tmp_path), **kw)
+    calls.clear()
+    records = run_table6(two, out, str(tmp_path), **kw)
+    assert [c for c in calls if c != "build"] == ["mbq", "qig"]  # leave-one-out#1 and its MBQ, nothing else
+    assert {r["round"] for r in records if r["label"] == "leave-one-out"} == {"leave-one-out#0", "leave-one-out#1"}
+    def runs(rs: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+        return [(r["plan_key"], r["round"], r["label"]) for r in rs]
+
+    assert runs(read_records(out, one)) == runs(records)  # either plan reads both caps' runs
+    assert summarise(one, records).row("leave-one-out").cpu_ratio.n == 2
 
 
 def test_calls_running_some_rounds_or_some_rows_fill_one_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from qigbench.cost.table6 import FAST_VARIANT, Table6Plan, read_records, run_table6, summarise, table6_variants
+from qigbench.cost.table6 import FAST_VARIANT, Table6Plan, read_records, run_table6, table6_variants
+from qigbench.cost.table6_summary import summarise
 
 
 @pytest.mark.slow

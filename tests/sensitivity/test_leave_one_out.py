@@ -30,7 +30,9 @@ SHORTCUT = LeaveOneOutProvider()
     fmt=st.sampled_from([WEIGHT_ONLY, WEIGHT_ACT]),
     pad=st.integers(0, 1),
 )
-def test_the_token_wise_shortcut_equals_the_per_token_loop(b: int, t: int, h: int, seed: int, fmt: str, pad: int) -> None:
+def test_the_token_wise_shortcut_equals_the_per_token_loop(
+    b: int, t: int, h: int, seed: int, fmt: str, pad: int
+) -> None:
     """The loop subtracts two float32 sums over T tokens (its scores are cast to float32); the
     shortcut subtracts two terms. They differ by that cancellation only: ~T float32 roundings."""
     target = make_target(b=b, t=t, h=h, seed=seed, fmt=fmt, n_pad=[pad] + [0] * (b - 1), dtype=torch.float64)
