@@ -15,10 +15,8 @@ as median and range: the machine's load moves between rounds, not within one pai
 Every record names the machine it ran on (CPU model, cores, memory; the GPU on cuda). A round is
 measured on one machine: a rerun on another machine runs the whole round again there (the other
 machine's runs stay in the file, unpaired), and a summary shows one machine's rounds, never ratios
-of runs from two. A row none of whose rounds ran on that machine (leave-one-out's one capped round,
-run in another session) is taken whole from the machine that ran it, over that machine's own MBQ of
-the same round, and marked with it. Several processes may run disjoint rounds into one file at once (``rounds=``;
-appends are locked), e.g. one per core.
+of runs from two (:mod:`qigbench.cost.table6_summary` summarises them). Several processes may run
+disjoint rounds into one file at once (``rounds=``; appends are locked), e.g. one per core.
 """
 
 from __future__ import annotations
