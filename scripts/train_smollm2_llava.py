@@ -1,8 +1,8 @@
 """Retrain smollm2-llava's vision tower and projector and install them into the package.
 
 A wrapper of :mod:`qigbench.training.smollm2_llava` (the product logic lives there). The committed
-weights (``qigbench/models/weights/``) come from this, with the defaults (seed 0, 1000 stage-0 +
-250 stage-1 steps; about 75 min wall, 20 min process CPU on a shared 2-core machine):
+weights (``qigbench/models/weights/``) come from this, with the defaults (recipe v2, seed 0, 1000 stage-0 +
+400 stage-1 steps; 24.9 min wall, 24.7 min process CPU on one core of a 2-core machine):
 
     python scripts/train_smollm2_llava.py --out runs/smollm2-llava            # train, evaluate, install
     python scripts/train_smollm2_llava.py --out runs/smollm2-llava --no-install
@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--out", required=True, help="run folder (checkpoint, weights, record, log)")
     parser.add_argument("--seed", default="0")
-    parser.add_argument("--limit", default="20", help="held-out items per task for the final evaluation")
+    parser.add_argument("--limit", default="32", help="held-out items per task for the final evaluation")
     parser.add_argument("--no-install", action="store_true", help="leave the package's committed weights alone")
     args = parser.parse_args(argv)
     common = ["--out", args.out]

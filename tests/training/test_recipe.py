@@ -1,5 +1,5 @@
 """The training code's defaults are the recipe that made the committed weights (so retraining with
-no arguments reproduces them), and recipe v2's per-patch heads stay behind their switch."""
+no arguments reproduces them: recipe v2), and recipe v1 (no per-patch heads) stays one switch away."""
 
 from __future__ import annotations
 
@@ -8,17 +8,17 @@ from dataclasses import asdict
 import torch
 
 from qigbench.models.smollm2_llava import training_record
-from qigbench.training.smollm2_llava import RECIPES, Heads, TrainConfig
+from qigbench.training.smollm2_llava import RECIPES, Heads, TrainConfig, recipe_name
 
 
 def test_defaults_are_the_committed_weights_recipe() -> None:
     record = training_record()
-    assert record["recipe"] == "v1"
+    assert record["recipe"] == "v2"
     ours = asdict(TrainConfig())
     stored = record["config"]
     assert {k: ours[k] for k in stored if k != "kinds"} == {k: v for k, v in stored.items() if k != "kinds"}
     assert list(ours["kinds"]) == stored["kinds"]
-    assert {k: ours[k] for k in RECIPES["v1"]} == RECIPES["v1"]
+    assert {k: ours[k] for k in RECIPES["v2"]} == RECIPES["v2"]
 
 
 def test_v1_heads_have_no_per_patch_heads_and_v2_adds_them() -> None:
@@ -36,3 +36,9 @@ def test_v1_heads_have_no_per_patch_heads_and_v2_adds_them() -> None:
     flat, per_token = v1.logits(features, "shape")
     assert per_token is None and flat.shape == (3, 3)
     assert torch.equal(v1.predict(features, "shape"), flat.argmax(-1))
+
+
+def test_the_record_names_the_recipe_its_config_follows() -> None:
+    assert recipe_name(TrainConfig()) == "v2"
+    assert recipe_name(TrainConfig(**RECIPES["v1"])) == "v1"
+    assert recipe_name(TrainConfig(stage1_steps=123)) == "custom"
