@@ -26,6 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="do not embed *heatmap*.png / heatmaps/*.png found next to the database",
     )
     parser.add_argument("--templates", type=Path, help="template directory (default: qigbench/report/templates)")
+    parser.add_argument("--baseline", default="rtn", help="the method the paired-tests table tests every other "
+                        "against (default rtn)")
+    parser.add_argument("--print", action="store_true", dest="print_md",
+                        help="also print the Markdown report (leaderboard.md) to stdout")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,8 +43,12 @@ def run(args: argparse.Namespace) -> int:
         discover_heatmaps=not args.no_discover_heatmaps,
         templates=args.templates,
         filters={k: v for k, v in filters.items() if v},
+        baseline=args.baseline,
     )
     written = build_report(args.db, args.out, options)
     for path in written:
         print(path)
+    if args.print_md:
+        print()
+        print((Path(args.out) / "leaderboard.md").read_text(encoding="utf-8"))
     return 0

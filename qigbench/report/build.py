@@ -5,7 +5,7 @@ Output directory layout::
     index.html          self-contained (inline CSS, figures embedded as base64)
     leaderboard.md      all tables + figure links
     tables.tex          all tables (booktabs)
-    leaderboard.csv, fidelity.csv, calibration.csv   raw values
+    leaderboard.csv, fidelity.csv, orderings.csv, calibration.csv   raw values
     plots/*.png, plots/*.svg                        figures (heatmaps copied here too)
 
 Templates are ``string.Template`` files in ``qigbench/report/templates/`` (package data, so an installed
@@ -26,6 +26,7 @@ from string import Template
 from typing import Any
 
 from qigbench.report import plots, render
+from qigbench.report.orderings import DEFAULT_BASELINE, orderings
 from qigbench.report.tables import Table, aggregate, calibration, fidelity, leaderboard, unknown_metrics
 from qigbench.results.errors import ResultsError
 from qigbench.results.metrics import metric_info
@@ -47,6 +48,7 @@ class ReportOptions:
     discover_heatmaps: bool = True  # also embed *heatmap*.png / heatmaps/*.png found next to the db
     templates: Path | None = None
     filters: Mapping[str, Any] = field(default_factory=dict)  # passed to ResultsStore.rows
+    baseline: str = DEFAULT_BASELINE  # the method the paired-tests table tests every other against
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,8 @@ def _build(db: Path, out: Path, options: ReportOptions) -> list[Path]:
     if not rows:
         raise ResultsError(f"no results in {db} (filters: {dict(options.filters) or 'none'}); run the suites first")
     aggs = aggregate(rows)
-    tables = [t for t in (leaderboard(aggs), fidelity(aggs), calibration(aggs)) if t.rows]
+    board, fid = leaderboard(aggs), fidelity(aggs)
+    tables = [t for t in (board, fid, orderings(board, fid, options.baseline), calibration(aggs)) if t.rows]
     notes = [f"metric {m!r} is not registered (direction unknown) and is left out" for m in unknown_metrics(aggs)]
     out.mkdir(parents=True, exist_ok=True)
     figures = _figures(aggs, db, out / "plots", options)
