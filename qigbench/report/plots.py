@@ -152,6 +152,12 @@ def metric_vs_bits(aggs: Sequence[Agg], metric: str | None = None) -> Figure | N
                 lines.setdefault(label, []).append(p)
                 line_method[label] = method
         offsets = dodge(lines)
+        formats_at: dict[int, set[str]] = defaultdict(set)
+        for pts in points.values():
+            for w, _, fmt, _ in pts:
+                formats_at[w].add(fmt)
+        # one format per weight width: the x tick names it; else each point carries its format
+        on_ticks = all(len(f) == 1 for f in formats_at.values())
         labelled: set[tuple[str, float]] = set()  # one format label per point, not one per overlapping line
         for n, (label, line) in enumerate(lines.items()):
             xs = [p[0] + offsets[label] for p in line]
@@ -164,7 +170,7 @@ def metric_vs_bits(aggs: Sequence[Agg], metric: str | None = None) -> Figure | N
                                 label=_text(label), alpha=0.85, clip_on=False)  # a 0% marker on the axis shows whole
             handles.setdefault(_text(label), drawn)
             for x, (_, _, fmt, v) in zip(xs, line, strict=True):
-                if (fmt, round(v, 9)) in labelled:
+                if on_ticks or (fmt, round(v, 9)) in labelled:
                     continue
                 labelled.add((fmt, round(v, 9)))
                 ax.annotate(_text(fmt), (x, v), textcoords="offset points", xytext=(4, 6), fontsize=6, color="grey")
@@ -174,7 +180,10 @@ def metric_vs_bits(aggs: Sequence[Agg], metric: str | None = None) -> Figure | N
         ax.set_title(_text(model))
         ax.set_xlabel("weight bits")
         ax.set_ylabel(ylabel)
-        ax.set_xticks(sorted({p[0] for pts in points.values() for p in pts}) or [3, 4])
+        ticks = sorted(formats_at) or [3, 4]
+        ax.set_xticks(ticks)
+        if on_ticks and formats_at:
+            ax.set_xticklabels([f"{w}\n{_text(next(iter(formats_at[w])))}" for w in ticks], fontsize=8)
         ax.grid(alpha=0.3)
         bottom, top = ax.get_ylim()  # an accuracy axis stops at 0% and 100%, never beyond
         ax.set_ylim(max(bottom, low) if math.isfinite(low) else bottom, min(top, high) if math.isfinite(high) else top)
