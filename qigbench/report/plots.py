@@ -97,18 +97,36 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 DODGE = 0.06  # weight bits between neighbouring overlapping lines
 
 
-def dodge(lines: dict[str, list[tuple[int, int, str, float]]]) -> dict[str, float]:
+def dodge(
+    lines: dict[str, list[tuple[int, int, str, float]]],
+    intervals: dict[tuple[str, int], tuple[float, float]] | None = None,
+) -> dict[str, float]:
     """Horizontal offsets (in bits) that keep lines sharing a point apart: at chance level every
-    method has the same accuracy, and five identical lines drawn on top of each other show one.
-    Lines that share no point with another keep offset 0."""
-    seen: dict[tuple[int, float], int] = defaultdict(int)
-    for line in lines.values():
-        for w, _, _, v in line:
-            seen[(w, round(v, 9))] += 1
-    shared = [label for label, line in lines.items() if any(seen[(w, round(v, 9))] > 1 for w, _, _, v in line)]
-    centre = (len(shared) - 1) / 2
+    method has the same accuracy, and five identical lines drawn on top of each other show one;
+    with ``intervals`` ((label, weight bits) -> (low, high) of the error bar), lines whose error
+    bars overlap at a width are kept apart too, so every bar can be read. Lines that collide with
+    no other keep offset 0."""
+    spans = intervals or {}
+
+    def span(label: str, w: int, v: float) -> tuple[float, float]:
+        return spans.get((label, w), (v, v))
+
+    shared: set[str] = set()
+    for a, line_a in lines.items():
+        for b, line_b in lines.items():
+            if a >= b:
+                continue
+            for w, _, _, va in line_a:
+                for w2, _, _, vb in line_b:
+                    if w != w2:
+                        continue
+                    (lo_a, hi_a), (lo_b, hi_b) = span(a, w, va), span(b, w, vb)
+                    if round(va, 9) == round(vb, 9) or (lo_a <= hi_b and lo_b <= hi_a):
+                        shared.update((a, b))
+    order = [label for label in lines if label in shared]
+    centre = (len(order) - 1) / 2
     offsets = {label: 0.0 for label in lines}
-    offsets.update({label: (i - centre) * DODGE for i, label in enumerate(shared)})
+    offsets.update({label: (i - centre) * DODGE for i, label in enumerate(order)})
     return offsets
 
 
@@ -151,7 +169,19 @@ def metric_vs_bits(aggs: Sequence[Agg], metric: str | None = None) -> Figure | N
                 label = f"{method} (A{p[1]})" if split else method
                 lines.setdefault(label, []).append(p)
                 line_method[label] = method
-        offsets = dodge(lines)
+        bars_of = {
+            label: [
+                error_bars(p[3], spread.get((model, line_method[label], p[2], False), 0.0) * scale, low, high)
+                for p in line
+            ]
+            for label, line in lines.items()
+        }
+        intervals = {
+            (label, p[0]): (p[3] - b[0], p[3] + b[1])
+            for label, line in lines.items()
+            for p, b in zip(line, bars_of[label], strict=True)
+        }
+        offsets = dodge(lines, intervals)
         formats_at: dict[int, set[str]] = defaultdict(set)
         for pts in points.values():
             for w, _, fmt, _ in pts:
@@ -161,10 +191,7 @@ def metric_vs_bits(aggs: Sequence[Agg], metric: str | None = None) -> Figure | N
         labelled: set[tuple[str, float]] = set()  # one format label per point, not one per overlapping line
         for n, (label, line) in enumerate(lines.items()):
             xs = [p[0] + offsets[label] for p in line]
-            bars = [
-                error_bars(p[3], spread.get((model, line_method[label], p[2], False), 0.0) * scale, low, high)
-                for p in line
-            ]
+            bars = bars_of[label]
             yerr = [[b[0] for b in bars], [b[1] for b in bars]]
             drawn = ax.errorbar(xs, [p[3] for p in line], yerr=yerr, marker=MARKERS[n % len(MARKERS)], capsize=3,
                                 label=_text(label), alpha=0.85, clip_on=False)  # a 0% marker on the axis shows whole
@@ -175,8 +202,8 @@ def metric_vs_bits(aggs: Sequence[Agg], metric: str | None = None) -> Figure | N
                 labelled.add((fmt, round(v, 9)))
                 ax.annotate(_text(fmt), (x, v), textcoords="offset points", xytext=(4, 6), fontsize=6, color="grey")
         if any(offsets.values()):
-            ax.text(0.01, 0.01, "methods with equal values are offset sideways", transform=ax.transAxes,
-                    fontsize=6, color="grey")
+            ax.text(0.01, 0.01, "methods whose values or error bars overlap are offset sideways",
+                    transform=ax.transAxes, fontsize=6, color="grey")
         ax.set_title(_text(model))
         ax.set_xlabel("weight bits")
         ax.set_ylabel(ylabel)

@@ -140,6 +140,18 @@ def test_overlapping_accuracy_lines_are_drawn_apart() -> None:
     assert offsets["loner"] == 0.0
 
 
+def test_lines_whose_error_bars_overlap_are_drawn_apart() -> None:
+    """smollm2-llava's six methods stacked their seed-interval bars on one x: none could be read."""
+    from qigbench.report.plots import dodge
+
+    lines = {"gptq": [(3, 16, "W3A16g64", 52.0)], "qig": [(3, 16, "W3A16g64", 22.0)], "fp8": [(8, 8, "W8A8", 90.0)]}
+    apart = {("gptq", 3): (41.0, 63.0), ("qig", 3): (5.0, 39.0), ("fp8", 8): (89.0, 91.0)}
+    assert dodge(lines, apart) == {"gptq": 0.0, "qig": 0.0, "fp8": 0.0}
+    overlapping = apart | {("qig", 3): (5.0, 45.0)}
+    offsets = dodge(lines, overlapping)
+    assert offsets["gptq"] != offsets["qig"] and offsets["fp8"] == 0.0
+
+
 def test_help_lists_commands_without_importing_torch(tmp_path: Path) -> None:
     """Was ~8 s and 684 MB: every command module imported torch/transformers to be listed."""
     probe = textwrap.dedent(
